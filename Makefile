@@ -1,0 +1,60 @@
+# The two commands of the README's quick start:
+#   make demo   sets up .venv and runs the main job (the seed's login flow, model vs kernel)
+#   make test   sets up .venv (and the Debian packages the tests use) and runs every check
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Debian packages the tests and benchmarks use; installed only when running as root.
+DEB_PACKAGES := libpam-python pamtester python3-venv util-linux procps tini bubblewrap graphviz
+
+.PHONY: demo test lint typecheck pytest scenarios bench deps clean
+
+demo: $(STAMP)
+	$(BIN)/pidns demo
+
+test: deps $(STAMP) lint typecheck pytest scenarios
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "pidns needs Python 3.11 or newer ($(PYTHON) is older)"; exit 2; }
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  [ "$$(id -u)" = 0 ] && apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); } || \
+	  { echo "cannot create a virtual environment: install python3-venv"; exit 2; }
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,dev]'
+	@touch $@
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages: $$missing"; \
+	    (apt-get install -y -qq $$missing >/dev/null 2>&1 || \
+	     { apt-get update -qq >/dev/null && apt-get install -y -qq $$missing >/dev/null; }) || \
+	    echo "warning: could not install $$missing; tests that need them will be skipped"; \
+	  else echo "note: not root, so not installing $$missing; tests that need them are skipped"; fi; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+scenarios: $(STAMP)
+	$(BIN)/pidns check examples/*.pidns
+	$(BIN)/pidns check --random 200 --seed 1
+	$(BIN)/pidns check --random 100 --seed $$(date +%s)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/model_bench.py
+	$(BIN)/python benchmarks/check_bench.py
+	$(BIN)/python benchmarks/run_bench.py
+	$(BIN)/python benchmarks/tree_bench.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,31 @@
+"""pidns: Linux PID namespaces, in Python.
+
+- ``pidns.model``: an executable model of the kernel's pid-namespace subsystem.
+- ``pidns.linux``: the real kernel (syscalls, the pid-1 init, the launcher).
+- ``pidns.run`` / ``pidns.Popen``: run a command in a fresh pid namespace.
+
+The package imports nothing heavy at start-up: ``run`` and ``Popen`` load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from pidns.api import CompletedProcess, Popen, run
+
+_LAZY = {"run": "pidns.api", "Popen": "pidns.api", "CompletedProcess": "pidns.api"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pidns' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = ["CompletedProcess", "Popen", "__version__", "run"]

@@ -1,0 +1,5 @@
+import sys
+
+from pidns.cli import main
+
+sys.exit(main())

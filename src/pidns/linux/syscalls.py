@@ -1,0 +1,253 @@
+"""System calls for pid namespaces, through ``os`` where Python has them, ctypes where not.
+
+Every wrapper raises ``OSError(errno)`` on failure, like the ``os`` module does.
+
+``clone`` goes through clone3(2), which takes raw flags (CLONE_PARENT included) and
+``set_tid``; it runs CPython's own fork hooks around the call, exactly as ``os.fork``
+does, so the child is a normal Python process. Flags that would share memory, signal
+handlers or the thread group with the caller (VM, SIGHAND, THREAD, VFORK, SETTLS) cannot
+give a Python child: ``clone`` passes them to the kernel only when it is certain the
+kernel will refuse them, and otherwise raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import signal
+import struct
+from collections.abc import Sequence
+
+from pidns.core import flags as cf
+
+_libc = ctypes.CDLL(None, use_errno=True)
+# The GIL must stay held across clone3 so the child does not wake up needing a GIL that
+# another (vanished) thread owns: PyDLL keeps it, as os.fork does.
+_libc_gil = ctypes.PyDLL(None, use_errno=True)
+_libc_gil.syscall.restype = ctypes.c_long
+_libc.syscall.restype = ctypes.c_long
+
+SYS_CLONE3 = 435  # the same number on every architecture (asm-generic and x86)
+SYS_PIDFD_SEND_SIGNAL = 424
+SYS_SETNS = {"x86_64": 308, "aarch64": 268}.get(os.uname().machine, 308)
+
+PR_SET_PDEATHSIG = 1
+PR_GET_PDEATHSIG = 2
+PR_SET_NAME = 15
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MNT_DETACH = 2
+
+# include/uapi/linux/nsfs.h
+_NSIO = 0xB7
+
+
+def _io(kind: int, nr: int) -> int:
+    return (kind << 8) | nr
+
+
+def _ior(kind: int, nr: int, size: int) -> int:
+    return (2 << 30) | (size << 16) | (kind << 8) | nr
+
+
+def _iowr(kind: int, nr: int, size: int) -> int:
+    return (3 << 30) | (size << 16) | (kind << 8) | nr
+
+
+NS_GET_USERNS = _io(_NSIO, 0x1)
+NS_GET_PARENT = _io(_NSIO, 0x2)
+NS_GET_NSTYPE = _io(_NSIO, 0x3)
+NS_GET_OWNER_UID = _io(_NSIO, 0x4)
+NS_GET_PID_FROM_PIDNS = _ior(_NSIO, 0x6, 4)
+NS_GET_TGID_FROM_PIDNS = _ior(_NSIO, 0x7, 4)
+NS_GET_PID_IN_PIDNS = _ior(_NSIO, 0x8, 4)
+NS_GET_TGID_IN_PIDNS = _ior(_NSIO, 0x9, 4)
+NS_GET_ID = _ior(_NSIO, 0xD, 8)
+
+# include/uapi/linux/pidfd.h
+_PIDFS = 0xFF
+PIDFD_GET_PID_NAMESPACE = _io(_PIDFS, 5)
+PIDFD_GET_PID_FOR_CHILDREN_NAMESPACE = _io(_PIDFS, 6)
+PIDFD_GET_USER_NAMESPACE = _io(_PIDFS, 9)
+PIDFD_GET_MNT_NAMESPACE = _io(_PIDFS, 3)
+
+# Flags a Python child cannot survive: it would share the caller's memory or thread group.
+SHARING = cf.VM | cf.SIGHAND | cf.THREAD | cf.VFORK | cf.SETTLS | cf.CHILD_SETTID | cf.CHILD_CLEARTID
+
+
+def _check(result: int) -> int:
+    if result == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return result
+
+
+def unshare(flags: int) -> None:
+    """unshare(2)."""
+    if hasattr(os, "unshare"):  # Python >= 3.12
+        os.unshare(flags)
+        return
+    _check(_libc.unshare(ctypes.c_int(flags)))
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """setns(2) with an nsfs fd or a pidfd."""
+    if hasattr(os, "setns"):  # Python >= 3.12
+        os.setns(fd, nstype)
+        return
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)))
+
+
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [
+        ("flags", ctypes.c_uint64),
+        ("pidfd", ctypes.c_uint64),
+        ("child_tid", ctypes.c_uint64),
+        ("parent_tid", ctypes.c_uint64),
+        ("exit_signal", ctypes.c_uint64),
+        ("stack", ctypes.c_uint64),
+        ("stack_size", ctypes.c_uint64),
+        ("tls", ctypes.c_uint64),
+        ("set_tid", ctypes.c_uint64),
+        ("set_tid_size", ctypes.c_uint64),
+        ("cgroup", ctypes.c_uint64),
+    ]
+
+
+def _rejected_before_copy(flags: int) -> bool:
+    """Flag words that copy_process always refuses with EINVAL (kernel/fork.c:copy_process),
+    so passing them to the kernel can never create a task."""
+    if flags & cf.THREAD and not flags & cf.SIGHAND:
+        return True
+    if flags & cf.SIGHAND and not flags & cf.VM:
+        return True
+    if flags & cf.THREAD and flags & (cf.NEWUSER | cf.NEWPID):
+        return True
+    return bool(flags & cf.NEWNS and flags & cf.FS) or bool(flags & cf.NEWUSER and flags & cf.FS)
+
+
+def clone(
+    flags: int = 0,
+    *,
+    set_tid: Sequence[int] = (),
+    exit_signal: int | None = None,
+    want_pidfd: bool = False,
+) -> tuple[int, int]:
+    """clone3(2) that behaves like os.fork: returns ``(pid, pidfd)`` in the parent
+    (pidfd is -1 unless asked for) and ``(0, -1)`` in the child.
+
+    ``exit_signal`` defaults to SIGCHLD, or 0 with CLONE_PARENT (clone3 requires it;
+    the kernel then gives the child the caller's own exit signal).
+    """
+    if flags & SHARING and not _rejected_before_copy(flags):
+        raise ValueError("clone flags that share memory or threads cannot make a Python child")
+    if exit_signal is None:
+        exit_signal = 0 if flags & (cf.PARENT | cf.THREAD) else int(signal.SIGCHLD)
+    tids = (ctypes.c_int * max(1, len(set_tid)))(*set_tid)
+    pidfd = ctypes.c_int(-1)
+    args = _CloneArgs()
+    args.flags = flags | (cf.PIDFD if want_pidfd else 0)
+    args.pidfd = ctypes.addressof(pidfd) if want_pidfd else 0
+    args.exit_signal = exit_signal
+    args.set_tid = ctypes.addressof(tids) if set_tid else 0
+    args.set_tid_size = len(set_tid)
+    ctypes.pythonapi.PyOS_BeforeFork()
+    result = _libc_gil.syscall(
+        ctypes.c_long(SYS_CLONE3), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))
+    )
+    err = ctypes.get_errno()
+    if result == 0:
+        ctypes.pythonapi.PyOS_AfterFork_Child()
+        return 0, -1
+    ctypes.pythonapi.PyOS_AfterFork_Parent()
+    if result < 0:
+        raise OSError(err, os.strerror(err))
+    return int(result), pidfd.value
+
+
+def pidfd_open(pid: int, flags: int = 0) -> int:
+    return os.pidfd_open(pid, flags)
+
+
+def pidfd_send_signal(pidfd: int, sig: int) -> None:
+    signal.pidfd_send_signal(pidfd, sig)
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return _check(
+        _libc.prctl(
+            ctypes.c_int(option),
+            ctypes.c_ulong(arg2),
+            ctypes.c_ulong(arg3),
+            ctypes.c_ulong(arg4),
+            ctypes.c_ulong(arg5),
+        )
+    )
+
+
+def set_child_subreaper(on: bool = True) -> None:
+    prctl(PR_SET_CHILD_SUBREAPER, int(on))
+
+
+def set_parent_death_signal(sig: int) -> None:
+    prctl(PR_SET_PDEATHSIG, sig)
+
+
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
+) -> None:
+    _check(
+        _libc.mount(
+            None if source is None else os.fsencode(source),
+            os.fsencode(target),
+            None if fstype is None else os.fsencode(fstype),
+            ctypes.c_ulong(flags),
+            None if data is None else os.fsencode(data),
+        )
+    )
+
+
+def umount(target: str, flags: int = 0) -> None:
+    _check(_libc.umount2(os.fsencode(target), ctypes.c_int(flags)))
+
+
+def ns_ioctl(fd: int, request: int, arg: int = 0) -> int:
+    """An nsfs or pidfs ioctl whose result is the return value (an fd, a pid, a type)."""
+    return int(fcntl.ioctl(fd, request, arg))
+
+
+def ns_id(fd: int) -> int:
+    """NS_GET_ID: the namespace's 64-bit id (kernel >= 6.x); falls back to the inode."""
+    buf = bytearray(8)
+    try:
+        fcntl.ioctl(fd, NS_GET_ID, buf, True)
+    except OSError:
+        return os.fstat(fd).st_ino
+    return int(struct.unpack("Q", bytes(buf))[0])
+
+
+__all__ = [
+    "clone",
+    "mount",
+    "ns_id",
+    "ns_ioctl",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "prctl",
+    "set_child_subreaper",
+    "set_parent_death_signal",
+    "setns",
+    "umount",
+    "unshare",
+]
