@@ -1,0 +1,148 @@
+"""Steps and values of the scenario language, shared by the parser and both backends.
+
+Values are carried as canonical strings, exactly as the language writes them
+(``"0"``, ``"2"``, ``"EINVAL"``, ``"[1, 7]"``, ``"B exited 3"``, ``"C killed KILL"``,
+``"none"``, ``"blocks"``, ``"[USR1 from 0]"``, ``"zombie"``, ``"skipped"``), so that a
+result, an expectation and a trace line compare by string equality. The helpers below
+build those strings; backends never format values by hand.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+
+class Op(enum.StrEnum):
+    FORK = "fork"
+    CLONE = "clone"
+    UNSHARE = "unshare"
+    SETNS = "setns"
+    GETPID = "getpid"
+    GETPPID = "getppid"
+    GETPGID = "getpgid"
+    GETSID = "getsid"
+    SETSID = "setsid"
+    PIDOF = "pidof"
+    NSPID = "nspid"
+    EXIT = "exit"
+    WAIT = "wait"
+    KILL = "kill"
+    SIGNAL = "signal"
+    CAUGHT = "caught"
+    SUBREAPER = "subreaper"
+    SETUID = "setuid"
+    STATE = "state"
+
+
+class Disposition(enum.StrEnum):
+    CATCH = "catch"
+    IGNORE = "ignore"
+    DEFAULT = "default"
+
+
+class State(enum.StrEnum):
+    RUNNING = "running"
+    EXITING = "exiting"
+    ZOMBIE = "zombie"
+    REAPED = "reaped"
+
+
+@dataclass(frozen=True, slots=True)
+class Args:
+    """The parsed arguments of one step; which fields are set depends on the op."""
+
+    flags: int = 0  # clone, unshare
+    set_tid: tuple[int, ...] = ()  # clone
+    target: str | None = None  # setns, pidof, nspid, wait, kill, state (a process name)
+    number: int | None = None  # kill NUMBER, exit CODE, setuid UID
+    pid_for_children: bool = False  # setns ... pid_for_children
+    nohang: bool = False  # wait ... nohang
+    signal: int = 0  # kill, signal
+    disposition: Disposition | None = None  # signal
+    on: bool = False  # subreaper
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One line of a scenario: ``ACTOR: OP ARG... [-> NAME] [=> EXPECTED]``."""
+
+    index: int  # 0-based position among the steps
+    line: int  # 1-based line number in the file
+    actor: str
+    op: Op
+    args: Args
+    text: str  # the source line, without its comment
+    bind: str | None = None  # -> NAME
+    expected: str | None = None  # canonical value, or None when not given
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    path: str
+    steps: tuple[Step, ...]
+    profile: str = "6.18"
+    names: tuple[str, ...] = ("A",)  # every process name, in order of creation ("A" first)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSnapshot:
+    """One named process after a step: what ``check`` compares between backends."""
+
+    state: str  # a State value
+    parent: str  # "root", a process name, "-" once reaped (or when the parent is unnamed: "?")
+    nspid: tuple[int, ...]  # from the world's level inwards; () once reaped
+
+
+Snapshot = dict[str, ProcessSnapshot]
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A blocked call that completed during a later step."""
+
+    step_index: int  # the step that blocked
+    actor: str
+    result: str
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a backend reports for one step."""
+
+    result: str
+    completions: list[Completion] = field(default_factory=list)
+
+
+# ---- canonical values -----------------------------------------------------------------
+
+OK = "0"
+NONE = "none"
+BLOCKS = "blocks"
+SKIPPED = "skipped"
+
+
+def pid_value(pid: int) -> str:
+    return str(pid)
+
+
+def errno_value(name: str) -> str:
+    return name
+
+
+def list_value(items: Iterable[object]) -> str:
+    return "[" + ", ".join(str(i) for i in items) + "]"
+
+
+def exited(name: str, code: int) -> str:
+    return f"{name} exited {code}"
+
+
+def killed(name: str, signame: str) -> str:
+    return f"{name} killed {signame}"
+
+
+def caught_value(items: Sequence[tuple[str, int]]) -> str:
+    """``[("USR1", 0)]`` -> ``"[USR1 from 0]"``."""
+    return list_value(f"{sig} from {pid}" for sig, pid in items)

@@ -1,0 +1,111 @@
+"""The one interface both backends implement, and the runner that drives it.
+
+The runner owns the language rules that need no kernel: a process whose fork or clone
+failed never exists (its steps are ``skipped``, naming it as a target yields ``ESRCH``)
+and a busy actor is a scenario error. A backend owns everything else: it performs the
+step, settles, reports completions of calls that blocked earlier, and snapshots every
+named process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pidns.core import errnos
+from pidns.scenario.ast import BLOCKS, SKIPPED, Completion, Op, Outcome, Scenario, Snapshot, Step
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot run as written; reported as ``FILE:LINE:COLUMN: message``."""
+
+    def __init__(self, path: str, line: int, column: int, message: str, source: str = "") -> None:
+        super().__init__(f"{path}:{line}:{column}: {message}")
+        self.path = path
+        self.line = line
+        self.column = column
+        self.message = message
+        self.source = source
+
+    def render(self) -> str:
+        text = str(self)
+        if self.source:
+            text += f"\n    {self.source}\n    {' ' * (self.column - 1)}^"
+        return text
+
+
+class Backend(Protocol):
+    """A world in which named processes perform steps."""
+
+    name: str
+
+    def start(self, scenario: Scenario) -> None:
+        """Make the world: ``root`` (its init) and ``A`` (root's first child)."""
+
+    def step(self, step: Step) -> Outcome:
+        """Perform one step by a live, idle actor whose names all exist; settle."""
+
+    def snapshot(self) -> Snapshot:
+        """Every named process that exists: state, parent name, NSpid."""
+
+    def close(self) -> None:
+        """End the world; afterwards no process of it is left (on every path)."""
+
+
+@dataclass(slots=True)
+class Record:
+    step: Step
+    result: str
+    completions: list[Completion] = field(default_factory=list)
+    snapshot: Snapshot = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Trace:
+    backend: str
+    scenario: Scenario
+    records: list[Record] = field(default_factory=list)
+    error: str | None = None  # the backend failed (not a divergence): why
+
+
+CREATING_OPS = (Op.FORK, Op.CLONE)
+
+
+def run(scenario: Scenario, backend: Backend) -> Trace:
+    """Run every step of ``scenario`` on ``backend``; always closes the backend."""
+    trace = Trace(backend.name, scenario)
+    missing: set[str] = set()  # names whose fork/clone failed
+    busy: dict[str, int] = {}  # actor -> index of its pending step
+    try:
+        backend.start(scenario)
+        for step in scenario.steps:
+            if step.actor in busy:
+                raise ScenarioError(
+                    scenario.path,
+                    step.line,
+                    1,
+                    f"{step.actor} is still blocked in the call at step {busy[step.actor] + 1}",
+                    step.text,
+                )
+            if step.actor in missing:
+                outcome = Outcome(SKIPPED)
+                if step.bind:
+                    missing.add(step.bind)
+            elif step.args.target is not None and step.args.target in missing:
+                outcome = Outcome(errnos.name(3))  # ESRCH: no such process
+            else:
+                outcome = backend.step(step)
+                if step.bind and errnos.is_name(outcome.result):
+                    missing.add(step.bind)
+            if outcome.result == BLOCKS:
+                busy[step.actor] = step.index
+            for done in outcome.completions:
+                busy.pop(done.actor, None)
+            snapshot = backend.snapshot()
+            for actor in list(busy):  # a call pending in a dead process never completes
+                if actor in snapshot and snapshot[actor].state in ("zombie", "reaped"):
+                    del busy[actor]
+            trace.records.append(Record(step, outcome.result, outcome.completions, snapshot))
+    finally:
+        backend.close()
+    return trace
