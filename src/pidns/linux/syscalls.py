@@ -83,7 +83,9 @@ PIDFD_GET_USER_NAMESPACE = _io(_PIDFS, 9)
 PIDFD_GET_MNT_NAMESPACE = _io(_PIDFS, 3)
 
 # Flags a Python child cannot survive: it would share the caller's memory or thread group.
-SHARING = cf.VM | cf.SIGHAND | cf.THREAD | cf.VFORK | cf.SETTLS | cf.CHILD_SETTID | cf.CHILD_CLEARTID
+SHARING = (
+    cf.VM | cf.SIGHAND | cf.THREAD | cf.VFORK | cf.SETTLS | cf.CHILD_SETTID | cf.CHILD_CLEARTID
+)
 
 
 def _check(result: int) -> int:
@@ -237,9 +239,80 @@ def ns_id(fd: int) -> int:
     return int(struct.unpack("Q", bytes(buf))[0])
 
 
+# The new mount API (fs/fsopen.c, fs/namespace.c): the same numbers on every architecture.
+SYS_MOVE_MOUNT = 429
+SYS_FSOPEN = 430
+SYS_FSCONFIG = 431
+SYS_FSMOUNT = 432
+FSOPEN_CLOEXEC = 1
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
+FSCONFIG_SET_FD = 5
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+AT_FDCWD = -100
+
+
+def fsopen(fstype: str, flags: int = FSOPEN_CLOEXEC) -> int:
+    """fsopen(2): a filesystem context fd for ``fstype`` (fs/fsopen.c)."""
+    return _check(
+        _libc.syscall(ctypes.c_long(SYS_FSOPEN), os.fsencode(fstype), ctypes.c_uint(flags))
+    )
+
+
+def fsconfig(
+    fd: int, cmd: int, key: str | None = None, value: str | None = None, aux: int = 0
+) -> None:
+    """fsconfig(2). For FSCONFIG_SET_FD the fd goes in ``aux`` and ``value`` stays None."""
+    _check(
+        _libc.syscall(
+            ctypes.c_long(SYS_FSCONFIG),
+            ctypes.c_int(fd),
+            ctypes.c_uint(cmd),
+            None if key is None else os.fsencode(key),
+            None if value is None else os.fsencode(value),
+            ctypes.c_int(aux),
+        )
+    )
+
+
+def fsmount(fd: int, flags: int = FSMOUNT_CLOEXEC, attr_flags: int = 0) -> int:
+    """fsmount(2): a detached mount of a created filesystem context; returns its fd."""
+    return _check(
+        _libc.syscall(
+            ctypes.c_long(SYS_FSMOUNT),
+            ctypes.c_int(fd),
+            ctypes.c_uint(flags),
+            ctypes.c_uint(attr_flags),
+        )
+    )
+
+
+def move_mount(from_fd: int, from_path: str, to_fd: int, to_path: str, flags: int = 0) -> None:
+    """move_mount(2): attach (or move) a mount, e.g. an fsmount fd with MOVE_MOUNT_F_EMPTY_PATH."""
+    _check(
+        _libc.syscall(
+            ctypes.c_long(SYS_MOVE_MOUNT),
+            ctypes.c_int(from_fd),
+            os.fsencode(from_path),
+            ctypes.c_int(to_fd),
+            os.fsencode(to_path),
+            ctypes.c_uint(flags),
+        )
+    )
+
+
 __all__ = [
     "clone",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
     "mount",
+    "move_mount",
     "ns_id",
     "ns_ioctl",
     "pidfd_open",
