@@ -38,4 +38,4 @@ class SyscallError(OSError):
 
     @property
     def name(self) -> str:
-        return name(self.errno)
+        return name(self.errno or 0)

@@ -1,0 +1,233 @@
+"""Creation: fork/clone, unshare and setns, with the flag rules of each profile.
+
+kernel/fork.c (copy_process, ksys_unshare, check_unshare_flags), kernel/nsproxy.c
+(copy_namespaces, unshare_nsproxy_namespaces, setns) and kernel/pid_namespace.c
+(copy_pid_ns, create_pid_namespace, pidns_install). The order of checks is the kernel's:
+the first failing check decides the errno.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from pidns.core import flags as cf
+from pidns.model.errors import KernelError, Unmodeled
+from pidns.model.namespace import PidNamespace, UserNamespace, alloc_numbers, publish_numbers
+from pidns.model.profiles import MAX_PID_NS_LEVEL, MAX_USER_NS_LEVEL, PID_MAX_LIMIT
+from pidns.model.task import Task, TaskState, capable
+
+if TYPE_CHECKING:
+    from pidns.model.kernel import Kernel
+
+# clone3 accepts the legacy flags (kernel/fork.c:clone3_args_valid); CSIGNAL bits other
+# than NEWTIME are the exit signal's and not flags there.
+_CLONE3_FLAGS = (0xFFFFFFFF & ~cf.CSIGNAL) | cf.NEWTIME
+
+
+def create_user_ns(task: Task) -> UserNamespace:
+    """kernel/user_namespace.c:create_user_ns (the parts a pid-namespace model needs)."""
+    parent = task.user_ns
+    if parent.level >= MAX_USER_NS_LEVEL:
+        raise KernelError(errno.EUSERS, "user namespace")
+    return UserNamespace(parent, owner=task.euid)
+
+
+def create_pid_ns(
+    kernel: Kernel, creator: Task, user_ns: UserNamespace, parent: PidNamespace
+) -> PidNamespace:
+    """kernel/pid_namespace.c:copy_pid_ns + create_pid_namespace.
+
+    Profile: today the creator's user namespace must be at or below the owner of the
+    parent pid namespace (in_userns, EINVAL); too deep a nesting gives ENOSPC (EINVAL in
+    3.8); a new namespace gets pid_max = PID_MAX_LIMIT (one global pid_max in 3.8).
+    """
+    if creator.ns is not parent:
+        # "task_active_pid_ns(current) != old_ns": a second unshare(NEWPID), or
+        # clone(NEWPID), before pid_ns_for_children is the active namespace again
+        raise KernelError(errno.EINVAL, "copy_pid_ns")
+    profile = kernel.profile
+    if profile.checks_creator_userns and not user_ns.is_same_or_below(parent.user_ns):
+        raise KernelError(errno.EINVAL, "create_pid_namespace")
+    level = parent.level + 1
+    if level > MAX_PID_NS_LEVEL:
+        raise KernelError(profile.too_deep_errno, "create_pid_namespace")
+    pid_max = PID_MAX_LIMIT if profile.per_ns_pid_max else kernel.pid_max
+    ns = PidNamespace(parent, user_ns, level, pid_max)
+    kernel.namespaces[ns] = None
+    return ns
+
+
+def copy_process(kernel: Kernel, task: Task, flags: int, set_tid: Sequence[int]) -> Task:
+    """kernel/fork.c:kernel_clone + copy_process for a new thread-group leader."""
+    profile = kernel.profile
+    if flags:
+        _check_clone_flags(kernel, task, flags, set_tid)
+    elif set_tid and not profile.has_set_tid:
+        raise KernelError(errno.ENOSYS, "clone3")
+    # copy_creds: CLONE_NEWUSER makes the child's user namespace
+    user_ns = task.user_ns
+    caps = task.caps
+    if flags & cf.NEWUSER:
+        user_ns = create_user_ns(task)
+        caps = True
+    # copy_namespaces: any other new namespace needs CAP_SYS_ADMIN over the child's
+    # user namespace (the new one when CLONE_NEWUSER is in the same call), judged with
+    # the caller's credentials: the owner of a new user namespace holds it there
+    ns = task.children_ns
+    if flags & cf.NEW_NAMESPACES:
+        if not capable(task, user_ns):
+            raise KernelError(errno.EPERM, "clone")
+        if flags & cf.NEWPID:
+            ns = create_pid_ns(kernel, task, user_ns, ns)
+    # alloc_pid: set_tid numbers need CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE over each
+    # level's owner (checkpoint_restore_ns_capable, with the caller's credentials)
+    may_choose = [capable(task, level_ns.user_ns) for level_ns in ns.chain] if set_tid else []
+    try:
+        numbers = alloc_numbers(ns, set_tid, profile, may_choose)
+    except BaseException:
+        if flags & cf.NEWPID:
+            del kernel.namespaces[ns]
+        raise
+    child = Task(ns, tuple(numbers), None, user_ns)
+    _inherit(task, child, caps)
+    # CLONE_PARENT: the child becomes the caller's sibling (kernel/fork.c:copy_process)
+    parent = task.parent if flags & cf.PARENT and task.parent is not None else task
+    child.parent = parent
+    child.has_child_subreaper = parent.has_child_subreaper or parent.is_subreaper
+    publish_numbers(child)
+    if numbers[-1] == 1:
+        # is_child_reaper(pid): pid 1 of its namespace becomes the child reaper
+        ns.child_reaper = child
+        child.unkillable = True
+    parent.add_child(child)
+    kernel.tasks[child] = None
+    return child
+
+
+def _check_clone_flags(kernel: Kernel, task: Task, flags: int, set_tid: Sequence[int]) -> None:
+    profile = kernel.profile
+    if flags & ~_CLONE3_FLAGS or flags & cf.DETACHED:
+        raise KernelError(errno.EINVAL, "clone3")  # clone3_args_valid
+    if set_tid and not profile.has_set_tid:
+        raise KernelError(errno.ENOSYS, "clone3")
+    if len(set_tid) > MAX_PID_NS_LEVEL:
+        raise KernelError(errno.EINVAL, "clone3")  # copy_clone_args_from_user
+    new_pid_or_user = flags & (cf.NEWPID | cf.NEWUSER)
+    if profile.newpid_refuses_parent and new_pid_or_user and flags & (cf.THREAD | cf.PARENT):
+        raise KernelError(errno.EINVAL, "do_fork")  # 3.8 only
+    if flags & cf.NEWNS and flags & cf.FS:
+        raise KernelError(errno.EINVAL, "copy_process")
+    if flags & cf.NEWUSER and flags & cf.FS:
+        raise KernelError(errno.EINVAL, "copy_process")
+    if flags & cf.THREAD and not flags & cf.SIGHAND:
+        raise KernelError(errno.EINVAL, "copy_process")
+    if flags & cf.SIGHAND and not flags & cf.VM:
+        raise KernelError(errno.EINVAL, "copy_process")
+    if flags & cf.PARENT and task.unkillable:
+        # "prevent global and container-inits from creating siblings"
+        raise KernelError(errno.EINVAL, "copy_process")
+    if flags & cf.THREAD and flags & (cf.NEWUSER | cf.NEWPID):
+        raise KernelError(errno.EINVAL, "copy_process")
+    if flags & profile.pending_ns_refuses and task.ns is not task.children_ns:
+        # after unshare(NEWPID)/setns the caller may not share its thread group (today)
+        # or its memory or make another pid namespace (3.8)
+        raise KernelError(errno.EINVAL, "copy_process")
+    if flags & cf.THREAD:
+        raise Unmodeled("the model has no threads: CLONE_THREAD would succeed here")
+
+
+def _inherit(parent: Task, child: Task, caps: bool) -> None:
+    """What a child copies from the task that forked it (credentials, signals, groups)."""
+    child.uid = parent.uid
+    child.euid = parent.euid
+    child.suid = parent.suid
+    child.caps = caps
+    child.dispositions = parent.dispositions  # copy on write
+    pgrp = parent.pgrp
+    session = parent.session
+    child.pgrp = pgrp
+    child.session = session
+    pgrp.pgrp_users += 1
+    session.session_users += 1
+
+
+def unshare(kernel: Kernel, task: Task, flags: int) -> None:
+    """kernel/fork.c:ksys_unshare for the pid and user namespaces.
+
+    Profile: in 3.8 CLONE_NEWPID implies CLONE_THREAD (then VM, then SIGHAND); today
+    it implies nothing. A single-threaded caller passes the thread checks either way.
+    """
+    profile = kernel.profile
+    if profile.unshare_newpid_implies_thread and flags & cf.NEWPID:
+        flags |= cf.THREAD | cf.VM | cf.SIGHAND
+    if flags & cf.NEWUSER:
+        flags |= cf.THREAD | cf.FS
+    if flags & cf.NEWNS:
+        flags |= cf.FS
+    if flags & ~profile.unshare_flags:
+        raise KernelError(errno.EINVAL, "unshare")  # check_unshare_flags
+    # unshare_userns: a new user namespace with full capabilities in it
+    user_ns = task.user_ns
+    caps = task.caps
+    if flags & cf.NEWUSER:
+        user_ns = create_user_ns(task)
+        caps = True
+    new_children_ns = task.children_ns
+    if flags & cf.NEW_NAMESPACES:
+        # unshare_nsproxy_namespaces: CAP_SYS_ADMIN over the (possibly new) user ns,
+        # judged with the credentials from before the call
+        if not capable(task, user_ns):
+            raise KernelError(errno.EPERM, "unshare")
+        if flags & cf.NEWPID:
+            new_children_ns = create_pid_ns(kernel, task, user_ns, task.children_ns)
+    # commit: switch_task_namespaces, then commit_creds
+    task.children_ns = new_children_ns
+    task.user_ns = user_ns
+    task.caps = caps
+
+
+def open_ns_link(kernel: Kernel, task: Task, target: Task, for_children: bool) -> PidNamespace:
+    """Opening /proc/TARGET/ns/pid or pid_for_children (fs/proc/namespaces.c).
+
+    ``pid`` names the target's active namespace (kernel/pid_namespace.c:pidns_get) and
+    resolves while the target has a pid, zombies included; ``pid_for_children`` needs the
+    target's nsproxy (gone once it exits) and a namespace that has had an init
+    (pidns_for_children_get), else ENOENT. Opening needs ptrace read access.
+    """
+    if target.state is TaskState.REAPED:
+        raise KernelError(errno.ESRCH, "open")
+    if for_children and not kernel.profile.has_pid_for_children_link:
+        raise KernelError(errno.ENOENT, "open")
+    if not _may_inspect(task, target):
+        raise KernelError(errno.EACCES, "open")
+    if not for_children:
+        return target.ns
+    if target.state is not TaskState.RUNNING or target.children_ns.child_reaper is None:
+        raise KernelError(errno.ENOENT, "open")
+    return target.children_ns
+
+
+def _may_inspect(task: Task, target: Task) -> bool:
+    """kernel/ptrace.c:__ptrace_may_access for PTRACE_MODE_READ_FSCREDS, simplified to
+    the uid rule and CAP_SYS_PTRACE over the target's user namespace."""
+    if task is target:
+        return True
+    if task.euid == target.uid == target.euid == target.suid:
+        return True
+    return capable(task, target.user_ns)
+
+
+def setns(kernel: Kernel, task: Task, target_ns: PidNamespace) -> None:
+    """kernel/pid_namespace.c:pidns_install: only pid_ns_for_children changes."""
+    if not capable(task, target_ns.user_ns) or not capable(task, task.user_ns):
+        raise KernelError(errno.EPERM, "setns")
+    active = task.ns
+    if not active.is_ancestor_of(target_ns):
+        # "Only allow entering the current active pid namespace or a child of it"
+        raise KernelError(errno.EINVAL, "setns")
+    task.children_ns = target_ns
+
+
+__all__ = ["copy_process", "open_ns_link", "setns", "unshare"]

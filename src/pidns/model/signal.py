@@ -1,0 +1,167 @@
+"""Signals: kill(2), dispositions, the protection of namespace inits, si_pid.
+
+kernel/signal.c: kill_something_info, __kill_pgrp_info, check_kill_permission,
+kill_ok_by_cred, send_signal_locked, sig_task_ignored, prepare_kill_siginfo.
+
+- si_pid is the sender's pid in its own namespace, and 0 when the sender is not
+  visible in the receiver's namespace (then the signal is also "forced").
+- An init (SIGNAL_UNKILLABLE) drops every signal whose disposition is SIG_DFL, except
+  SIGKILL and SIGSTOP when forced (sent from an ancestor namespace, or by the kernel).
+- kill(-1) reaches every task whose pid in the sender's namespace is above 1, except
+  the sender; kill(0) and kill(-PGID) reach a process group, across namespaces.
+
+Fatal signals are queued and acted on after the sending call has reached every target
+(``flush_fatal``), as the kernel delivers them on the victims' way back to user space.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from pidns.core import signals
+from pidns.core.signals import Action
+from pidns.model import exit as exits
+from pidns.model.errors import KernelError
+from pidns.model.namespace import nr_in
+from pidns.model.task import Disposition, Task, TaskState, capable
+
+if TYPE_CHECKING:
+    from pidns.model.kernel import Kernel
+
+_NSIG = 65
+
+
+def send(kernel: Kernel, target: Task, signo: int, si_pid: int, force: bool) -> None:
+    """kernel/signal.c:__send_signal_locked and the action the target then takes."""
+    if target.state is not TaskState.RUNNING:
+        return  # a dying or dead group drops every signal (prepare_signal)
+    kernel_only = signo in (signals.KILL, signals.STOP)
+    handler = Disposition.DEFAULT if kernel_only else target.disposition(signo)
+    if signo == signals.CONT and target.stopped:
+        target.stopped = False  # prepare_signal resumes a stopped group for any SIGCONT
+        _notify_parent_stop(kernel, target)
+    # sig_task_ignored
+    if target.unkillable:
+        if target.parent is None and target.ns.level == 0 and kernel_only:
+            return  # the global init never gets SIGKILL or SIGSTOP
+        if handler is Disposition.DEFAULT and not (force and kernel_only):
+            return
+    if handler is Disposition.IGNORE:
+        return
+    if handler is Disposition.CATCH:
+        if target.caught is None:
+            target.caught = []
+        target.caught.append((signo, si_pid))
+        return
+    action = signals.default_action(signo)
+    if action in (Action.TERMINATE, Action.COREDUMP):
+        kernel.doomed.append((target, signo))
+    elif action is Action.STOP and not target.stopped:
+        target.stopped = True
+        _notify_parent_stop(kernel, target)
+
+
+def _notify_parent_stop(kernel: Kernel, task: Task) -> None:
+    """kernel/signal.c:do_notify_parent_cldstop: SIGCHLD unless the parent ignores it."""
+    parent = task.parent
+    if parent is not None and parent.disposition(signals.CHLD) is not Disposition.IGNORE:
+        send(kernel, parent, signals.CHLD, nr_in(task, parent.ns), force=False)
+
+
+def flush_fatal(kernel: Kernel) -> None:
+    """Let every task a fatal signal was sent to die, in the order they were hit."""
+    doomed = kernel.doomed
+    while doomed:
+        task, signo = doomed.pop(0)
+        if task.state is TaskState.RUNNING:
+            exits.do_exit(kernel, task, signo)
+
+
+def _may_signal(sender: Task, target: Task, signo: int) -> bool:
+    """kernel/signal.c:check_kill_permission + kill_ok_by_cred."""
+    if sender is target:
+        return True
+    if sender.euid in (target.suid, target.uid) or sender.uid in (target.suid, target.uid):
+        return True
+    if capable(sender, target.user_ns):
+        return True
+    return signo == signals.CONT and sender.session is target.session
+
+
+def _send_from(kernel: Kernel, sender: Task, target: Task, signo: int) -> int:
+    """group_send_sig_info from a user task: 0 or -EPERM; signal 0 only checks."""
+    if not _may_signal(sender, target, signo):
+        return -errno.EPERM
+    if signo:
+        # prepare_kill_siginfo + send_signal_locked's "From an ancestor pid namespace?"
+        visible = nr_in(sender, target.ns) != 0
+        si_pid = sender.numbers[-1] if visible else 0
+        send(kernel, target, signo, si_pid, force=not visible)
+    return 0
+
+
+def kill(kernel: Kernel, sender: Task, pid: int, signo: int) -> None:
+    """kill(2): kernel/signal.c:kill_something_info."""
+    if not 0 <= signo < _NSIG:
+        raise KernelError(errno.EINVAL, "kill")
+    try:
+        if pid > 0:
+            target = sender.ns.idr.get(pid)
+            if target is None or target.state is TaskState.REAPED:
+                raise KernelError(errno.ESRCH, "kill")
+            err = _send_from(kernel, sender, target, signo)
+        elif pid == -1:
+            err = _kill_all(kernel, sender, signo)
+        else:
+            leader = sender.pgrp if pid == 0 else sender.ns.idr.get(-pid)
+            err = _kill_group(kernel, sender, leader, signo)
+    finally:
+        flush_fatal(kernel)
+    if err:
+        raise KernelError(-err, "kill")
+
+
+def _kill_all(kernel: Kernel, sender: Task, signo: int) -> int:
+    """kill(-1): every task with a pid above 1 in the sender's namespace, but the sender.
+    EPERM from single targets is swallowed; ESRCH only when there was no target."""
+    ns = sender.ns
+    count = 0
+    result = 0
+    for task in list(kernel.tasks):
+        if task is sender or nr_in(task, ns) <= 1:
+            continue
+        count += 1
+        err = _send_from(kernel, sender, task, signo)
+        if err != -errno.EPERM:
+            result = err
+    return result if count else -errno.ESRCH
+
+
+def _kill_group(kernel: Kernel, sender: Task, leader: Task | None, signo: int) -> int:
+    """kernel/signal.c:__kill_pgrp_info: every member, inside the namespace or not."""
+    if leader is None:
+        return -errno.ESRCH
+    members = [t for t in kernel.tasks if t.pgrp is leader]
+    if not members:
+        return -errno.ESRCH
+    success = False
+    result = -errno.ESRCH
+    for task in members:
+        result = _send_from(kernel, sender, task, signo)
+        success = success or result == 0
+    return 0 if success else result
+
+
+def set_disposition(task: Task, signo: int, disposition: Disposition) -> None:
+    """sigaction(2): SIGKILL and SIGSTOP cannot be caught or ignored (EINVAL)."""
+    if signo in (signals.KILL, signals.STOP) or not 0 < signo < _NSIG:
+        raise KernelError(errno.EINVAL, "sigaction")
+    task.set_disposition(signo, disposition)
+
+
+def take_caught(task: Task) -> list[tuple[int, int]]:
+    """The signals caught since the last call, each with its si_pid."""
+    caught = task.caught or []
+    task.caught = None
+    return caught

@@ -1,0 +1,193 @@
+"""Tasks: the data of a process and the state machine of its life.
+
+A task is what the kernel calls a thread-group leader (the model has no threads that
+share a group). Its life is an explicit, checked state machine:
+
+    running --exit/fatal signal--> exiting --notify parent--> zombie --wait--> reaped
+                                           \\--parent ignores SIGCHLD----------^
+
+``exiting`` lasts only while an init sleeps in zap_pid_ns_processes until every other
+pid of its namespace is released; every other task passes through it within one call.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from typing import TYPE_CHECKING
+
+from pidns.core import signals
+
+if TYPE_CHECKING:
+    from pidns.model.namespace import PidNamespace, UserNamespace
+
+
+class TaskState(enum.IntEnum):
+    RUNNING = 0
+    EXITING = 1  # PF_EXITING, not yet EXIT_ZOMBIE
+    ZOMBIE = 2  # EXIT_ZOMBIE: waits for its parent's wait()
+    REAPED = 3  # EXIT_DEAD and released
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+_NEXT: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.RUNNING: frozenset({TaskState.EXITING}),
+    TaskState.EXITING: frozenset({TaskState.ZOMBIE, TaskState.REAPED}),
+    TaskState.ZOMBIE: frozenset({TaskState.REAPED}),
+    TaskState.REAPED: frozenset(),
+}
+
+
+class IllegalTransition(AssertionError):
+    """A bug in the model: a task was moved along an edge its state machine lacks."""
+
+
+class Disposition(enum.IntEnum):
+    DEFAULT = 0
+    IGNORE = 1
+    CATCH = 2
+
+
+_seq = itertools.count(1)
+
+
+class Task:
+    """One process. Fields hold their invariant in the comment beside them."""
+
+    __slots__ = (
+        "caps",
+        "caught",
+        "children",
+        "children_ns",
+        "dispositions",
+        "euid",
+        "exit_status",
+        "has_child_subreaper",
+        "is_subreaper",
+        "ns",
+        "numbers",
+        "parent",
+        "pgrp",
+        "pgrp_users",
+        "seq",
+        "session",
+        "session_users",
+        "state",
+        "stopped",
+        "suid",
+        "uid",
+        "unkillable",
+        "user_ns",
+        "zombies",
+    )
+
+    def __init__(
+        self,
+        ns: PidNamespace,
+        numbers: tuple[int, ...],
+        parent: Task | None,
+        user_ns: UserNamespace,
+    ) -> None:
+        self.seq = next(_seq)  # creation order: the kernel's task list order
+        self.ns = ns  # task_active_pid_ns: fixed for life
+        self.numbers = numbers  # numbers[d] is the pid in ns.chain[d]
+        self.children_ns: PidNamespace = ns  # nsproxy->pid_ns_for_children
+        self.parent = parent  # real_parent; None only for the model's boot init
+        # children in the kernel's list order (new ones and reparented ones at the tail);
+        # None while empty, to keep a million idle tasks small
+        self.children: dict[Task, None] | None = None
+        self.zombies = 0  # how many of ``children`` are zombies
+        self.state = TaskState.RUNNING
+        self.exit_status = 0  # wait status: code << 8, or the killing signal
+        self.stopped = False
+        # process group and session leaders: tasks whose pid is the pgid / sid; their
+        # numbers stay allocated while any unreaped task still uses them
+        self.pgrp: Task = self
+        self.session: Task = self
+        self.pgrp_users = 0  # unreaped tasks whose pgrp is this task
+        self.session_users = 0  # unreaped tasks whose session is this task
+        self.uid = 0
+        self.euid = 0
+        self.suid = 0
+        self.user_ns = user_ns  # the credentials' user namespace
+        self.caps = True  # the full capability set in user_ns (root) or none
+        # signal number -> disposition; shared with children until one of them changes
+        # it (copy on write); None means every signal is at SIG_DFL
+        self.dispositions: dict[int, Disposition] | None = None
+        self.caught: list[tuple[int, int]] | None = None  # (signal, si_pid) not yet read
+        self.is_subreaper = False  # signal->is_child_subreaper
+        self.has_child_subreaper = False  # some ancestor is (or was) a subreaper
+        self.unkillable = False  # SIGNAL_UNKILLABLE: set on an init (pid 1 in its ns)
+
+    def __repr__(self) -> str:
+        return f"<Task {'/'.join(map(str, self.numbers))} {self.state}>"
+
+    @property
+    def alive(self) -> bool:
+        return self.state is TaskState.RUNNING
+
+    def move_to(self, new: TaskState) -> None:
+        """The one place a task changes state; refuses edges the machine lacks."""
+        if new not in _NEXT[self.state]:
+            raise IllegalTransition(f"{self!r}: {self.state} -> {new}")
+        self.state = new
+
+    def disposition(self, sig: int) -> Disposition:
+        table = self.dispositions
+        if table is None:
+            return Disposition.DEFAULT
+        return table.get(sig, Disposition.DEFAULT)
+
+    def set_disposition(self, sig: int, disposition: Disposition) -> None:
+        table = dict(self.dispositions or {})
+        if disposition is Disposition.DEFAULT:
+            table.pop(sig, None)
+        else:
+            table[sig] = disposition
+        self.dispositions = table or None
+
+    def add_child(self, child: Task) -> None:
+        if self.children is None:
+            self.children = {}
+        self.children[child] = None
+        if child.state is TaskState.ZOMBIE:
+            self.zombies += 1
+
+    def remove_child(self, child: Task) -> None:
+        assert self.children is not None
+        del self.children[child]
+        if child.state is TaskState.ZOMBIE:
+            self.zombies -= 1
+        if not self.children:
+            self.children = None
+
+    def exited_status(self) -> tuple[bool, int]:
+        """(True, code) for a normal exit, (False, signal) when killed."""
+        if self.exit_status & 0x7F:
+            return False, self.exit_status & 0x7F
+        return True, (self.exit_status >> 8) & 0xFF
+
+    def describe_status(self) -> str:
+        normal, value = self.exited_status()
+        return f"exited {value}" if normal else f"killed {signals.name(value)}"
+
+
+def capable(task: Task, target: UserNamespace) -> bool:
+    """security/commoncap.c:cap_capable: does ``task`` hold capabilities over ``target``?
+
+    It does in its own user namespace when it has them, in every namespace below it
+    when it has them, and in a child namespace whose owner is its euid.
+    """
+    own = task.user_ns
+    ns: UserNamespace | None = target
+    while ns is not None:
+        if ns is own:
+            return task.caps
+        if ns.level <= own.level:
+            return False
+        if ns.parent is own and ns.owner == task.euid:
+            return True
+        ns = ns.parent
+    return False
