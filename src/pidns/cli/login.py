@@ -1,0 +1,214 @@
+"""``pidns login-test``: the seed's login flow, for real, so that anyone can watch the shell be
+pid 1 of the session's own pid namespace.
+
+The flow of every login program the seed's author surveyed::
+
+    pam_start(SERVICE, USER); pam_open_session      <- pam_pidns unshares CLONE_NEWPID here
+    child = fork()                                   <- the child is pid 1 of the new namespace
+    child: setgid, initgroups, setuid; exec SHELL [-c COMMAND]
+    waitpid(child)                                   <- returns once the whole namespace is gone
+    pam_close_session; pam_end
+
+This process forks exactly once after pam_open_session: any other fork would take pid 1.
+
+Exit status: the shell's (128+N if a signal N killed it); 2 usage error, unknown user or
+PAM service; 125 setup failure (not root, a PAM call failed, fork failed); 126 the shell
+cannot be executed; 127 the shell was not found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import pwd
+import select
+import signal
+import sys
+from dataclasses import dataclass
+from types import FrameType
+
+from pidns.linux.syscalls import PR_SET_PDEATHSIG, prctl
+from pidns.pam.libpam import Handle, PamError
+
+EXIT_USAGE = 2
+EXIT_SETUP = 125
+EXIT_CANNOT_EXEC = 126
+EXIT_NOT_FOUND = 127
+PAM_DIRS = ("/etc/pam.d", "/usr/lib/pam.d", "/lib/pam.d")
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+CAUGHT = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _parser(name: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"pidns {name}",
+        description="Open a PAM session for USER, fork, drop to USER and run a shell, wait, "
+        "close the session: the login flow pam_pidns was made for.",
+    )
+    parser.add_argument("user", nargs="?", default="root", metavar="USER", help="default: root")
+    parser.add_argument(
+        "--service", default="login", help="PAM service (a file in /etc/pam.d); default: login"
+    )
+    parser.add_argument("-s", "--shell", help="shell to run (default: USER's login shell)")
+    parser.add_argument(
+        "-c", "--command", help="run COMMAND with SHELL -c (default: a login shell)"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="print each step of the flow on stderr"
+    )
+    return parser
+
+
+def main(name: str, argv: list[str]) -> int:
+    try:
+        args = _parser(name).parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    prog = f"pidns {name}"
+    try:
+        user = pwd.getpwnam(args.user)
+    except KeyError:
+        print(f"{prog}: no such user: {args.user}", file=sys.stderr)
+        return EXIT_USAGE
+    if not any(os.path.exists(f"{d}/{args.service}") for d in PAM_DIRS):
+        where = ", ".join(PAM_DIRS)
+        print(f"{prog}: no PAM service {args.service!r} (looked in {where})", file=sys.stderr)
+        return EXIT_USAGE
+    if os.geteuid() != 0:
+        print(f"{prog}: must run as root (it opens PAM sessions and changes user)", file=sys.stderr)
+        return EXIT_SETUP
+    shell = args.shell or user.pw_shell or "/bin/sh"
+    flow = Flow(prog, args.service, user, shell, args.command, args.verbose)
+    return flow.run()
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One run of the seed's login flow."""
+
+    prog: str
+    service: str
+    user: pwd.struct_passwd
+    shell: str
+    command: str | None
+    verbose: bool
+
+    def say(self, text: str) -> None:
+        if self.verbose:
+            print(f"{self.prog}: {text}", file=sys.stderr, flush=True)
+
+    def fail(self, text: str) -> None:
+        print(f"{self.prog}: {text}", file=sys.stderr, flush=True)
+
+    def run(self) -> int:
+        try:
+            pam = Handle(self.service, self.user.pw_name)
+        except PamError as error:
+            self.fail(str(error))
+            return EXIT_SETUP
+        with pam:
+            self.say(f"pam_start({self.service!r}, {self.user.pw_name!r}): ok")
+            try:
+                pam.open_session()
+            except PamError as error:
+                self.fail(f"{error} (the system log says why)")
+                return EXIT_SETUP
+            self.say("pam_open_session: ok")
+            status = self.fork_and_wait(pam.environment())
+            try:
+                pam.close_session()
+                self.say("pam_close_session: ok")
+            except PamError as error:
+                self.fail(str(error))
+            self.say("pam_end")
+        return status
+
+    def fork_and_wait(self, pam_env: dict[str, str]) -> int:
+        """Fork once; the child becomes the user and execs the shell; wait for it. Signals
+        that would end this process end the session instead, with SIGKILL (the shell is a
+        pid 1, which ignores the others), so no process of the session outlives the flow."""
+        received: list[int] = []
+        child = 0
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            received.append(signum)
+            if child > 0:
+                os.kill(child, signal.SIGKILL)
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in CAUGHT}
+        parent_fd = os.pidfd_open(os.getpid())
+        try:
+            try:
+                child = os.fork()
+            except OSError as error:
+                self.fail(f"fork: {_text(error)}")
+                return EXIT_SETUP
+            if child == 0:
+                self.become_user_and_exec(pam_env, parent_fd)
+            if received:
+                os.kill(child, signal.SIGKILL)
+            self.say(f"fork: the session's pid 1 is pid {child} out here")
+            _, wait_status = os.waitpid(child, 0)
+            self.say(f"waitpid: {_describe(wait_status)}")
+        finally:
+            os.close(parent_fd)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if received:
+            return 128 + received[0]
+        code = os.waitstatus_to_exitcode(wait_status)
+        return code if code >= 0 else 128 - code
+
+    def become_user_and_exec(self, pam_env: dict[str, str], parent_fd: int) -> None:
+        """The child, pid 1 of the session's namespace: never returns."""
+        user = self.user
+        try:
+            for sig in CAUGHT:
+                signal.signal(sig, signal.SIG_DFL)
+            os.setgid(user.pw_gid)
+            os.initgroups(user.pw_name, user.pw_gid)
+            os.setuid(user.pw_uid)
+            # After setuid, which clears it: die with the flow (kernel/exit.c:
+            # forget_original_parent sends it, and SIGKILL from an ancestor namespace reaches
+            # even a pid 1); then close the race where the parent died first.
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if select.select([parent_fd], [], [], 0)[0]:
+                os._exit(EXIT_SETUP)
+            os.close(parent_fd)
+            try:
+                os.chdir(user.pw_dir)
+            except OSError:
+                os.chdir("/")
+        except OSError as error:
+            self.fail(f"cannot become {user.pw_name}: {_text(error)}")
+            os._exit(EXIT_SETUP)
+        env = {
+            "PATH": DEFAULT_PATH,
+            "TERM": os.environ.get("TERM", "dumb"),
+            **pam_env,
+            "HOME": user.pw_dir,
+            "SHELL": self.shell,
+            "USER": user.pw_name,
+            "LOGNAME": user.pw_name,
+        }
+        name = os.path.basename(self.shell)
+        # No command: a login shell, started as login(1) starts it ("-bash").
+        argv = ["-" + name] if self.command is None else [name, "-c", self.command]
+        try:
+            os.execve(self.shell, argv, env)
+        except OSError as error:
+            self.fail(f"{self.shell}: {_text(error)}")
+            os._exit(EXIT_NOT_FOUND if error.errno == errno.ENOENT else EXIT_CANNOT_EXEC)
+        finally:
+            os._exit(EXIT_SETUP)
+
+
+def _describe(wait_status: int) -> str:
+    if os.WIFSIGNALED(wait_status):
+        return f"killed by {signal.Signals(os.WTERMSIG(wait_status)).name}"
+    return f"exited {os.WEXITSTATUS(wait_status)}"
+
+
+def _text(error: OSError) -> str:
+    return os.strerror(error.errno or 0)
