@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from pidns.core import errnos, signals
 from pidns.model import signal as sig
-from pidns.model.errors import KernelError, WouldBlock
+from pidns.model.errors import KernelError, Unmodeled, WouldBlock
 from pidns.model.namespace import PidNamespace, nr_in, release_numbers
 from pidns.model.task import Disposition, Task, TaskState
 
@@ -34,14 +34,17 @@ ECHILD = errnos.number("ECHILD")
 
 def do_exit(kernel: Kernel, task: Task, status: int) -> None:
     """kernel/exit.c:do_exit with a wait status (code << 8, or the killing signal)."""
+    ns = task.ns
+    is_reaper = ns.child_reaper is task
+    if is_reaper and task.parent is None:
+        # the global init's exit panics the kernel; a world's init has its parent
+        # outside the model
+        raise Unmodeled("the model's boot init cannot exit")
     task.move_to(TaskState.EXITING)
     task.exit_status = status
     task.stopped = False
-    ns = task.ns
-    if ns.child_reaper is task:
+    if is_reaper:
         # find_child_reaper: the namespace's init is leaving
-        if task.parent is None:
-            raise AssertionError("the model's boot init may not exit (the kernel panics)")
         zap_pid_ns_processes(kernel, ns, task)
         if ns.allocated > 1:
             ns.zap_waiter = task  # sleeps until release_numbers wakes it
