@@ -18,7 +18,7 @@ EXIT_USAGE = 2
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("pidns.cli.run", "run a command in a fresh pid namespace"),
-    "exec": ("pidns.cli.introspect", "run a command inside an existing pid namespace"),
+    "exec": ("pidns.cli.exec", "run a command inside an existing pid namespace"),
     "ls": ("pidns.cli.introspect", "list the pid namespaces you can see"),
     "tree": ("pidns.cli.introspect", "processes nested by pid namespace"),
     "pid": ("pidns.cli.introspect", "translate a pid between namespaces"),

@@ -34,6 +34,16 @@ class ScenarioError(Exception):
         return text
 
 
+class BackendError(Exception):
+    """A backend failed to run a step (not a divergence): the world could not be made, did
+    not settle in time, or a puppet broke. The backend is still closed by ``run``."""
+
+
+class UnsupportedStep(BackendError):
+    """A valid step that this backend cannot perform faithfully (the real backend: clone
+    flags that would share a Python puppet's memory or threads, or profile 3.8)."""
+
+
 class Backend(Protocol):
     """A world in which named processes perform steps."""
 
@@ -71,15 +81,25 @@ class Trace:
 CREATING_OPS = (Op.FORK, Op.CLONE)
 
 
-def run(scenario: Scenario, backend: Backend) -> Trace:
-    """Run every step of ``scenario`` on ``backend``; always closes the backend."""
+BUSY = "busy"  # the result of a step whose actor was still blocked (non-strict runs only)
+
+
+def run(scenario: Scenario, backend: Backend, strict: bool = True) -> Trace:
+    """Run every step of ``scenario`` on ``backend``; always closes the backend.
+
+    ``strict``: a step by a blocked actor is a ScenarioError (the language's rule, for
+    scenarios as written). Otherwise it is recorded as ``busy`` and the run goes on: a
+    scenario checked on a second backend after the first accepted it can only be busy
+    there because the backends disagree, and that disagreement is what ``check`` reports.
+    A BackendError ends the trace early with ``trace.error`` set.
+    """
     trace = Trace(backend.name, scenario)
     missing: set[str] = set()  # names whose fork/clone failed
     busy: dict[str, int] = {}  # actor -> index of its pending step
     try:
         backend.start(scenario)
         for step in scenario.steps:
-            if step.actor in busy:
+            if step.actor in busy and strict:
                 raise ScenarioError(
                     scenario.path,
                     step.line,
@@ -87,16 +107,16 @@ def run(scenario: Scenario, backend: Backend) -> Trace:
                     f"{step.actor} is still blocked in the call at step {busy[step.actor] + 1}",
                     step.text,
                 )
-            if step.actor in missing:
+            if step.actor in busy:
+                outcome = Outcome(BUSY)
+            elif step.actor in missing:
                 outcome = Outcome(SKIPPED)
-                if step.bind:
-                    missing.add(step.bind)
             elif step.args.target is not None and step.args.target in missing:
                 outcome = Outcome(errnos.name(3))  # ESRCH: no such process
             else:
                 outcome = backend.step(step)
-                if step.bind and errnos.is_name(outcome.result):
-                    missing.add(step.bind)
+            if step.bind and (errnos.is_name(outcome.result) or outcome.result in (SKIPPED, BUSY)):
+                missing.add(step.bind)
             if outcome.result == BLOCKS:
                 busy[step.actor] = step.index
             for done in outcome.completions:
@@ -106,6 +126,8 @@ def run(scenario: Scenario, backend: Backend) -> Trace:
                 if actor in snapshot and snapshot[actor].state in ("zombie", "reaped"):
                     del busy[actor]
             trace.records.append(Record(step, outcome.result, outcome.completions, snapshot))
+    except BackendError as err:
+        trace.error = str(err) or type(err).__name__
     finally:
         backend.close()
     return trace

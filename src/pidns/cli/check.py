@@ -1,0 +1,290 @@
+"""``pidns sim``, ``pidns check`` and ``pidns demo``: scenarios on the model and the kernel.
+
+Exit statuses: 0 every scenario ran with no divergence and every expectation met;
+1 a divergence, a failed expectation or a backend that could not run a scenario;
+2 bad usage or a scenario that cannot be read (nothing runs then); 125 the real
+backend could not make its world at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pidns.scenario import report
+from pidns.scenario.backend import Backend, ScenarioError, run
+from pidns.scenario.compare import Verdict, judge
+from pidns.scenario.model_backend import ModelBackend
+from pidns.scenario.parser import parse, parse_file
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP = 0, 1, 2, 125
+
+SEED_LOGIN_FLOW = """\
+# pidns: Support unsharing the pid namespace (v3.8): unshare takes effect for children
+A: unshare NEWPID                 => 0
+A: unshare NEWPID                 => EINVAL     # active ns != ns for children
+A: getpid                         => 2          # the caller does not move
+A: fork -> B
+B: getpid                         => 1          # the first child is init of the new ns
+B: getppid                        => 0          # its parent does not map
+A: fork -> C
+C: getpid                         => 2
+C: getppid                        => 0          # an "oddball child of pid 0"
+B: exit 0
+A: state B                        => exiting    # init waits until its namespace is empty
+A: wait B nohang                  => none
+A: wait C                         => C killed KILL
+A: wait B                         => B exited 0
+A: fork -> D                      => ENOMEM     # the namespace is dead; D never exists
+"""
+
+
+class SetupError(Exception):
+    """The real backend cannot make a world on this machine (one line says why)."""
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"pidns {prog}", description=description)
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every step")
+    return parser
+
+
+class _Worlds:
+    """Makes backends whose worlds sit at the same kernel level."""
+
+    def __init__(self) -> None:
+        self._real: Any = None
+        self.world_level = 1
+        self.mapped_uids: frozenset[int] | None = None
+
+    def model(self) -> ModelBackend:
+        return ModelBackend(world_level=self.world_level, mapped_uids=self.mapped_uids)
+
+    def real(self) -> Backend:
+        try:
+            from pidns.scenario import real  # noqa: PLC0415 - the kernel side loads on demand
+        except ImportError as err:  # pragma: no cover - the module ships with the package
+            raise SetupError(f"the real backend is not available: {err}") from None
+        backend: Backend = real.RealBackend()
+        self.world_level = int(getattr(backend, "world_level", self.world_level))
+        self.mapped_uids = getattr(backend, "mapped_uids", self.mapped_uids)
+        return backend
+
+
+def _run_both(worlds: _Worlds, scenario_text: str | None, path: str) -> Verdict:
+    scenario = parse(scenario_text, path) if scenario_text is not None else parse_file(path)
+    real = worlds.real()  # first: it tells the model where its world sits
+    model_trace = run(scenario, worlds.model())  # strict: a busy actor is a scenario error
+    real_trace = run(scenario, real, strict=False)
+    return judge([model_trace, real_trace])
+
+
+def _emit(verdicts: list[Verdict], as_json: bool, verbose: bool, extra: dict[str, Any]) -> int:
+    failed = sum(1 for v in verdicts if not v.ok)
+    if as_json:
+        document = {
+            "scenarios": [report.verdict_json(v) for v in verdicts],
+            "summary": {"scenarios": len(verdicts), "failed": failed, **extra},
+        }
+        print(json.dumps(document, indent=1))
+    else:
+        for verdict in verdicts:
+            print(report.render_text(verdict, verbose))
+        ran = len(verdicts)
+        tail = f", {failed} failed" if failed else ""
+        print(f"{ran - failed} of {ran} scenario(s) passed{tail}")
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+def _read_all(paths: list[str]) -> list[str] | None:
+    """Parse every file before anything runs: on the first error print it, return None."""
+    for path in paths:
+        try:
+            parse_file(path)
+        except ScenarioError as err:
+            print(err.render(), file=sys.stderr)
+            return None
+        except OSError as err:
+            print(f"pidns: cannot read {path}: {err.strerror}", file=sys.stderr)
+            return None
+    return paths
+
+
+def sim(argv: list[str]) -> int:
+    parser = _parser("sim", "Run scenarios on the model only.")
+    parser.add_argument("files", nargs="+", metavar="FILE")
+    parser.add_argument("--svg", metavar="OUT", help="picture the model after the scenario")
+    parser.add_argument("--png", metavar="OUT", help="the same picture as PNG")
+    parser.add_argument("--world-level", type=int, default=1, help="kernel level of the world")
+    args = parser.parse_args(argv)
+    if _read_all(args.files) is None:
+        return EXIT_USAGE
+    verdicts = []
+    for path in args.files:
+        try:
+            backend = ModelBackend(world_level=args.world_level)
+            trace = run(parse_file(path), backend)
+        except ScenarioError as err:
+            print(err.render(), file=sys.stderr)
+            return EXIT_USAGE
+        verdicts.append(judge([trace]))
+        for fmt, out in (("svg", args.svg), ("png", args.png)):
+            if out and (status := _picture(backend, out, fmt, path, len(args.files) > 1)):
+                return status
+    return _emit(verdicts, args.json, True if not args.json else args.verbose, {})
+
+
+def _picture(backend: ModelBackend, out: str, fmt: str, path: str, several: bool) -> int:
+    """Draw the model after the scenario with the renderer ``pidns tree`` uses."""
+    from pidns.render import graphviz  # noqa: PLC0415 - optional output
+    from pidns.render.model_view import from_model  # noqa: PLC0415
+
+    target = out
+    if several:  # one picture per scenario: OUT-NAME.svg
+        stem, ext = os.path.splitext(out)
+        target = f"{stem}-{os.path.splitext(os.path.basename(path))[0]}{ext or '.' + fmt}"
+    try:
+        graphviz.draw(from_model(backend.kernel, backend.names), target, fmt, title=path)
+    except (graphviz.GraphvizMissing, graphviz.GraphvizFailed) as err:
+        print(f"pidns sim: {err}", file=sys.stderr)
+        return EXIT_SETUP
+    except OSError as err:
+        print(f"pidns sim: cannot write {target}: {err.strerror}", file=sys.stderr)
+        return EXIT_SETUP
+    return EXIT_OK
+
+
+def check(argv: list[str]) -> int:
+    parser = _parser("check", "Run scenarios on the model and on the kernel; report divergences.")
+    parser.add_argument("files", nargs="*", metavar="FILE")
+    parser.add_argument("--random", type=int, metavar="N", help="check N random scenarios")
+    parser.add_argument("--seed", type=int, help="seed of the random scenarios (default: time)")
+    parser.add_argument("--steps", type=int, default=14, help="steps per random scenario")
+    parser.add_argument("--profile", default="6.18", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--save",
+        metavar="DIR",
+        default="pidns-divergences",
+        help="where shrunk reproducers of random divergences go (default: %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    if not args.files and args.random is None:
+        parser.error("give scenario files, or --random N")
+    if args.random is not None and args.random < 0:
+        parser.error("--random needs a count >= 0")
+    if _read_all(args.files) is None:
+        return EXIT_USAGE
+    worlds = _Worlds()
+    verdicts: list[Verdict] = []
+    extra: dict[str, Any] = {}
+    try:
+        for path in args.files:
+            try:
+                verdicts.append(_run_both(worlds, None, path))
+            except ScenarioError as err:
+                print(err.render(), file=sys.stderr)
+                return EXIT_USAGE
+        if args.random is not None:
+            seed = args.seed if args.seed is not None else int(time.time())
+            if not args.json:
+                print(f"random scenarios: {args.random}, seed {seed}", flush=True)
+            found = _random_batch(worlds, args.random, seed, args.steps, args.save, verdicts)
+            extra = {"seed": seed, "random": args.random, "reproducers": found}
+    except SetupError as err:
+        print(f"pidns check: {err}", file=sys.stderr)
+        return EXIT_SETUP
+    return _emit(verdicts, args.json, args.verbose, extra)
+
+
+def _random_batch(
+    worlds: _Worlds, count: int, seed: int, steps: int, save: str, verdicts: list[Verdict]
+) -> list[str]:
+    """Check ``count`` random scenarios; shrink and save each divergent one."""
+    from pidns.scenario.generate import generate, shrink  # noqa: PLC0415
+
+    saved: list[str] = []
+    for number in range(count):
+        rng = random.Random(f"{seed}:{number}")
+        name = f"random-{seed}-{number}.pidns"
+        text = generate(rng, steps=steps, world_level=worlds.world_level)
+        try:
+            verdict = _run_both(worlds, text, name)
+        except ScenarioError as err:  # the generator's own bug: report, never hide
+            raise SetupError(f"generated scenario {name} is invalid: {err}") from None
+        if not verdict.ok:
+            small = shrink(text, _fails_on(worlds))
+            path = _save(save, name, small, seed, number, text)
+            saved.append(path)
+            verdict = _run_both(worlds, small, path)
+        verdicts.append(verdict)
+    return saved
+
+
+def _fails_on(worlds: _Worlds) -> Callable[[str], bool]:
+    def still_fails(text: str) -> bool:
+        try:
+            return not _run_both(worlds, text, "<shrinking>").ok
+        except ScenarioError:
+            return False
+
+    return still_fails
+
+
+def _save(directory: str, name: str, text: str, seed: int, number: int, original: str) -> str:
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name)
+    steps = len(text.splitlines()) - 1
+    before = len(original.splitlines()) - 1
+    header = (
+        f"# found by: pidns check --random {number + 1} --seed {seed} (scenario {number})\n"
+        f"# shrunk from {before} to {steps} steps; rerun: pidns check {path}\n"
+    )
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(header + text)
+    return path
+
+
+def demo(argv: list[str]) -> int:
+    parser = _parser("demo", "The seed's login flow on the model and the kernel, side by side.")
+    args = parser.parse_args(argv)
+    worlds = _Worlds()
+    try:
+        verdict = _run_both(worlds, SEED_LOGIN_FLOW, "seed-login-flow.pidns")
+    except SetupError as err:
+        print(f"pidns demo: {err}", file=sys.stderr)
+        return EXIT_SETUP
+    if args.json:
+        print(json.dumps(report.verdict_json(verdict), indent=1))
+        return EXIT_OK if verdict.ok else EXIT_FAIL
+    print(
+        "The seed: unshare(CLONE_NEWPID) moves only the caller's future children; its\n"
+        "first child is pid 1 of the new namespace, later ones are oddball children of\n"
+        "pid 0, and the creator reaps them. The same scenario, run on the model and on\n"
+        "this machine's kernel:\n"
+    )
+    print(report.side_by_side(verdict))
+    print()
+    print(report.render_text(verdict))
+    return EXIT_OK if verdict.ok else EXIT_FAIL
+
+
+_COMMANDS: dict[str, Callable[[list[str]], int]] = {"sim": sim, "check": check, "demo": demo}
+
+
+def main(name: str, argv: list[str]) -> int:
+    try:
+        return _COMMANDS[name](argv)
+    except KeyboardInterrupt:
+        print(f"pidns {name}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAIL
+    except SystemExit as stop:  # argparse: usage errors exit 2, --help exits 0
+        return int(stop.code or 0) if isinstance(stop.code, int) else EXIT_USAGE

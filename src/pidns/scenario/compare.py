@@ -1,0 +1,106 @@
+"""Comparing traces: expectations met or not, and where two backends diverge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pidns.scenario.ast import ProcessSnapshot, Snapshot
+from pidns.scenario.backend import Record, Trace
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A step whose result differs from its ``=> EXPECTED``."""
+
+    backend: str
+    record: Record
+
+    def describe(self) -> str:
+        step = self.record.step
+        return (
+            f"line {step.line}: {step.text}: "
+            f"{self.backend} gave {self.record.result}, expected {step.expected}"
+        )
+
+
+@dataclass(slots=True)
+class StepDiff:
+    """One step where the two traces disagree."""
+
+    index: int
+    left: Record
+    right: Record
+    result_differs: bool
+    completions_differ: bool
+    processes: dict[str, tuple[ProcessSnapshot | None, ProcessSnapshot | None]] = field(
+        default_factory=dict
+    )
+
+
+def expectation_failures(trace: Trace) -> list[Failure]:
+    return [
+        Failure(trace.backend, record)
+        for record in trace.records
+        if record.step.expected is not None and record.result != record.step.expected
+    ]
+
+
+def _completions(record: Record) -> list[tuple[str, str]]:
+    return sorted((c.actor, c.result) for c in record.completions)
+
+
+def _snapshot_diff(
+    left: Snapshot, right: Snapshot
+) -> dict[str, tuple[ProcessSnapshot | None, ProcessSnapshot | None]]:
+    return {
+        name: (left.get(name), right.get(name))
+        for name in sorted(set(left) | set(right))
+        if left.get(name) != right.get(name)
+    }
+
+
+def diverging_steps(left: Trace, right: Trace) -> list[StepDiff]:
+    """Every step whose result, completions or snapshot differ between the traces."""
+    diffs: list[StepDiff] = []
+    for index, (a, b) in enumerate(zip(left.records, right.records, strict=False)):
+        processes = _snapshot_diff(a.snapshot, b.snapshot)
+        result_differs = a.result != b.result
+        completions_differ = _completions(a) != _completions(b)
+        if result_differs or completions_differ or processes:
+            diffs.append(StepDiff(index, a, b, result_differs, completions_differ, processes))
+    return diffs
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The outcome of one scenario on one or two backends."""
+
+    traces: list[Trace]
+    failures: list[Failure] = field(default_factory=list)
+    diffs: list[StepDiff] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # a backend could not run it
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failures or self.diffs or self.errors)
+
+    @property
+    def diverges(self) -> bool:
+        return bool(self.diffs)
+
+
+def judge(traces: list[Trace]) -> Verdict:
+    verdict = Verdict(traces)
+    for trace in traces:
+        if trace.error:
+            verdict.errors.append(f"{trace.backend}: {trace.error}")
+        verdict.failures += expectation_failures(trace)
+    if len(traces) == 2:
+        left, right = traces
+        verdict.diffs = diverging_steps(left, right)
+        if len(left.records) != len(right.records) and not verdict.errors:
+            verdict.errors.append(
+                f"{left.backend} ran {len(left.records)} steps, {right.backend} "
+                f"{len(right.records)}"
+            )
+    return verdict

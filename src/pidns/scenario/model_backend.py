@@ -1,0 +1,200 @@
+"""The model backend: runs a scenario on ``pidns.model``.
+
+The world is the model's root namespace, placed at the same kernel level as the real
+backend's world (one below the runner's), so the nesting limit and pid_max rules match.
+``root`` is the model's boot init: it reaps every zombie child it has after each step,
+as the real world's init does. A ``wait`` that would sleep yields ``blocks``; the
+backend retries it after every later step and reports its completion there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pidns.core import errnos, signals
+from pidns.model import Disposition, Kernel, KernelError, Task, TaskState, Unmodeled, WouldBlock
+from pidns.model.exit import WaitResult
+from pidns.scenario import ast
+from pidns.scenario.ast import Completion, Op, Outcome, ProcessSnapshot, Scenario, Snapshot, Step
+from pidns.scenario.backend import UnsupportedStep
+
+_DISPOSITIONS = {
+    ast.Disposition.CATCH: Disposition.CATCH,
+    ast.Disposition.IGNORE: Disposition.IGNORE,
+    ast.Disposition.DEFAULT: Disposition.DEFAULT,
+}
+
+
+@dataclass(slots=True)
+class _Pending:
+    step_index: int
+    actor: Task
+    actor_name: str
+    target: Task | None
+
+
+class ModelBackend:
+    """A world on the model kernel. ``world_level`` is the world's kernel level."""
+
+    name = "model"
+
+    def __init__(self, world_level: int = 1, mapped_uids: frozenset[int] | None = None) -> None:
+        self.world_level = world_level
+        self.mapped_uids = mapped_uids
+        self.kernel = Kernel(root_level=world_level)
+        self.tasks: dict[str, Task] = {}
+        self.names: dict[Task, str] = {}
+        self.pending: list[_Pending] = []
+
+    # ---- Backend ------------------------------------------------------------------------
+
+    def start(self, scenario: Scenario) -> None:
+        self.kernel = Kernel(
+            profile=scenario.profile, root_level=self.world_level, mapped_uids=self.mapped_uids
+        )
+        self.tasks = {}
+        self.names = {}
+        self.pending = []
+        self._name("root", self.kernel.init)
+        self._name("A", self.kernel.fork(self.kernel.init))
+
+    def step(self, step: Step) -> Outcome:
+        actor = self.tasks[step.actor]
+        if actor.state is not TaskState.RUNNING:
+            return Outcome(ast.SKIPPED)
+        try:
+            result = self._perform(actor, step)
+        except KernelError as err:
+            result = errnos.name(err.errno or 0)
+        except Unmodeled as err:
+            raise UnsupportedStep(f"line {step.line}: {err}") from None
+        return Outcome(result, self._settle())
+
+    def snapshot(self) -> Snapshot:
+        snap: Snapshot = {}
+        for name, task in self.tasks.items():
+            if name == "root":
+                continue
+            parent = task.parent
+            reaped = task.state is TaskState.REAPED
+            snap[name] = ProcessSnapshot(
+                state=str(task.state),
+                parent="-" if reaped or parent is None else self.names.get(parent, "?"),
+                nspid=() if reaped else self.kernel.nspid(task),
+            )
+        return snap
+
+    def close(self) -> None:
+        self.pending = []
+
+    # ---- steps --------------------------------------------------------------------------
+
+    def _name(self, name: str, task: Task) -> None:
+        self.tasks[name] = task
+        self.names[task] = name
+
+    def _target(self, step: Step) -> Task:
+        assert step.args.target is not None
+        return self.tasks[step.args.target]
+
+    def _perform(self, actor: Task, step: Step) -> str:
+        k = self.kernel
+        args = step.args
+        op = step.op
+        if op in (Op.FORK, Op.CLONE):
+            child = k.clone(actor, args.flags, args.set_tid) if op is Op.CLONE else k.fork(actor)
+            assert step.bind is not None
+            self._name(step.bind, child)
+            return ast.pid_value(k.pid_seen_by(actor, child))
+        if op is Op.UNSHARE:
+            k.unshare(actor, args.flags)
+        elif op is Op.SETNS:
+            k.setns(actor, self._target(step), args.pid_for_children)
+        elif op is Op.GETPID:
+            return ast.pid_value(k.getpid(actor))
+        elif op is Op.GETPPID:
+            return ast.pid_value(k.getppid(actor))
+        elif op is Op.GETPGID:
+            return ast.pid_value(k.getpgid(actor))
+        elif op is Op.GETSID:
+            return ast.pid_value(k.getsid(actor))
+        elif op is Op.SETSID:
+            return ast.pid_value(k.setsid(actor))
+        elif op is Op.PIDOF:
+            return ast.pid_value(k.pid_seen_by(actor, self._target(step)))
+        elif op is Op.NSPID:
+            target = self._target(step) if args.target else actor
+            if target.state is TaskState.REAPED:
+                return errnos.name(errnos.number("ESRCH"))
+            return ast.list_value(k.nspid(target))
+        elif op is Op.EXIT:
+            k.exit(actor, args.number or 0)
+        elif op is Op.WAIT:
+            return self._wait(actor, step)
+        elif op is Op.KILL:
+            if args.target is not None:
+                k.kill_task(actor, self._target(step), args.signal)
+            else:
+                k.kill(actor, args.number or 0, args.signal)
+        elif op is Op.SIGNAL:
+            assert args.disposition is not None
+            k.sigaction(actor, args.signal, _DISPOSITIONS[args.disposition])
+        elif op is Op.CAUGHT:
+            caught = k.caught(actor)
+            return ast.caught_value([(signals.name(s), pid) for s, pid in caught])
+        elif op is Op.SUBREAPER:
+            k.set_subreaper(actor, args.on)
+        elif op is Op.SETUID:
+            k.setuid(actor, args.number or 0)
+        elif op is Op.STATE:
+            return str(self._target(step).state)
+        return ast.OK
+
+    def _wait(self, actor: Task, step: Step) -> str:
+        target = self._target(step) if step.args.target else None
+        try:
+            result = self.kernel.wait(actor, target, nohang=True)
+        except KernelError as err:
+            return errnos.name(err.errno or 0)
+        if result is not None:
+            return self._describe(result)
+        if step.args.nohang:
+            return ast.NONE
+        self.pending.append(_Pending(step.index, actor, step.actor, target))
+        return ast.BLOCKS
+
+    def _describe(self, result: WaitResult) -> str:
+        name = self.names.get(result.child, "?")
+        if result.exited:
+            return ast.exited(name, result.value)
+        return ast.killed(name, signals.name(result.value))
+
+    def _settle(self) -> list[Completion]:
+        """After a step: root reaps its zombies; blocked waits that can finish do."""
+        k = self.kernel
+        init = k.init
+        while init.zombies:
+            try:
+                k.wait(init, None, nohang=True)
+            except (KernelError, WouldBlock):  # pragma: no cover - zombies mean a result
+                break
+        done: list[Completion] = []
+        still: list[_Pending] = []
+        for pending in self.pending:
+            if pending.actor.state is not TaskState.RUNNING:
+                continue  # a call pending in a dead process never completes
+            try:
+                result = k.wait(pending.actor, pending.target, nohang=True)
+            except KernelError as err:
+                done.append(
+                    Completion(pending.step_index, pending.actor_name, errnos.name(err.errno or 0))
+                )
+                continue
+            if result is None:
+                still.append(pending)
+            else:
+                done.append(
+                    Completion(pending.step_index, pending.actor_name, self._describe(result))
+                )
+        self.pending = still
+        return done
