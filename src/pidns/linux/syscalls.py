@@ -17,7 +17,7 @@ import fcntl
 import os
 import signal
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from pidns.core import flags as cf
 
@@ -34,6 +34,8 @@ SYS_SETNS = {"x86_64": 308, "aarch64": 268}.get(os.uname().machine, 308)
 
 PR_SET_PDEATHSIG = 1
 PR_GET_PDEATHSIG = 2
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
 PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
@@ -306,6 +308,72 @@ def move_mount(from_fd: int, from_path: str, to_fd: int, to_path: str, flags: in
     )
 
 
+# signalfd(2) (fs/signalfd.c): blocked signals read as struct signalfd_siginfo records.
+SFD_NONBLOCK = os.O_NONBLOCK
+SFD_CLOEXEC = os.O_CLOEXEC
+SIGINFO_SIZE = 128  # sizeof(struct signalfd_siginfo)
+SI_USER = 0  # kill(2), pidfd_send_signal(2), the parent-death signal
+SI_KERNEL = 0x80  # sent by the kernel itself, e.g. a terminal's ^C to its foreground group
+_SIGINFO = struct.Struct("IiiII")  # ssi_signo, ssi_errno, ssi_code, ssi_pid, ssi_uid
+
+
+def _sigset(signals: Iterable[int]) -> ctypes.Array[ctypes.c_ulong]:
+    """A glibc ``sigset_t`` (1024 bits) holding ``signals``."""
+    bits = ctypes.sizeof(ctypes.c_ulong) * 8
+    words = (ctypes.c_ulong * (1024 // bits))()
+    for sig in signals:
+        words[(sig - 1) // bits] |= 1 << ((sig - 1) % bits)
+    return words
+
+
+def signalfd(signals: Iterable[int], flags: int = SFD_CLOEXEC | SFD_NONBLOCK) -> int:
+    """signalfd(2): a new fd on which ``signals`` can be read once they are pending.
+
+    The signals must also be blocked (signal.pthread_sigmask), or they are delivered
+    the ordinary way instead of queued for the fd (kernel/signal.c:dequeue_signal).
+    """
+    mask = _sigset(signals)
+    return _check(_libc.signalfd(ctypes.c_int(-1), ctypes.byref(mask), ctypes.c_int(flags)))
+
+
+class SigInfo:
+    """The fields of one signalfd_siginfo record that pidns uses (a plain class: importing
+    typing for a NamedTuple would cost `pidns run` milliseconds of start-up)."""
+
+    __slots__ = ("code", "pid", "signo", "uid")
+
+    def __init__(self, signo: int, code: int, pid: int, uid: int) -> None:
+        self.signo = signo
+        self.code = code  # SI_USER, SI_KERNEL, SI_QUEUE, CLD_EXITED, ...
+        self.pid = pid  # the sender, in the reader's pid namespace; 0 when not visible there
+        self.uid = uid
+
+    def __repr__(self) -> str:
+        return f"SigInfo(signo={self.signo}, code={self.code}, pid={self.pid}, uid={self.uid})"
+
+
+def read_signals(fd: int) -> list[SigInfo]:
+    """Every signal pending on a non-blocking signalfd ([] when there is none)."""
+    found: list[SigInfo] = []
+    while True:
+        try:
+            data = os.read(fd, SIGINFO_SIZE * 16)
+        except BlockingIOError:
+            return found
+        for offset in range(0, len(data), SIGINFO_SIZE):
+            signo, _errno, code, pid, uid = _SIGINFO.unpack_from(data, offset)
+            found.append(SigInfo(signo, code, pid, uid))
+        if len(data) < SIGINFO_SIZE * 16:
+            return found
+
+
+def pid_in_ns(ns_fd: int, pid: int) -> int:
+    """NS_GET_PID_IN_PIDNS: ``pid`` (a number in the caller's pid namespace) as the pid
+    namespace ``ns_fd`` sees it (fs/nsfs.c:ns_ioctl). ESRCH when it cannot see it;
+    ENOTTY on kernels without the ioctl."""
+    return int(fcntl.ioctl(ns_fd, NS_GET_PID_IN_PIDNS, pid))
+
+
 __all__ = [
     "clone",
     "fsconfig",
@@ -315,12 +383,15 @@ __all__ = [
     "move_mount",
     "ns_id",
     "ns_ioctl",
+    "pid_in_ns",
     "pidfd_open",
     "pidfd_send_signal",
     "prctl",
+    "read_signals",
     "set_child_subreaper",
     "set_parent_death_signal",
     "setns",
+    "signalfd",
     "umount",
     "unshare",
 ]
