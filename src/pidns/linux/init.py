@@ -1,0 +1,333 @@
+"""The namespace's pid 1: start the command, reap every orphan, forward signals, shut down.
+
+``become_init`` runs in the child of the launcher's clone3(CLONE_NEWPID | ...), so it is
+pid 1 of the new namespace and its child reaper (kernel/fork.c:copy_process,
+is_child_reaper). It is a fork of the launcher, never exec'd, and it ends with os._exit.
+
+Every catchable signal stays blocked in the init and arrives on a signalfd, as the
+launcher blocked them all before clone3: a signal sent before the init is ready is queued,
+not lost. (A blocked signal is queued even for a SIGNAL_UNKILLABLE init,
+kernel/signal.c:sig_ignored, where an unblocked SIG_DFL one would be dropped.)
+
+The loop (``Init.serve``) waits on that signalfd and on a pidfd of the launcher, opened by
+the launcher before clone3, so the init learns of the launcher's death however early it
+happens (a pidfd polls readable once its process has exited: kernel/pid.c:pidfd_poll).
+
+Shutdown policy:
+- the command exits: every other process of the namespace is SIGKILLed at once
+  (kill(-1), kernel/signal.c:kill_something_info, reaches every process of the namespace
+  and of the namespaces below it, not the init itself), unless ``wait_all``: then the init
+  waits until the namespace is empty, after TERM to everyone and KILL ``grace`` seconds
+  later when a grace period is set;
+- the launcher dies: SIGKILL to everything and exit (the kernel would do the same when
+  pid 1 exits: kernel/pid_namespace.c:zap_pid_ns_processes);
+- the init exits with the command's status (N, or 128+S), and reports the exact wait
+  status to the launcher on the status channel.
+
+Status channel (a pipe to the launcher), one ASCII line per message:
+``R <pid in ns> <host pid> <t>``: the command runs; ``F <status> <errno> <stage>\\t<text>``:
+setup failed; ``T <signal>``: the command was stopped by a terminal signal;
+``X <wait status> <t spawned> <t exited> <t done> <orphans> <killed> <pids,> <signals,>``:
+the end. Times are CLOCK_MONOTONIC nanoseconds.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import select
+import signal
+import time
+from typing import NoReturn
+
+from pidns.linux import mounts, spawn, syscalls, userns
+
+SIGCHLD = int(signal.SIGCHLD)
+SIGKILL = int(signal.SIGKILL)
+SIGTERM = int(signal.SIGTERM)
+TERMINAL_STOPS = (int(signal.SIGTSTP), int(signal.SIGTTIN), int(signal.SIGTTOU))
+# Everything a process can catch (glibc keeps 32 and 33 for itself: valid_signals omits them).
+CATCHABLE = tuple(
+    sorted(int(s) for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP))
+)
+MAX_LISTED = 1000  # pids and signals listed in the report; counts are always exact
+
+
+class Plan:
+    """What the launcher asks of the init (or, with ``as_pid_1``, of the command itself)."""
+
+    __slots__ = (
+        "argv",
+        "as_pid_1",
+        "cwd",
+        "env",
+        "forward_to_group",
+        "gid",
+        "grace",
+        "id_map",
+        "job_control",
+        "mount_proc",
+        "parent_death_signal",
+        "stdio",
+        "terminal",
+        "uid",
+        "wait_all",
+    )
+
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        stdio: tuple[int, int, int] = (-1, -1, -1),
+        terminal: int = -1,
+        job_control: bool = False,
+        as_pid_1: bool = False,
+        mount_proc: bool = True,
+        id_map: str | None = None,
+        wait_all: bool = False,
+        grace: float | None = None,
+        forward_to_group: bool = False,
+        parent_death_signal: bool = False,
+    ) -> None:
+        self.argv = argv
+        self.env = env
+        self.cwd = cwd
+        self.stdio = stdio  # fds that become the command's 0, 1, 2 (-1: inherit)
+        self.terminal = terminal  # the terminal to give the command (-1: none)
+        self.job_control = job_control  # report terminal stops of the command (T lines)
+        self.as_pid_1 = as_pid_1
+        self.mount_proc = mount_proc
+        self.id_map = id_map  # None, userns.MAP_ROOT or userns.MAP_CURRENT
+        self.uid = os.getuid()
+        self.gid = os.getgid()
+        self.wait_all = wait_all
+        self.grace = grace
+        self.forward_to_group = forward_to_group
+        self.parent_death_signal = parent_death_signal
+
+
+def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) -> NoReturn:
+    """The child side of clone3: set the namespace up, start the command, serve, exit."""
+    stage = "setup"
+    try:
+        if plan.id_map is not None:
+            stage = "user namespace"
+            userns.write_id_maps(plan.id_map, plan.uid, plan.gid)
+        if plan.parent_death_signal:
+            syscalls.set_parent_death_signal(SIGKILL)
+        if plan.mount_proc:
+            stage = "mount"
+            mounts.make_private_recursive()
+            stage = "proc"
+            mounts.mount_proc()
+        if plan.cwd is not None:
+            stage = "cwd"
+            os.chdir(plan.cwd)
+        keep = {0, 1, 2, channel, launcher_pidfd, host_pidns, plan.terminal, *plan.stdio}
+        _close_fds_except(keep)
+        env = dict(os.environ) if plan.env is None else plan.env
+        stage = "exec"
+        path = spawn.resolve(plan.argv[0], env)
+        if plan.as_pid_1:
+            spawn.exec_command(
+                path,
+                plan.argv,
+                env,
+                stdio=plan.stdio,
+                terminal=plan.terminal,
+                parent_death_signal=SIGKILL,
+                watch_pidfd=launcher_pidfd,
+            )
+        _set_name(b"pidns-init")
+        sfd = syscalls.signalfd(CATCHABLE)
+        if plan.terminal >= 0:
+            cmd = spawn.fork_exec(path, plan.argv, env, stdio=plan.stdio, terminal=plan.terminal)
+        else:
+            cmd = spawn.spawn(path, plan.argv, env, stdio=plan.stdio)
+    except OSError as exc:
+        err = exc.errno or errno.EIO
+        status = spawn.exit_status_for(err) if stage == "exec" else spawn.EXIT_SETUP
+        text = spawn.describe(err) if stage == "exec" else os.strerror(err)
+        _send(channel, f"F {status} {err} {stage.replace(' ', '_')}\t{text}")
+        os._exit(status)
+    except BaseException as exc:  # never a traceback from pid 1
+        _send(channel, f"F {spawn.EXIT_SETUP} 0 setup\t{type(exc).__name__}: {exc}")
+        os._exit(spawn.EXIT_SETUP)
+    t_spawned = time.monotonic_ns()
+    for fd in plan.stdio:
+        if fd > 2:
+            os.close(fd)
+    try:
+        host_pid = syscalls.pid_in_ns(host_pidns, cmd)
+    except OSError:
+        host_pid = 0  # a kernel without NS_GET_PID_IN_PIDNS (before 6.11)
+    os.close(host_pidns)
+    _send(channel, f"R {cmd} {host_pid} {t_spawned}")
+    init = Init(plan, cmd, sfd, launcher_pidfd, channel)
+    try:
+        status = init.serve()
+    except BaseException:
+        _kill_all(SIGKILL)
+        os._exit(spawn.EXIT_SETUP)
+    t_done = time.monotonic_ns()
+    killed = ",".join(str(p) for p in init.killed[:MAX_LISTED]) or "-"
+    signals = ",".join(str(s) for s in init.forwarded[:MAX_LISTED]) or "-"
+    _send(
+        channel,
+        f"X {status} {t_spawned} {init.t_exited} {t_done} {init.orphans} "
+        f"{init.killed_count} {killed} {signals}",
+    )
+    os._exit(exit_status(status))
+
+
+def _set_name(name: bytes) -> None:
+    """prctl(PR_SET_NAME): the name ps and /proc/PID/comm show (kernel/sys.c:prctl_set_name)."""
+    buffer = ctypes.create_string_buffer(name)
+    syscalls.prctl(syscalls.PR_SET_NAME, ctypes.addressof(buffer))
+
+
+def exit_status(wait_status: int) -> int:
+    """The shell's status for a wait status: N for exit(N), 128+S for death by signal S."""
+    if os.WIFSIGNALED(wait_status):
+        return 128 + os.WTERMSIG(wait_status)
+    if os.WIFEXITED(wait_status):
+        return os.WEXITSTATUS(wait_status)
+    return spawn.EXIT_SETUP
+
+
+def _send(channel: int, line: str) -> None:
+    data = (line + "\n").encode()
+    while data:
+        data = data[os.write(channel, data) :]
+
+
+def _close_fds_except(keep: set[int]) -> None:
+    """Close every fd but ``keep``: a fork of the caller holds the caller's pipe ends, and a
+    held write end would hide EOF from whoever reads the other (close_range(2))."""
+    low = 0
+    for fd in sorted(k for k in keep if k >= 0):
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 2**31 - 1)
+
+
+def _kill_all(sig: int) -> None:
+    """kill(-1, sig): every process of the namespace and below except the init."""
+    try:
+        os.kill(-1, sig)
+    except ProcessLookupError:
+        return  # nobody left (kernel/signal.c:kill_something_info returns ESRCH)
+
+
+def _kill_one(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return  # already reaped
+
+
+class Init:
+    """The reap-and-forward loop of pid 1, and what it saw for the report."""
+
+    def __init__(self, plan: Plan, cmd: int, sfd: int, launcher_pidfd: int, channel: int):
+        self.plan = plan
+        self.cmd = cmd  # the command's pid in the namespace (2)
+        self.sfd = sfd
+        self.launcher_pidfd = launcher_pidfd
+        self.channel = channel
+        self.cmd_status: int | None = None  # its wait status once reaped
+        self.t_exited = 0
+        self.empty = False  # waitpid said ECHILD: no child left
+        self.orphans = 0  # processes reaped that were not the command, before shutdown
+        self.killed: list[int] = []  # pids reaped after the shutdown signal
+        self.killed_count = 0
+        self.forwarded: list[int] = []
+        self.shutting_down = False
+        self.deadline: float | None = None  # when the grace period ends (monotonic)
+
+    def serve(self) -> int:
+        """Run until the command has exited and no child is left; its wait status."""
+        poller = select.poll()
+        poller.register(self.sfd, select.POLLIN)
+        poller.register(self.launcher_pidfd, select.POLLIN)
+        self.reap()
+        while True:
+            if self.cmd_status is not None and self.empty:
+                return self.cmd_status
+            timeout = None
+            if self.deadline is not None:
+                timeout = max(0.0, (self.deadline - time.monotonic()) * 1000)
+            for fd, _events in poller.poll(timeout):
+                if fd == self.launcher_pidfd:
+                    self.abandon()
+            for info in syscalls.read_signals(self.sfd):
+                self.on_signal(info)
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                self.deadline = None
+                _kill_all(SIGKILL)
+                self.reap()
+
+    def on_signal(self, info: syscalls.SigInfo) -> None:
+        if info.signo == SIGCHLD:
+            self.reap()
+        elif info.code != syscalls.SI_KERNEL:
+            # SI_KERNEL: a terminal's ^C or ^Z to the launcher's process group; the
+            # launcher has it too and forwards it, so forwarding it here would double it.
+            self.forward(info.signo)
+
+    def forward(self, sig: int) -> None:
+        """To the command (or its process group); once it is gone, to every process left."""
+        self.forwarded.append(sig)
+        if self.cmd_status is not None:
+            _kill_all(sig)
+            return
+        target = -self.cmd if self.plan.forward_to_group else self.cmd
+        try:
+            os.kill(target, sig)
+        except ProcessLookupError:
+            if target != self.cmd:  # it left its group (setsid): to the command itself
+                _kill_one(self.cmd, sig)
+
+    def reap(self) -> None:
+        """waitpid(-1) until nothing is pending (kernel/exit.c:do_wait)."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG | os.WUNTRACED)
+            except ChildProcessError:
+                self.empty = True
+                return
+            if pid == 0:
+                return
+            if os.WIFSTOPPED(status):
+                if pid == self.cmd and self.plan.job_control:
+                    stop = os.WSTOPSIG(status)
+                    if stop in TERMINAL_STOPS:
+                        _send(self.channel, f"T {stop}")
+                continue
+            if pid == self.cmd:
+                self.command_exited(status)
+            elif self.shutting_down:
+                self.killed_count += 1
+                self.killed.append(pid)
+            else:
+                self.orphans += 1
+
+    def command_exited(self, status: int) -> None:
+        self.cmd_status = status
+        self.t_exited = time.monotonic_ns()
+        if not self.plan.wait_all:
+            self.shutting_down = True
+            _kill_all(SIGKILL)
+        elif self.plan.grace is not None:
+            self.shutting_down = True
+            _kill_all(SIGTERM)
+            self.deadline = time.monotonic() + self.plan.grace
+
+    def abandon(self) -> NoReturn:
+        """The launcher is gone: nobody will collect a status, so end everything now."""
+        _kill_all(SIGKILL)
+        os._exit(128 + SIGKILL)

@@ -1,0 +1,505 @@
+"""The launcher: make the namespace with one clone3, hand the init its plan, supervise it.
+
+``start`` is shared by ``pidns run`` and the Python API. It calls clone3 with
+CLONE_NEWPID (plus CLONE_NEWNS for /proc, plus CLONE_NEWUSER when the caller lacks
+CAP_SYS_ADMIN or asks for a mapping), so the caller itself never changes namespace and
+the child is pid 1 at once (kernel/fork.c:copy_process, kernel/nsproxy.c:copy_namespaces).
+Before clone3 it opens a pidfd of itself and an fd of its own pid namespace for the child
+to inherit: the pidfd tells the init when the launcher has died, however early
+(race-free, unlike the parent-death signal alone), the namespace fd lets the init name
+the command's pid as the launcher sees it (NS_GET_PID_IN_PIDNS).
+
+Every catchable signal is blocked in the calling thread across clone3, so the init starts
+with them blocked and reads them from its signalfd: none is lost in between.
+
+``supervise`` is the command-line launcher's loop: forward every signal it gets to the
+init (pidfd_send_signal, so a recycled pid can never be hit), follow the terminal's job
+control, and return the command's exit status.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import time
+
+from pidns.core import flags as cf
+from pidns.linux import mounts, spawn, syscalls, userns
+from pidns.linux.init import CATCHABLE, Plan, become_init, exit_status
+
+SIGCHLD = int(signal.SIGCHLD)
+SIGCONT = int(signal.SIGCONT)
+SIGKILL = int(signal.SIGKILL)
+SIGSTOP = int(signal.SIGSTOP)
+
+
+class SetupError(OSError):
+    """The namespace could not be set up (exit status 125); ``str()`` is one line."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class Options:
+    """How to build the namespace: the options of ``pidns run`` and of the Python API."""
+
+    __slots__ = ("as_pid_1", "forward_to_group", "grace", "map_user", "mount_proc", "wait_all")
+
+    def __init__(
+        self,
+        *,
+        mount_proc: bool = True,
+        as_pid_1: bool = False,
+        map_user: str | None = None,
+        wait_all: bool = False,
+        grace: float | None = None,
+        forward_to_group: bool = False,
+    ) -> None:
+        if map_user is not None and map_user not in userns.MAPPINGS:
+            raise ValueError(f"map_user must be one of {userns.MAPPINGS}, not {map_user!r}")
+        if as_pid_1 and (wait_all or grace is not None or forward_to_group):
+            raise ValueError("as_pid_1 has no init: wait_all, grace and forward_to_group need one")
+        if grace is not None and not grace >= 0:
+            raise ValueError(f"grace must be a number of seconds >= 0, not {grace!r}")
+        self.mount_proc = mount_proc
+        self.as_pid_1 = as_pid_1
+        self.map_user = map_user  # None: map to root only when the caller is unprivileged
+        self.wait_all = wait_all
+        self.grace = grace
+        self.forward_to_group = forward_to_group
+
+
+class Namespace:
+    """A running namespace, as its launcher sees it (or a plain child, for ``pidns exec``).
+
+    ``returncode`` follows subprocess: N for exit(N), -S for death by signal S, None while
+    it runs; ``exit_status`` is the shell's form (N, or 128+S).
+    """
+
+    def __init__(
+        self, argv: list[str], init_pid: int, pidfd: int, channel: int = -1, direct: bool = True
+    ) -> None:
+        self.argv = argv
+        self.init_pid = init_pid  # host pid of pid 1 (the init, or the command with as_pid_1)
+        self.pidfd = pidfd
+        self.channel = channel  # the init's status pipe (-1: none)
+        self.pid = init_pid  # host pid of the command, once known
+        self.pid_in_namespace = 1
+        self.direct = direct  # pid 1 is the command itself (no init)
+        self.wait_status: int | None = None  # of pid 1
+        self.command_status: int | None = None  # exact wait status from the init's report
+        self.orphans_reaped: int | None = None
+        self.killed_at_shutdown: int | None = None
+        self.killed_pids: list[int] = []
+        self.init_forwarded: list[int] = []
+        self.launcher_forwarded: list[int] = []
+        self.stops: list[int] = []  # terminal stops reported, not yet acted on
+        self.namespace_ids: dict[str, int | None] = {}
+        self.times: dict[str, int] = {"start": time.monotonic_ns()}
+        self._buffer = b""
+
+    # -- the status channel ------------------------------------------------------------
+
+    def _lines(self, block: bool) -> list[str]:
+        """Complete lines from the channel; blocking until one arrives when ``block``."""
+        lines: list[str] = []
+        while self.channel >= 0:
+            try:
+                data = os.read(self.channel, 65536)
+            except BlockingIOError:
+                break
+            if not data:
+                os.close(self.channel)
+                self.channel = -1
+                break
+            self._buffer += data
+            *complete, self._buffer = self._buffer.split(b"\n")
+            lines += [line.decode() for line in complete]
+            if lines and block:
+                break
+        return lines
+
+    def await_ready(self, flags: int) -> None:
+        """Block until the command runs; raise what the init reported if it could not."""
+        while True:
+            lines = self._lines(block=True)
+            if not lines:
+                break  # EOF: pid 1 exec'd the command (as_pid_1) or died
+            for line in lines:
+                if line.startswith("R "):
+                    _, vpid, host, t_ready = line.split()
+                    self.pid_in_namespace = int(vpid)
+                    self.pid = int(host) or 0
+                    self.times["ready"] = int(t_ready)
+                    os.set_blocking(self.channel, False)
+                    return
+                if line.startswith("F "):
+                    self._wait_blocking()
+                    raise _setup_failure(line, self.argv, flags)
+        self.times["ready"] = time.monotonic_ns()
+        if self.direct:
+            return
+        status = self._wait_blocking()
+        raise SetupError(errno.ECHILD, f"the init died during setup ({_describe(status)})")
+
+    def read_channel(self) -> None:
+        """Take in what the init has written: terminal stops, and its final report."""
+        for line in self._lines(block=False):
+            if line.startswith("T "):
+                self.stops.append(int(line.split()[1]))
+            elif line.startswith("X "):
+                self._take_report(line.split())
+
+    def _take_report(self, fields: list[str]) -> None:
+        status, t_spawned, t_exited, t_done, orphans, killed = (int(f) for f in fields[1:7])
+        self.command_status = status
+        self.times.update(spawned=t_spawned, exited=t_exited, done=t_done)
+        self.orphans_reaped = orphans
+        self.killed_at_shutdown = killed
+        self.killed_pids = [] if fields[7] == "-" else [int(p) for p in fields[7].split(",")]
+        self.init_forwarded = [] if fields[8] == "-" else [int(s) for s in fields[8].split(",")]
+
+    # -- waiting -----------------------------------------------------------------------
+
+    def _reap(self, options: int) -> int | None:
+        if self.wait_status is None:
+            pid, status = os.waitpid(self.init_pid, options)
+            if pid == 0:
+                return None
+            self.wait_status = status
+            self.times["end"] = time.monotonic_ns()
+            if self.channel >= 0:
+                self.read_channel()  # the init wrote its report before it exited
+                if self.channel >= 0:
+                    os.close(self.channel)
+                    self.channel = -1
+            os.close(self.pidfd)
+            self.pidfd = -1
+        return self.returncode
+
+    def _wait_blocking(self) -> int:
+        self._reap(0)
+        assert self.wait_status is not None
+        return self.wait_status
+
+    def poll(self) -> int | None:
+        """The returncode if the namespace has ended (pid 1 reaped), else None."""
+        if self.channel >= 0 and self.wait_status is None:
+            self.read_channel()
+        return self._reap(os.WNOHANG)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the namespace to end (pid 1 is reaped only after every other process of
+        it: kernel/pid_namespace.c:zap_pid_ns_processes); None if ``timeout`` ran out."""
+        if self.wait_status is not None:
+            return self.returncode
+        poller = select.poll()
+        poller.register(self.pidfd, select.POLLIN)
+        channel = self.channel
+        if channel >= 0:
+            poller.register(channel, select.POLLIN)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = [fd for fd, _ in poller.poll(None if left is None else left * 1000)]
+            if self.pidfd in ready:
+                return self._reap(0)
+            if channel >= 0 and channel in ready:
+                self.read_channel()
+                if self.channel < 0:
+                    poller.unregister(channel)
+                    channel = -1
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+
+    @property
+    def returncode(self) -> int | None:
+        status = self.command_status if self.command_status is not None else self.wait_status
+        if status is None:
+            return None
+        if os.WIFSIGNALED(status):
+            return -os.WTERMSIG(status)
+        return os.WEXITSTATUS(status)
+
+    @property
+    def exit_status(self) -> int | None:
+        status = self.command_status if self.command_status is not None else self.wait_status
+        return None if status is None else exit_status(status)
+
+    # -- signals -----------------------------------------------------------------------
+
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to pid 1 through its pidfd: the init forwards it to the command."""
+        if self.wait_status is not None:
+            return
+        try:
+            syscalls.pidfd_send_signal(self.pidfd, sig)
+        except ProcessLookupError:
+            return  # it has exited, not yet reaped
+
+    def kill(self) -> None:
+        """SIGKILL pid 1: the kernel kills every process of the namespace with it."""
+        self.send_signal(SIGKILL)
+
+    def close(self) -> None:
+        """Release the fds (the namespace must have been waited for)."""
+        for name in ("channel", "pidfd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
+
+    def report(self) -> dict[str, object]:
+        """The run as a JSON-ready document (layout in docs/run.md)."""
+        from pidns.core import signals as names  # noqa: PLC0415 (only for reports)
+
+        t = self.times
+
+        def span(a: str, b: str) -> float | None:
+            return round((t[b] - t[a]) / 1e6, 3) if a in t and b in t else None
+
+        return {
+            "command": self.argv,
+            "exit_status": self.exit_status,
+            "returncode": self.returncode,
+            "namespaces": self.namespace_ids,
+            "host_pids": {"init": None if self.direct else self.init_pid, "command": self.pid},
+            "pid_in_namespace": self.pid_in_namespace,
+            "signals_forwarded": {
+                "launcher": [names.name(s) for s in self.launcher_forwarded],
+                "init": [names.name(s) for s in self.init_forwarded],
+            },
+            "orphans_reaped": self.orphans_reaped,
+            "killed_at_shutdown": {"count": self.killed_at_shutdown, "pids": self.killed_pids},
+            "timings_ms": {
+                "setup": span("start", "ready"),
+                "command": span("spawned", "exited"),
+                "shutdown": span("exited", "done"),
+                "total": span("start", "end"),
+            },
+        }
+
+    def collect_namespace_ids(self) -> None:
+        """NS_GET_ID of pid 1's pid, mount and user namespaces (while it is alive)."""
+        mine = {}
+        for kind in ("pid", "mnt", "user"):
+            try:
+                mine[kind] = os.stat(f"/proc/self/ns/{kind}").st_ino
+                fd = os.open(f"/proc/{self.init_pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                self.namespace_ids[kind] = None
+                continue
+            try:
+                new = os.fstat(fd).st_ino != mine[kind]
+                self.namespace_ids[kind] = syscalls.ns_id(fd) if new else None
+            finally:
+                os.close(fd)
+
+
+def start(
+    argv: list[str],
+    options: Options,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    stdio: tuple[int, int, int] = (-1, -1, -1),
+    terminal: int = -1,
+    job_control: bool = False,
+    parent_death_signal: bool = False,
+    namespace_ids: bool = False,
+) -> Namespace:
+    """Make the namespace and start ``argv`` in it; returns once the command runs.
+
+    Raises OSError with the exec errno (FileNotFoundError, PermissionError) when the
+    command cannot be executed, SetupError when the namespace cannot be set up.
+    ``parent_death_signal`` arms PR_SET_PDEATHSIG in pid 1 as well as the pidfd watch: only
+    for a single-threaded launcher, since the signal fires when the *thread* that forked
+    exits (kernel/exit.c:forget_original_parent).
+    """
+    if not argv:
+        raise ValueError("no command given")
+    id_map = options.map_user
+    if id_map is None and not userns.has_cap_sys_admin():
+        id_map = userns.MAP_ROOT
+    flags = cf.NEWPID
+    if options.mount_proc:
+        flags |= cf.NEWNS
+    if id_map is not None:
+        flags |= cf.NEWUSER
+    plan = Plan(
+        argv,
+        env=env,
+        cwd=cwd,
+        stdio=stdio,
+        terminal=terminal,
+        job_control=job_control,
+        as_pid_1=options.as_pid_1,
+        mount_proc=options.mount_proc,
+        id_map=id_map,
+        wait_all=options.wait_all,
+        grace=options.grace,
+        forward_to_group=options.forward_to_group,
+        parent_death_signal=parent_death_signal,
+    )
+    launcher_pidfd = syscalls.pidfd_open(os.getpid())
+    host_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    read_end, write_end = os.pipe()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, CATCHABLE)
+    try:
+        pid, pidfd = syscalls.clone(flags, want_pidfd=True)
+    except OSError as exc:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for fd in (launcher_pidfd, host_pidns, read_end, write_end):
+            os.close(fd)
+        raise _clone_failure(exc, flags) from None
+    if pid == 0:
+        try:
+            become_init(plan, write_end, launcher_pidfd, host_pidns)
+        finally:
+            os._exit(spawn.EXIT_SETUP)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    for fd in (launcher_pidfd, host_pidns, write_end):
+        os.close(fd)
+    ns = Namespace(argv, pid, pidfd, read_end, direct=options.as_pid_1)
+    ns.await_ready(flags)
+    if namespace_ids:
+        ns.collect_namespace_ids()
+    return ns
+
+
+def _describe(wait_status: int) -> str:
+    if os.WIFSIGNALED(wait_status):
+        return f"killed by signal {os.WTERMSIG(wait_status)}"
+    return f"exit status {os.WEXITSTATUS(wait_status)}"
+
+
+def _clone_failure(exc: OSError, flags: int) -> SetupError:
+    err = exc.errno or errno.EIO
+    if flags & cf.NEWUSER:
+        return SetupError(err, userns.explain(err, userns.read_sysctls()))
+    if err == errno.EPERM:
+        text = "creating a pid namespace needs CAP_SYS_ADMIN; try --map-root-user"
+    elif err == errno.ENOSPC:
+        text = "the pid namespace limit is reached (sysctl user.max_pid_namespaces, or 32 levels)"
+    else:
+        text = f"cannot create the namespaces: {os.strerror(err)}"
+    return SetupError(err, text)
+
+
+def _setup_failure(line: str, argv: list[str], flags: int) -> OSError:
+    """The exception for an ``F`` line of the init."""
+    head, _, text = line.partition("\t")
+    _, _status, err_text, stage = head.split()
+    err = int(err_text)
+    if stage == "exec":
+        return OSError(err, text, argv[0])
+    in_userns = bool(flags & cf.NEWUSER)
+    if stage == "user_namespace" and err == errno.EACCES and not _dumpable():
+        # /proc/PID files of a non-dumpable process belong to root (fs/proc/base.c:
+        # task_dump_owner), so it cannot write its own uid_map.
+        return SetupError(
+            err,
+            "cannot write the user namespace's id maps: this process is not dumpable "
+            "(it changed uid without exec); exec pidns instead, or prctl(PR_SET_DUMPABLE, 1)",
+        )
+    if in_userns and err in (errno.EPERM, errno.EACCES) and stage in ("user_namespace", "mount"):
+        return SetupError(err, userns.explain(err, userns.read_sysctls()))
+    if stage == "proc" and err in (errno.EPERM, errno.EACCES):
+        sysctls = userns.read_sysctls() if in_userns else {}
+        if sysctls.get("kernel.apparmor_restrict_unprivileged_userns") == 1:
+            return SetupError(err, userns.explain(err, sysctls))
+        return SetupError(
+            err, f"cannot mount a fresh /proc: {text}; {mounts.mount_failure_hint(in_userns)}"
+        )
+    where = {
+        "user_namespace": "cannot write the user namespace's id maps",
+        "mount": "cannot make the mounts private",
+        "proc": "cannot mount a fresh /proc",
+        "cwd": "cannot change to the working directory",
+    }.get(stage, "cannot set the namespace up")
+    return SetupError(err, f"{where}: {text}")
+
+
+# -- the command-line launcher -------------------------------------------------------------
+
+
+def block_signals() -> int:
+    """Block every catchable signal in the calling thread; a signalfd that reads them."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, CATCHABLE)
+    return syscalls.signalfd(CATCHABLE)
+
+
+def foreground_terminal() -> tuple[int, bool]:
+    """(fd of the controlling terminal among 0, 1, 2 or -1; whether we are its foreground)."""
+    for fd in (0, 1, 2):
+        try:
+            group = os.tcgetpgrp(fd)  # ENOTTY unless fd is our controlling terminal
+        except OSError:
+            continue
+        return fd, group == os.getpgrp()
+    return -1, False
+
+
+def supervise(ns: Namespace, sfd: int, *, terminal: int = -1) -> int:
+    """Forward every signal the launcher gets to pid 1 until the namespace ends; follow the
+    terminal's job control; the command's exit status.
+
+    When the init reports the command stopped by ^Z (or SIGTTIN/SIGTTOU), the launcher
+    stops itself, so the shell that started it sees the job stop; on SIGCONT (``fg``) it
+    gives the terminal back to the command's process group and forwards the SIGCONT.
+    """
+    poller = select.poll()
+    poller.register(sfd, select.POLLIN)
+    poller.register(ns.pidfd, select.POLLIN)
+    channel = ns.channel
+    if channel >= 0:
+        poller.register(channel, select.POLLIN)
+    while ns.wait_status is None:
+        ready = [fd for fd, _ in poller.poll()]
+        if sfd in ready:
+            for info in syscalls.read_signals(sfd):
+                if info.signo == SIGCHLD:
+                    continue
+                if info.signo == SIGCONT and terminal >= 0:
+                    _give_terminal(terminal, ns.pid)
+                ns.launcher_forwarded.append(info.signo)
+                ns.send_signal(info.signo)
+        if channel >= 0 and channel in ready:
+            ns.read_channel()
+            if ns.channel < 0:
+                poller.unregister(channel)
+                channel = -1
+            while ns.stops:
+                ns.stops.pop()
+                if terminal >= 0:
+                    os.kill(os.getpid(), SIGSTOP)
+        if ns.pidfd in ready:
+            ns.poll()
+    if terminal >= 0:
+        _take_terminal_back(terminal, ns.pid)
+    status = ns.exit_status
+    return spawn.EXIT_SETUP if status is None else status
+
+
+def _give_terminal(terminal: int, group: int) -> None:
+    """Make ``group`` the terminal's foreground if the launcher holds it (after ``fg``)."""
+    try:
+        if os.tcgetpgrp(terminal) == os.getpgrp():
+            os.tcsetpgrp(terminal, group)
+    except OSError:
+        pass
+
+
+def _take_terminal_back(terminal: int, group: int) -> None:
+    try:
+        if os.tcgetpgrp(terminal) == group:
+            os.tcsetpgrp(terminal, os.getpgrp())
+    except OSError:
+        pass
+
+
+def _dumpable() -> bool:
+    """prctl(PR_GET_DUMPABLE)."""
+    return bool(syscalls.prctl(syscalls.PR_GET_DUMPABLE))

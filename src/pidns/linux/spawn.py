@@ -1,0 +1,180 @@
+"""Starting a command: finding it on PATH, exec'ing it, and the shell's statuses for failures.
+
+Three ways to start one, each for a reason:
+
+- ``spawn``: os.posix_spawn, which glibc implements with clone(CLONE_VM|CLONE_VFORK), so
+  nothing is copied. The init uses it whenever no terminal is involved.
+- ``fork_exec``: os.fork, for the cases where the child must run code before exec that
+  posix_spawn cannot express: take the terminal's foreground (tcsetpgrp), arm the
+  parent-death signal (prctl PR_SET_PDEATHSIG).
+- ``exec_command``: replace the calling process (``--as-pid-1``).
+
+Exec failures carry the kernel's errno (fs/exec.c:do_execveat_common); ``exit_status_for``
+turns one into the shell's status: 127 not found, 126 found but not executable.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+from collections.abc import Mapping, Sequence
+
+from pidns.linux import syscalls
+
+EXIT_SETUP = 125
+EXIT_NOT_EXECUTABLE = 126
+EXIT_NOT_FOUND = 127
+
+# Python ignores these two at start-up (Python/pylifecycle.c); a command must not inherit that.
+RESTORED_SIGNALS = (int(signal.SIGPIPE), int(signal.SIGXFSZ))
+
+# errnos that mean "there is nothing to execute here" (fs/namei.c lookups)
+_NOT_FOUND = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG)
+
+Env = Mapping[str, str]
+
+
+def exit_status_for(err: int) -> int:
+    """The shell's status for an exec failure: 127 when nothing was found, else 126."""
+    return EXIT_NOT_FOUND if err in _NOT_FOUND else EXIT_NOT_EXECUTABLE
+
+
+def describe(err: int) -> str:
+    """The shell's words for an exec failure (``command not found`` rather than ENOENT)."""
+    return "command not found" if err in _NOT_FOUND else os.strerror(err)
+
+
+def resolve(name: str, env: Env | None = None) -> str:
+    """The file ``execvp`` would run for ``name``, searching PATH from ``env`` (as
+    subprocess does) or from the environment. Raises FileNotFoundError (nothing found) or
+    PermissionError (found, but nothing executable), with ``filename`` set to ``name``."""
+    if "/" in name:
+        return name
+    denied = False
+    for directory in os.get_exec_path(env):
+        candidate = os.path.join(directory or ".", name)
+        try:
+            if not os.path.isfile(candidate):
+                continue
+        except OSError:
+            continue
+        if os.access(candidate, os.X_OK):
+            return candidate
+        denied = True
+    err = errno.EACCES if denied else errno.ENOENT
+    raise OSError(err, describe(err), name)
+
+
+def spawn(
+    path: str,
+    argv: Sequence[str],
+    env: Env,
+    *,
+    stdio: Sequence[int] = (-1, -1, -1),
+    new_group: bool = True,
+) -> int:
+    """posix_spawn ``path``: fds ``stdio`` (-1 = inherit) become 0, 1, 2; with ``new_group``
+    the child leads a new process group (setpgid(0, 0)). Every signal is unblocked in the
+    child and SIGPIPE/SIGXFSZ get their default action back. Returns the child's pid."""
+    actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio) if fd >= 0]
+    kwargs: dict[str, object] = {}
+    if new_group:
+        kwargs["setpgroup"] = 0
+    return os.posix_spawn(
+        path,
+        list(argv),
+        env,
+        file_actions=actions,
+        setsigmask=(),
+        setsigdef=RESTORED_SIGNALS,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def _prepare_child(
+    stdio: Sequence[int],
+    terminal: int,
+    new_group: bool,
+    parent_death_signal: int,
+    watch_pidfd: int,
+) -> None:
+    """What a forked child does before exec. Signals are still blocked, SIGTTOU included,
+    so tcsetpgrp from a background group is not stopped (drivers/tty/tty_jobctrl.c:
+    tty_check_change treats a blocked SIGTTOU as ignored)."""
+    if new_group:
+        os.setpgid(0, 0)
+    if terminal >= 0:
+        os.tcsetpgrp(terminal, os.getpgid(0))
+    for target, fd in enumerate(stdio):
+        if fd >= 0:
+            os.dup2(fd, target)
+    if parent_death_signal:
+        syscalls.set_parent_death_signal(parent_death_signal)
+        # The parent may have died before prctl: its pidfd (opened by the parent, so it
+        # names the right process) is readable once it has exited (kernel/pid.c:pidfd_poll).
+        if watch_pidfd >= 0 and _readable(watch_pidfd):
+            os._exit(EXIT_SETUP)
+    for sig in RESTORED_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+
+
+def _readable(fd: int) -> bool:
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def fork_exec(
+    path: str,
+    argv: Sequence[str],
+    env: Env,
+    *,
+    stdio: Sequence[int] = (-1, -1, -1),
+    new_group: bool = True,
+    terminal: int = -1,
+    parent_death_signal: int = 0,
+    watch_pidfd: int = -1,
+) -> int:
+    """fork, prepare (new group, terminal foreground, stdio, parent-death signal), exec.
+    Returns the child's pid once it has exec'd; raises OSError(errno) if exec failed."""
+    read_end, write_end = os.pipe()  # close-on-exec: EOF means the exec happened
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            _prepare_child(stdio, terminal, new_group, parent_death_signal, watch_pidfd)
+            os.execve(path, list(argv), env)
+        except OSError as exc:
+            os.write(write_end, str(exc.errno or errno.EIO).encode())
+        finally:
+            os._exit(EXIT_SETUP)
+    os.close(write_end)
+    try:
+        report = os.read(read_end, 32)
+    finally:
+        os.close(read_end)
+    if report:
+        os.waitpid(pid, 0)
+        err = int(report)
+        raise OSError(err, describe(err), argv[0])
+    return pid
+
+
+def exec_command(
+    path: str,
+    argv: Sequence[str],
+    env: Env,
+    *,
+    stdio: Sequence[int] = (-1, -1, -1),
+    new_group: bool = True,
+    terminal: int = -1,
+    parent_death_signal: int = 0,
+    watch_pidfd: int = -1,
+) -> None:
+    """Become the command (execve); returns only by raising OSError."""
+    _prepare_child(stdio, terminal, new_group, parent_death_signal, watch_pidfd)
+    try:
+        os.execve(path, list(argv), env)
+    except OSError as exc:
+        raise OSError(exc.errno, describe(exc.errno or errno.EIO), argv[0]) from None
