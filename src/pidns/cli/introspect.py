@@ -1,0 +1,286 @@
+"""``pidns ls``, ``pidns tree`` and ``pidns pid``: seeing pid namespaces (docs/introspection.md).
+
+Exit statuses:
+  ls    0 listed; 2 bad usage or /proc unreadable.
+  tree  0 shown (also when some processes could not be inspected: a note on stderr says
+        how many); 1 dot failed to write the picture; 2 bad usage, unknown PID or
+        namespace, /proc unreadable; 127 graphviz (dot) is not installed.
+  pid   0 translated; 1 the process has no pid in the target namespace (prints 0), or no
+        process has that pid in the source namespace; 2 bad usage or unknown namespace.
+  any   130 interrupted (Ctrl-C); 141 output pipe closed.
+
+Start-up is most of a run (``pidns ls`` is measured against lsns), so imports stay lean:
+the options are parsed here rather than by argparse (which pulls in gettext, locale and
+shutil), and graphviz is imported only for --svg/--png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+
+from pidns.linux import namespaces, procview, translate
+from pidns.render import data, text
+from pidns.render.view import SystemView
+
+EXIT_NOT_VISIBLE = 1
+EXIT_PICTURE = 1
+EXIT_USAGE = 2
+EXIT_NO_GRAPHVIZ = 127
+
+NS_FORMS = """NS names a pid namespace in one of three ways:
+  ID         its id, as pidns ls shows it (or its inode, as lsns shows it)
+  pid:PID    the namespace that process PID is in
+  PATH       an nsfs file, such as /proc/PID/ns/pid (or a bind mount of one)"""
+
+USAGE = {
+    "ls": """usage: pidns ls [--json]
+
+List every pid namespace you can see: its id, level, parent, owning user namespace,
+its init's pid and command, and how many processes are in it.
+
+  --json     one JSON object (layout: docs/introspection.md)""",
+    "tree": f"""usage: pidns tree [PID | --ns NS] [--json] [--svg FILE] [--png FILE]
+
+Show processes nested by pid namespace, each with its pid at every level from the
+root inwards (7412/3/1) and its command. PID or --ns NS shows only that namespace
+and the ones below it.
+
+  --ns NS     show the namespace NS and its descendants
+  --json      one JSON object (layout: docs/introspection.md)
+  --svg FILE  draw it to FILE as SVG, one nested cluster per namespace (graphviz)
+  --png FILE  draw it to FILE as PNG (graphviz)
+
+{NS_FORMS}""",
+    "pid": f"""usage: pidns pid PID [--from NS] [--to NS] [--json]
+
+Translate PID, as numbered in namespace --from, into its number in namespace --to.
+Both default to your own pid namespace. Prints 0 (exit status 1) when --to cannot
+see the process.
+
+  --from NS  the namespace in which PID is numbered
+  --to NS    the namespace whose number for the process to print
+  --json     one JSON object (layout: docs/introspection.md)
+
+{NS_FORMS}""",
+}
+
+
+class UsageError(Exception):
+    """Bad arguments: reported in one line, exit status 2."""
+
+
+def main(name: str, argv: list[str]) -> int:
+    prog = f"pidns {name}"
+    try:
+        if name not in USAGE:
+            raise UsageError(f"unknown command {name!r}")
+        if "-h" in argv or "--help" in argv:
+            print(USAGE[name])
+            return 0
+        if name == "ls":
+            return _ls(argv, prog)
+        if name == "tree":
+            return _tree(argv, prog)
+        return _pid(argv, prog)
+    except UsageError as e:
+        print(f"{prog}: {e} (see {prog} --help)", file=sys.stderr)
+        return EXIT_USAGE
+    except namespaces.NamespaceError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (pidns tree | head): say nothing more, as SIGPIPE would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def parse(
+    argv: list[str], flags: tuple[str, ...], valued: tuple[str, ...], max_positional: int
+) -> tuple[dict[str, str | bool], list[str]]:
+    """Options (``--name`` flags, ``--name VALUE`` or ``--name=VALUE``) and positionals."""
+    options: dict[str, str | bool] = {}
+    positional: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            positional.extend(words)
+            break
+        if not word.startswith("-") or word == "-":
+            positional.append(word)
+            continue
+        name, eq, value = word.partition("=")
+        if name in flags and not eq:
+            options[name] = True
+        elif name in valued:
+            if not eq:
+                value = next(words, "")
+                if not value:
+                    raise UsageError(f"{name} needs a value")
+            options[name] = value
+        else:
+            raise UsageError(f"unknown option {word!r}")
+    if len(positional) > max_positional:
+        raise UsageError(f"unexpected argument {positional[max_positional]!r}")
+    return options, positional
+
+
+def _ls(argv: list[str], prog: str) -> int:
+    options, _ = parse(argv, ("--json",), (), 0)
+    view = _read(procview.namespaces_picture, prog)
+    if view is None:
+        return EXIT_USAGE
+    if options.get("--json"):
+        _print_json(data.ls_document(view))
+    else:
+        _print(text.ls_table(view))
+    _note(prog, view)
+    return 0
+
+
+def _tree(argv: list[str], prog: str) -> int:
+    options, positional = parse(argv, ("--json",), ("--ns", "--svg", "--png"), 1)
+    pid = _pid_argument(positional[0]) if positional else None
+    spec = options.get("--ns")
+    if pid is not None and spec is not None:
+        raise UsageError("give PID or --ns, not both")
+    whole = _read(procview.system_picture, prog)
+    if whole is None:
+        return EXIT_USAGE
+    view = _select(whole, pid, str(spec) if spec is not None else None)
+    for fmt in ("svg", "png"):
+        path = options.get(f"--{fmt}")
+        if path is not None:
+            status = _draw(view, str(path), fmt, prog)
+            if status:
+                return status
+    if options.get("--json"):
+        _print_json(data.tree_document(view))
+    elif "--svg" not in options and "--png" not in options:
+        _print(text.tree(view))
+    _note(prog, view)
+    return 0
+
+
+def _pid(argv: list[str], prog: str) -> int:
+    options, positional = parse(argv, ("--json",), ("--from", "--to"), 1)
+    if not positional:
+        raise UsageError("PID is required")
+    pid = _pid_argument(positional[0])
+    source_spec = str(options.get("--from", "/proc/self/ns/pid"))
+    target_spec = str(options.get("--to", "/proc/self/ns/pid"))
+    source = namespaces.open_namespace(source_spec)
+    try:
+        target = namespaces.open_namespace(target_spec)
+        try:
+            try:
+                result, method = translate.translate_reporting(pid, source, target)
+            except ProcessLookupError:
+                where = options.get("--from", "your pid namespace")
+                print(f"{prog}: no process with pid {pid} in {where}", file=sys.stderr)
+                return EXIT_NOT_VISIBLE
+            if options.get("--json"):
+                source_id, id_source = namespaces.name_of(source)
+                target_id, _ = namespaces.name_of(target)
+                doc = data.pid_document(
+                    pid=pid,
+                    source=source_id,
+                    target=target_id,
+                    result=result,
+                    method=method,
+                    id_source=id_source,
+                )
+                _print_json(doc)
+            else:
+                _print(str(result))
+        finally:
+            os.close(target)
+    finally:
+        os.close(source)
+    return 0 if result else EXIT_NOT_VISIBLE
+
+
+def _select(view: SystemView, pid: int | None, spec: str | None) -> SystemView:
+    """The part of ``view`` that ``tree PID`` or ``tree --ns NS`` asks for."""
+    if pid is not None:
+        process = view.lookup().process(pid)
+        if process is None:
+            raise namespaces.NamespaceError(f"no process {pid} is visible")
+        return view.subtree(process.ns)
+    if spec is None:
+        return view
+    if spec.isdigit():
+        number = int(spec)
+        for ns in view.namespaces:
+            if ns.id == number:
+                return view.subtree(ns.id)
+        for ns in view.namespaces:
+            if ns.inode == number:
+                return view.subtree(ns.id)
+        raise namespaces.NamespaceError(f"no pid namespace {number} is visible (see pidns ls)")
+    if spec.startswith("pid:") and spec[4:].isdigit():
+        return _select(view, int(spec[4:]), None)
+    fd = namespaces.open_namespace(spec)
+    try:
+        inode = os.fstat(fd).st_ino
+    finally:
+        os.close(fd)
+    for ns in view.namespaces:
+        if ns.inode == inode:
+            return view.subtree(ns.id)
+    raise namespaces.NamespaceError(f"the pid namespace of {spec} has no visible process")
+
+
+def _draw(view: SystemView, path: str, fmt: str, prog: str) -> int:
+    from pidns.render import graphviz  # noqa: PLC0415 (shutil, subprocess: only when drawing)
+
+    try:
+        graphviz.draw(view, path, fmt)
+    except graphviz.GraphvizMissing as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return EXIT_NO_GRAPHVIZ
+    except (graphviz.GraphvizFailed, OSError) as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return EXIT_PICTURE
+    return 0
+
+
+def _read(build: Callable[[], SystemView], prog: str) -> SystemView | None:
+    """Run a /proc reader; a one-line error (and None) if /proc cannot be read."""
+    try:
+        return build()
+    except OSError as e:
+        print(f"{prog}: cannot read /proc: {e.strerror or e}", file=sys.stderr)
+        return None
+
+
+def _pid_argument(word: str) -> int:
+    if not word.isdigit() or int(word) == 0:
+        raise UsageError(f"not a pid: {word!r}")
+    return int(word)
+
+
+def _print(output: str) -> None:
+    """Text for people: lines cut to the terminal's width when it is one (as ps does)."""
+    if sys.stdout.isatty():
+        width = os.get_terminal_size(sys.stdout.fileno()).columns
+        output = "\n".join(line[:width] for line in output.split("\n"))
+    sys.stdout.reconfigure(errors="replace")  # type: ignore[union-attr]
+    print(output)
+    sys.stdout.flush()
+
+
+def _print_json(doc: object) -> None:
+    print(json.dumps(doc))
+    sys.stdout.flush()
+
+
+def _note(prog: str, view: SystemView) -> None:
+    note = text.hidden_note(view)
+    if note is not None:
+        print(f"{prog}: {note}", file=sys.stderr)
