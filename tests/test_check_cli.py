@@ -1,0 +1,146 @@
+"""pidns sim / check (model side), the model backend, traces, reports, random scenarios."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from pidns.cli import main
+from pidns.cli.check import SEED_LOGIN_FLOW
+from pidns.scenario.backend import ScenarioError, run
+from pidns.scenario.compare import judge
+from pidns.scenario.generate import generate, shrink
+from pidns.scenario.model_backend import ModelBackend
+from pidns.scenario.parser import parse
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.pidns"))
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_at_least_30_examples_and_the_seed_first() -> None:
+    assert len(EXAMPLES) >= 30
+    assert "seed" in EXAMPLES[0].name
+    first = EXAMPLES[0].read_text()
+    assert "unshare NEWPID" in first and "ENOMEM" in first
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_meets_its_expectations_on_the_model(path: Path) -> None:
+    scenario = parse(path.read_text(), str(path))
+    expected = [s for s in scenario.steps if s.expected is not None]
+    assert expected, "an example without expectations proves nothing"
+    verdict = judge([run(scenario, ModelBackend())])
+    assert verdict.ok, [f.describe() for f in verdict.failures]
+
+
+def test_sim_prints_the_trace_and_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "seed.pidns", SEED_LOGIN_FLOW)
+    assert main(["sim", path]) == 0
+    out = capsys.readouterr().out
+    assert "A: wait C" in out and "-> C killed KILL" in out
+    assert "1 of 1 scenario(s) passed" in out
+
+
+def test_sim_exits_1_on_a_failed_expectation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "wrong.pidns", "A: getpid => 7\n")
+    assert main(["sim", path]) == 1
+    out = capsys.readouterr().out
+    assert "model gave 2, expected 7" in out and "FAIL" in out
+
+
+def test_a_bad_file_is_reported_with_its_position_and_nothing_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = write(tmp_path, "good.pidns", "A: getpid => 2\n")
+    bad = write(tmp_path, "bad.pidns", "A: fork -> B\nB: frobnicate\n")
+    assert main(["sim", good, bad]) == 2
+    captured = capsys.readouterr()
+    assert f"{bad}:2:4: unknown op" in captured.err
+    assert "B: frobnicate" in captured.err
+    assert captured.out == ""  # the good file did not run either
+
+
+def test_a_busy_actor_is_a_scenario_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "busy.pidns", "A: fork -> B\nA: wait B\nA: getpid\n")
+    assert main(["sim", path]) == 2
+    assert f"{path}:3:1: A is still blocked in the call at step 2" in capsys.readouterr().err
+
+
+def test_missing_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "/nonexistent/x.pidns"]) == 2
+    assert "/nonexistent/x.pidns:1:1: cannot read" in capsys.readouterr().err
+
+
+def test_sim_json_is_one_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "seed.pidns", SEED_LOGIN_FLOW)
+    assert main(["sim", "--json", path]) == 0
+    document = json.loads(capsys.readouterr().out)
+    scenario = document["scenarios"][0]
+    assert scenario["ok"] and scenario["backends"] == ["model"]
+    step = scenario["steps"][3]
+    assert step["text"].startswith("A: fork -> B")
+    assert step["model"]["result"] == "3"
+    assert step["model"]["snapshot"]["B"] == {"state": "running", "parent": "A", "nspid": [3, 1]}
+
+
+def test_blocked_wait_completes_at_the_step_that_ends_the_child() -> None:
+    trace = run(parse("A: fork -> B\nA: wait B\nB: exit 4\n", "w"), ModelBackend())
+    assert [r.result for r in trace.records] == ["3", "blocks", "0"]
+    done = trace.records[2].completions
+    assert [(c.step_index, c.actor, c.result) for c in done] == [(1, "A", "B exited 4")]
+
+
+def test_steps_of_a_process_that_never_existed_are_skipped() -> None:
+    text = "A: clone THREAD -> B\nB: getpid\nA: kill B KILL\n"
+    trace = run(parse(text, "s"), ModelBackend())
+    assert [r.result for r in trace.records] == ["EINVAL", "skipped", "ESRCH"]
+
+
+def test_the_world_sits_at_the_given_level() -> None:
+    deep = "".join(f"{p}: clone NEWPID -> {n}\n" for p, n in zip("ABCD", "BCDE", strict=True))
+    trace = run(parse(deep + "E: nspid\n", "d"), ModelBackend(world_level=29))
+    assert trace.records[-2].result == "ENOSPC"  # level 33
+    assert trace.records[-1].result == "skipped"
+
+
+def test_random_scenarios_are_valid_and_reproducible() -> None:
+    for seed in range(40):
+        text = generate(random.Random(seed))
+        assert text == generate(random.Random(seed))
+        run(parse(text, f"random-{seed}"), ModelBackend())  # strict: no busy actor
+
+
+def test_shrink_keeps_what_makes_it_fail_and_the_names_it_needs() -> None:
+    text = "%profile 6.18\nA: getpid\nA: fork -> B\nA: getppid\nB: setsid\nB: getpid\nA: getsid\n"
+
+    def fails(candidate: str) -> bool:
+        try:
+            scenario = parse(candidate, "c")
+        except ScenarioError:
+            return False
+        return any(s.actor == "B" and s.op.value == "setsid" for s in scenario.steps)
+
+    assert shrink(text, fails) == "%profile 6.18\nA: fork -> B\nB: setsid\n"
+
+
+def test_sim_draws_the_model(tmp_path: Path) -> None:
+    pytest.importorskip("shutil").which("dot") or pytest.skip("graphviz is not installed")
+    path = write(tmp_path, "seed.pidns", SEED_LOGIN_FLOW.split("B: exit")[0])
+    out = tmp_path / "seed.svg"
+    assert main(["sim", "--svg", str(out), path]) == 0
+    svg = out.read_text()
+    assert "<svg" in svg and "pid namespace" in svg and ">B<" in svg
