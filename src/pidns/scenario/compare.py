@@ -79,6 +79,7 @@ class Verdict:
     failures: list[Failure] = field(default_factory=list)
     diffs: list[StepDiff] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # a backend could not run it
+    notes: list[str] = field(default_factory=list)  # e.g. why only one backend ran
 
     @property
     def ok(self) -> bool:

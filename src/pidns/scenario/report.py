@@ -42,6 +42,7 @@ def render_text(verdict: Verdict, verbose: bool = False) -> str:
     steps = len(scenario.steps)
     if verdict.ok:
         head = f"ok    {scenario.path} ({steps} steps on {backends})"
+        head += "".join(f"\n  note: {n}" for n in verdict.notes)
         if not verbose:
             return head
         return "\n".join([head, *render_trace(verdict.traces[0])])
@@ -129,6 +130,7 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
         "ok": verdict.ok,
         "backends": [t.backend for t in verdict.traces],
         "errors": verdict.errors,
+        "notes": verdict.notes,
         "failed_expectations": [
             {"backend": f.backend, "step": f.record.step.index + 1, "line": f.record.step.line}
             for f in verdict.failures
