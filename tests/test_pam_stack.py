@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +40,7 @@ PAM_PYTHON = [
 ]
 NOBODY = pwd.getpwuid(65534).pw_name
 MS_MOVE = 8192
+LOGIN_RECORDS = ("/var/log/wtmp", "/var/log/lastlog", "/var/log/btmp", "/var/run/utmp")
 TIMEOUT = 30
 
 pytestmark = [
@@ -76,8 +77,9 @@ class Syslog:
     def text(self) -> str:
         return "\n".join(self.drain()) or "(nothing was logged)"
 
-    def enter(self) -> None:
-        """preexec_fn: a private mount namespace whose /dev is the host's plus this log."""
+    def enter(self, binds: Mapping[str, Path] | None = None) -> None:
+        """preexec_fn: a private mount namespace whose /dev is the host's plus this log, and
+        where each file of ``binds`` (target: source) is replaced by its source."""
         sc.unshare(cf.NEWNS)
         sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
         dev = self.directory / "dev"
@@ -86,7 +88,9 @@ class Syslog:
             source, target = f"/dev/{name}", dev / name
             if name == "log":
                 continue
-            if os.path.islink(source):
+            if name == "ptmx":  # a bound ptmx node finds no pts/ next to it: as containers do
+                target.symlink_to("pts/ptmx")
+            elif os.path.islink(source):
                 target.symlink_to(os.readlink(source))
             elif os.path.isdir(source):
                 target.mkdir()
@@ -97,6 +101,8 @@ class Syslog:
         (dev / "log").touch()
         sc.mount(str(self.directory / "log"), str(dev / "log"), None, sc.MS_BIND)
         sc.mount(str(dev), "/dev", None, MS_MOVE)
+        for path, replacement in (binds or {}).items():
+            sc.mount(str(replacement), path, None, sc.MS_BIND)
 
 
 @pytest.fixture
@@ -149,12 +155,18 @@ def scratch() -> Iterator[Path]:
         shutil.rmtree(directory)
 
 
-def run(argv: list[str], syslog: Syslog | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: list[str],
+    syslog: Syslog | None = None,
+    binds: Mapping[str, Path] | None = None,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run a PAM program to completion, in the private /dev/log namespace if ``syslog``."""
     return subprocess.run(
         argv,
         check=False,
-        preexec_fn=None if syslog is None else syslog.enter,  # see start()
+        input=stdin,
+        preexec_fn=None if syslog is None else lambda: syslog.enter(binds),  # see start()
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -479,3 +491,79 @@ def test_login_test_usage_errors() -> None:
     bad_flag = run([*argv, "--bogus"])
     assert bad_flag.returncode == 2
     assert "unrecognized arguments: --bogus" in bad_flag.stderr
+
+
+def test_the_example_service_file_works(syslog: Syslog, scratch: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "pam_pidns-demo"
+    service = f"pidns-test-{uuid.uuid4().hex[:12]}"
+    path = Path("/etc/pam.d") / service
+    path.write_text(example.read_text().replace("MODULE", str(MODULE)))
+    try:
+        done = login_test(syslog, service, 'echo "$$ $PPID"; ps -e -o pid=')
+    finally:
+        path.unlink()
+    assert done.returncode == 0, report(done, syslog)
+    assert done.stdout.split() == ["1", "0", "1", "2"]
+
+
+def with_module(service_file: str, options: str, scratch: Path) -> Path:
+    """A copy of a system PAM service file with pam_pidns appended as the last session line,
+    as docs/pam.md says; bound over the original only inside the test's mount namespace."""
+    copy = scratch / Path(service_file).name
+    text = Path(service_file).read_text()
+    copy.write_text(f"{text}\nsession required pam_python.so {MODULE} {options}\n")
+    return copy
+
+
+@pytest.mark.skipif(shutil.which("su") is None, reason="su is not installed")
+def test_enabled_for_su_the_shell_is_pid_1_and_sees_only_its_session(
+    syslog: Syslog, scratch: Path
+) -> None:
+    su_file = with_module("/etc/pam.d/su", "mount_proc", scratch)
+    command = 'echo "$$ $PPID"; ps -e -o pid=,ppid=,comm='
+    done = run(["su", "-s", "/bin/sh", "-c", command, NOBODY], syslog, {"/etc/pam.d/su": su_file})
+    assert done.returncode == 0, report(done, syslog)
+    lines = done.stdout.strip().split("\n")
+    assert lines[0] == "1 0"
+    assert [line.split() for line in lines[1:]] == [["1", "0", "sh"], ["2", "1", "ps"]]
+
+
+@pytest.mark.skipif(
+    shutil.which("login") is None or shutil.which("script") is None,
+    reason="login(1) or script(1) is not installed",
+)
+def test_enabled_for_login_the_login_shell_is_pid_1(syslog: Syslog, scratch: Path) -> None:
+    """login(1) itself, on a pseudo-terminal from script(1), logging root in with -f."""
+    binds = {"/etc/pam.d/login": with_module("/etc/pam.d/login", "mount_proc", scratch)}
+    # leave no record of this login in the host's login accounting
+    binds |= {log: Path("/dev/null") for log in LOGIN_RECORDS if Path(log).is_file()}
+    done = run(
+        ["script", "-qec", "login -f root", "/dev/null"],
+        syslog,
+        binds,
+        stdin="echo PIDS $$ $PPID $(ps -e -o pid= | wc -l); exit\n",
+    )
+    assert done.returncode == 0, report(done, syslog)
+    found = [line.split() for line in done.stdout.splitlines() if line.startswith("PIDS ")]
+    # the login shell is pid 1 with parent 0; its /proc lists only the shell, the
+    # command substitution's subshell, ps and wc
+    assert found == [["PIDS", "1", "0", "4"]], report(done, syslog)
+
+
+def test_a_forking_module_after_pam_pidns_takes_pid_1_and_breaks_the_login(
+    syslog: Syslog, scratch: Path
+) -> None:
+    """Why docs/pam.md says "the last session line": pam_exec forks after the unshare, its
+    child becomes the namespace's init and exits, and the login's own fork then fails."""
+    service = f"pidns-test-{uuid.uuid4().hex[:12]}"
+    path = Path("/etc/pam.d") / service
+    path.write_text(
+        f"session required pam_python.so {MODULE}\nsession optional pam_exec.so /bin/true\n"
+    )
+    try:
+        done = login_test(syslog, service, f"touch {scratch}/ran")
+    finally:
+        path.unlink()
+    assert done.returncode == 125, report(done, syslog)
+    assert "fork: Cannot allocate memory" in done.stderr
+    assert not (scratch / "ran").exists()

@@ -148,7 +148,7 @@ class Flow:
                 self.become_user_and_exec(pam_env, parent_fd)
             if received:
                 os.kill(child, signal.SIGKILL)
-            self.say(f"fork: the session's pid 1 is pid {child} out here")
+            self.say(f"fork: child {child} (as seen from here; in a new pid namespace it is 1)")
             _, wait_status = os.waitpid(child, 0)
             self.say(f"waitpid: {_describe(wait_status)}")
         finally:
