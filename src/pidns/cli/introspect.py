@@ -270,7 +270,9 @@ def _print(output: str) -> None:
     if sys.stdout.isatty():
         width = os.get_terminal_size(sys.stdout.fileno()).columns
         output = "\n".join(line[:width] for line in output.split("\n"))
-    sys.stdout.reconfigure(errors="replace")  # type: ignore[union-attr]
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:  # a command line need not be valid in the locale's encoding
+        reconfigure(errors="replace")
     print(output)
     sys.stdout.flush()
 

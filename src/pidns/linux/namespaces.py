@@ -379,7 +379,19 @@ def open_namespace(spec: str, root: str = "/proc") -> int:
         number = spec[4:]
         if not number.isdigit() or int(number) == 0:
             raise NamespaceError(f"bad pid in {spec!r}: expected pid:PID with PID > 0")
-        return _open_file(f"{root}/{int(number)}/ns/pid", f"process {int(number)}")
+        try:
+            return _open_file(f"{root}/{int(number)}/ns/pid", f"process {int(number)}")
+        except NamespaceError:
+            # Its link may be unreadable (not dumpable, another user) while the namespace
+            # it was placed in opens through another member's link.
+            found = discover(root)
+            placed = found.of_pid(int(number))
+            if placed is None:
+                raise
+            try:
+                return reopen(found.namespaces, placed)
+            except OSError:
+                raise NamespaceError(f"cannot open the pid namespace of {spec}") from None
     if "/" in spec:
         return _open_file(spec, spec)
     if spec.isdigit():
