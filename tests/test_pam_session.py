@@ -278,3 +278,28 @@ def test_the_pidfd_ioctl_yields_the_namespace_before_it_has_an_init() -> None:
     result = in_child(body)
     assert result["shell_ns"] == f"pid:[{result['inode']}]"
     assert result["cloexec"]
+
+
+def test_close_session_in_a_forked_child_leaves_the_session_alone() -> None:
+    def body() -> dict[str, Any]:
+        log, lines = capture()
+        session.open_session(5, "nobody", parse([]), log)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pid 1 of the session, closing its inherited copy of the handle
+            code = session.close_session(5, log)
+            os.write(write_end, json.dumps([code, os.getpid(), lines[-1]]).encode())
+            os._exit(0)
+        os.close(write_end)
+        child = json.loads(os.read(read_end, 65536))
+        os.waitpid(pid, 0)
+        return {"child": child, "parent": session.close_session(5, log)}
+
+    result = in_child(body)
+    assert result["child"] == [
+        PAM_IGNORE,
+        1,
+        "pam_pidns(test:session): close_session in a child of the process that opened the "
+        "session: ignored",
+    ]
+    assert result["parent"] == PAM_SUCCESS

@@ -423,24 +423,34 @@ def test_pamtester_a_user_not_selected_is_let_through(
 
 
 @needs_pamtester
+@pytest.mark.parametrize(
+    ("package", "why"),
+    [
+        (None, "ImportError: no pidns package there"),
+        ("raise RuntimeError('half-installed')\n", "RuntimeError: half-installed"),
+    ],
+)
 def test_an_import_failure_refuses_the_session_and_says_why(
-    syslog: Syslog, pam_service: Callable[..., str], scratch: Path
+    syslog: Syslog,
+    pam_service: Callable[..., str],
+    scratch: Path,
+    package: str | None,
+    why: str,
 ) -> None:
-    """A copy of the module file in a pidns/pam/ without the package's code cannot import
-    it: the session is refused with a log line naming the cause, not a bare
-    PAM_SERVICE_ERR (which is what pam_python makes of an exception)."""
+    """A copy of the module file whose package is missing or broken cannot import pidns:
+    the session is refused with a log line naming the cause, not with the bare
+    PAM_SERVICE_ERR that pam_python makes of an exception."""
     (scratch / "pidns" / "pam").mkdir(parents=True)
+    if package is not None:
+        (scratch / "pidns" / "__init__.py").write_text(package)
     stray = scratch / "pidns" / "pam" / "pam_pidns.py"
     shutil.copy(MODULE, stray)
     service = pam_service("debug", module=stray)
     done = pamtester(syslog, service, "open_session")
     assert done.returncode != 0, report(done, syslog)
     assert "Cannot make/remove an entry for the specified session" in done.stderr
-    assert (
-        f"pam_pidns({service}:session): cannot import pidns from {scratch}: "
-        "ImportError: cannot import name 'handlers' from 'pidns.pam' (unknown location); "
-        "session refused"
-    ) in syslog.text()
+    expected = f"pam_pidns({service}:session): cannot import pidns from {scratch}: {why}; "
+    assert expected + "session refused" in syslog.text()
 
 
 def test_login_test_passes_on_the_shell_status(

@@ -33,7 +33,7 @@ class PamHandle(Protocol):
 
 
 def open_session(pamh: PamHandle, flags: int, argv: Sequence[str]) -> int:
-    log, options = _setup(pamh, argv)
+    log, options = _setup(pamh, argv, "session refused")
     if options is None:
         return PAM_SESSION_ERR
     try:
@@ -48,7 +48,7 @@ def open_session(pamh: PamHandle, flags: int, argv: Sequence[str]) -> int:
 
 
 def close_session(pamh: PamHandle, flags: int, argv: Sequence[str]) -> int:
-    log, options = _setup(pamh, argv)
+    log, options = _setup(pamh, argv, "nothing to undo")
     if options is None:
         return PAM_SESSION_ERR
     try:
@@ -58,7 +58,7 @@ def close_session(pamh: PamHandle, flags: int, argv: Sequence[str]) -> int:
         return PAM_SESSION_ERR
 
 
-def _setup(pamh: PamHandle, argv: Sequence[str]) -> tuple[Log, Options | None]:
+def _setup(pamh: PamHandle, argv: Sequence[str], outcome: str) -> tuple[Log, Options | None]:
     try:
         service = pamh.service or "?"
     except Exception:
@@ -67,7 +67,7 @@ def _setup(pamh: PamHandle, argv: Sequence[str]) -> tuple[Log, Options | None]:
     try:
         options = parse(list(argv[1:]))
     except OptionError as error:
-        log.error(f"{error}; session refused")
+        log.error(f"{error}; {outcome}")
         return log, None
     log.debug_enabled = options.debug
     return log, options

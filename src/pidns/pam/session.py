@@ -41,6 +41,7 @@ class Saved:
     """What one open session changed, and the fds that undo it."""
 
     pid_ns: int
+    owner: int = 0  # the pid that opened the session: a forked child must not restore
     mnt_ns: int = -1
     root: int = -1
     cwd: int = -1
@@ -89,6 +90,12 @@ def close_session(handle: int, log: Log) -> int:
     if saved is None:
         log.debug("no pid namespace was opened on this PAM handle by this process")
         return PAM_IGNORE
+    if saved.owner != os.getpid():
+        # A child of the login process (the shell-to-be, say) closing its copy of the
+        # handle: its namespaces are the session's, not something to undo.
+        saved.close()
+        log.debug("close_session in a child of the process that opened the session: ignored")
+        return PAM_IGNORE
     try:
         restored = _restore(saved, log)
     finally:
@@ -118,7 +125,9 @@ def _text(error: BaseException) -> str:
 
 def _save(mount_proc: bool) -> Saved:
     # /proc/thread-self: namespaces belong to the thread that calls PAM (and forks).
-    saved = Saved(pid_ns=os.open("/proc/thread-self/ns/pid", os.O_RDONLY | os.O_CLOEXEC))
+    saved = Saved(
+        pid_ns=os.open("/proc/thread-self/ns/pid", os.O_RDONLY | os.O_CLOEXEC), owner=os.getpid()
+    )
     if mount_proc:
         try:
             saved.mnt_ns = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
