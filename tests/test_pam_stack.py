@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 import pidns.pam
+from pidns.cli import login
 from pidns.core import flags as cf
 from pidns.linux import proc
 from pidns.linux import syscalls as sc
@@ -577,3 +578,28 @@ def test_a_forking_module_after_pam_pidns_takes_pid_1_and_breaks_the_login(
     assert done.returncode == 125, report(done, syslog)
     assert "fork: Cannot allocate memory" in done.stderr
     assert not (scratch / "ran").exists()
+
+
+def test_login_test_refuses_to_run_unprivileged(pam_service: Callable[..., str]) -> None:
+    service = pam_service()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 99
+        try:
+            sys.stderr = os.fdopen(write_end, "w")  # pytest's capture is not the child's
+            os.setgid(65534)
+            os.setgroups([])
+            os.setuid(65534)
+            status = login.main("login-test", ["--service", service, NOBODY])
+            sys.stderr.flush()
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as stderr:
+        message = stderr.read()
+    _, wait_status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(wait_status) == 125
+    assert message == (
+        "pidns login-test: must run as root (it opens PAM sessions and changes user)\n"
+    )
