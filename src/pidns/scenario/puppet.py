@@ -1,0 +1,367 @@
+"""The code that runs inside the real backend's world: its init and every puppet.
+
+A *puppet* is a real process that performs the system calls the runner sends it over a
+SOCK_SEQPACKET socket (one message per command, one per reply) and reports each result.
+Children of a puppet are puppets made by the puppet's own fork or clone, so parents,
+namespaces, credentials and signal dispositions are the kernel's own.
+
+Signals a puppet catches are blocked and read from a signalfd, which gives ``ssi_pid``
+(Python's handlers do not expose ``si_pid``); a no-op Python handler stays installed so
+that the kernel sees a handler (kernel/signal.c:sig_task_ignored drops SIG_DFL signals
+sent to an init). The idle loop drains the signalfd as soon as it becomes readable. A
+puppet blocked in ``wait`` stays in a real waitpid(2); the runner interrupts it with
+WAKE (SIGRTMAX, the one signal scenarios may not use) when a caught signal is pending,
+so that the puppet drains it as the kernel would have run the handler, then waits again.
+
+Replies (runner <- puppet), ASCII words:
+``I n`` a number; ``E errno``; ``N`` (wait: nothing to collect); ``X pid code`` /
+``K pid sig`` (a wait result, pid as the puppet sees it); ``C sig:pid,...`` (caught);
+``B`` (the call blocks; later ``D <reply>`` when it completes); ``U why`` (a step a
+Python process cannot perform); ``! why`` (a bug in the puppet).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import gc
+import os
+import resource
+import select
+import signal
+import socket
+import struct
+from collections.abc import Sequence
+from typing import NoReturn
+
+from pidns.core import flags as cf
+from pidns.linux import syscalls
+
+WAKE = int(signal.SIGRTMAX)
+WALL = 0x40000000  # __WALL: include/uapi/linux/wait.h
+PR_SET_DUMPABLE = 4
+MAX_MESSAGE = 4096
+_SIGINFO_SIZE = 128  # struct signalfd_siginfo
+_SFD_NONBLOCK = os.O_NONBLOCK
+_SFD_CLOEXEC = os.O_CLOEXEC
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.waitpid.restype = ctypes.c_int
+_libc.setsid.restype = ctypes.c_int
+_libc.signalfd.restype = ctypes.c_int
+
+
+def send(sock: socket.socket, text: str, fds: Sequence[int] = ()) -> None:
+    """One message, with file descriptors attached (SCM_RIGHTS) when given."""
+    data = text.encode()
+    if fds:
+        socket.send_fds(sock, [data], list(fds))
+    else:
+        sock.send(data)
+
+
+def receive(sock: socket.socket) -> tuple[str, list[int]]:
+    """One message and the descriptors that came with it; ``("", [])`` at end of file."""
+    data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, 4)
+    return data.decode(), fds
+
+
+def _close_all_but(keep: Sequence[int]) -> None:
+    low = 3
+    for fd in sorted(keep):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, 1 << 20)
+
+
+def _quiet_standard_streams() -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
+def _noop(_signum: int, _frame: object) -> None:
+    """The handler the kernel sees for a caught signal (the signal itself goes to the signalfd)."""
+
+
+def reset_signals() -> None:
+    """Every disposition SIG_DFL and nothing blocked, as in a freshly exec'd process;
+    WAKE gets its no-op handler (it only interrupts a blocking wait)."""
+    for signo in signal.valid_signals():
+        if signo in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        signal.signal(signo, _noop if signo == WAKE else signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _sigset(signos: Sequence[int]) -> ctypes.Array[ctypes.c_ulong]:
+    words = (ctypes.c_ulong * 16)()  # sigset_t: 1024 bits
+    bits = 8 * ctypes.sizeof(ctypes.c_ulong)
+    for signo in signos:
+        words[(signo - 1) // bits] |= 1 << ((signo - 1) % bits)
+    return words
+
+
+class _BecomeChild(Exception):
+    """Raised in a freshly forked puppet: unwind to the loop and serve the new channel."""
+
+    def __init__(self, channel: socket.socket, drop: Sequence[socket.socket], shared: bool) -> None:
+        super().__init__()
+        self.channel = channel
+        self.drop = drop  # the parent's sockets, which this process must not use
+        self.shared = shared  # CLONE_FILES: one fd table with the parent, so close nothing
+
+
+class Puppet:
+    """One puppet's state: its channel to the runner and the signals it catches."""
+
+    def __init__(self, channel: socket.socket) -> None:
+        self.channel = channel
+        self.catching: set[int] = set()
+        self.caught: list[tuple[int, int]] = []
+        self.sigfd = -1
+
+    # ---- the loop ----
+
+    def serve(self) -> NoReturn:
+        while True:
+            try:
+                self._loop()
+            except _BecomeChild as child:
+                for sock in child.drop:
+                    if child.shared:
+                        sock.detach()
+                    else:
+                        sock.close()
+                self.channel = child.channel
+                self.caught = []  # pending signals are not inherited (kernel/fork.c)
+
+    def _loop(self) -> None:
+        poller = select.poll()
+        poller.register(self.channel.fileno(), select.POLLIN)
+        watched_sigfd = -1
+        while True:
+            if self.sigfd != watched_sigfd:
+                poller.register(self.sigfd, select.POLLIN)
+                watched_sigfd = self.sigfd
+            events = dict(poller.poll())
+            self._drain()  # caught signals first, before any command is answered
+            if self.channel.fileno() not in events:
+                continue
+            try:
+                text, fds = receive(self.channel)
+            except OSError:
+                os._exit(0)
+            for fd in fds:
+                os.close(fd)
+            if not text:
+                os._exit(0)  # the runner is gone: the world is being torn down
+            try:
+                reply = self._command(text.split())
+            except _BecomeChild:
+                raise
+            except Exception as exc:  # a bug here must reach the runner, not kill the puppet
+                reply = f"! {type(exc).__name__}: {exc}"
+            if reply is not None:
+                send(self.channel, reply)
+
+    def _drain(self) -> None:
+        if self.sigfd < 0:
+            return
+        while True:
+            try:
+                data = os.read(self.sigfd, _SIGINFO_SIZE * 16)
+            except BlockingIOError:
+                return
+            for offset in range(0, len(data), _SIGINFO_SIZE):
+                signo, _errno, _code, pid = struct.unpack_from("IiiI", data, offset)
+                self.caught.append((signo, pid))
+
+    # ---- commands ----
+
+    def _command(self, words: list[str]) -> str | None:
+        op, args = words[0], words[1:]
+        try:
+            if op == "fork":
+                return self._fork(None, ())
+            if op == "clone":
+                tids = () if args[1] == "-" else tuple(int(t) for t in args[1].split(","))
+                return self._fork(int(args[0]), tids)
+            if op == "unshare":
+                syscalls.unshare(int(args[0]))
+                return "I 0"
+            if op == "setns":
+                fd = os.open(f"/proc/{args[0]}/ns/{args[1]}", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    syscalls.setns(fd, cf.NEWPID)
+                finally:
+                    os.close(fd)
+                return "I 0"
+            if op == "getpid":
+                return f"I {os.getpid()}"
+            if op == "getppid":
+                return f"I {os.getppid()}"
+            if op == "getpgid":
+                return f"I {os.getpgid(0)}"
+            if op == "getsid":
+                return f"I {os.getsid(0)}"
+            if op == "setsid":
+                return f"I {_checked(_libc.setsid())}"
+            if op == "exit":
+                os._exit(int(args[0]))
+            if op == "wait":
+                return self._wait(int(args[0]), args[1] == "1")
+            if op == "kill":
+                os.kill(int(args[0]), int(args[1]))
+                return "I 0"
+            if op == "signal":
+                return self._signal(int(args[0]), args[1])
+            if op == "caught":
+                self._drain()
+                items = ",".join(f"{signo}:{pid}" for signo, pid in self.caught)
+                self.caught = []
+                return f"C {items}"
+            if op == "subreaper":
+                syscalls.set_child_subreaper(args[0] == "1")
+                return "I 0"
+            if op == "setuid":
+                os.setuid(int(args[0]))
+                return "I 0"
+        except OSError as exc:
+            return f"E {exc.errno}"
+        return f"! unknown command {op!r}"
+
+    def _fork(self, flags: int | None, set_tid: tuple[int, ...]) -> str | None:
+        ours, theirs = socket.socketpair(
+            socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
+        )
+        shares_files = flags is not None and bool(flags & cf.FILES)
+        try:
+            if flags is None:
+                pid, pidfd = os.fork(), -1
+            else:
+                pid, pidfd = syscalls.clone(flags, set_tid=set_tid, want_pidfd=True)
+        except (OSError, ValueError) as exc:
+            ours.close()
+            theirs.close()
+            if isinstance(exc, ValueError):
+                return f"U {exc}"
+            return f"E {exc.errno}"
+        if pid == 0:
+            raise _BecomeChild(theirs, [self.channel, ours], shares_files)
+        if pidfd < 0:
+            pidfd = os.pidfd_open(pid)
+        try:
+            send(self.channel, f"I {pid}", [pidfd, ours.fileno()])
+        finally:
+            os.close(pidfd)
+            ours.close()
+            if shares_files:
+                theirs.detach()  # the child's channel, in the table we share with it
+            else:
+                theirs.close()
+        return None
+
+    def _wait(self, pid: int, nohang: bool) -> str | None:
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG)
+        except OSError as exc:
+            return f"E {exc.errno}"
+        if got:
+            return _wait_result(got, status)
+        if nohang:
+            return "N"
+        send(self.channel, "B")
+        send(self.channel, "D " + self._blocking_wait(pid))
+        return None
+
+    def _blocking_wait(self, pid: int) -> str:
+        """A real waitpid(2) that blocks; on WAKE (EINTR) drain the signalfd and wait again."""
+        status = ctypes.c_int(0)
+        while True:
+            got = _libc.waitpid(pid, ctypes.byref(status), 0)
+            if got > 0:
+                return _wait_result(got, status.value)
+            err = ctypes.get_errno()
+            if err != errno.EINTR:
+                return f"E {err}"
+            self._drain()
+
+    def _signal(self, signo: int, disposition: str) -> str:
+        if disposition == "catch":
+            signal.signal(signo, _noop)
+            self.catching.add(signo)
+            signal.pthread_sigmask(signal.SIG_BLOCK, [signo])
+        else:
+            signal.signal(signo, signal.SIG_IGN if disposition == "ignore" else signal.SIG_DFL)
+            self.catching.discard(signo)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signo])
+        mask = _sigset(sorted(self.catching))
+        self.sigfd = _checked(_libc.signalfd(self.sigfd, mask, _SFD_NONBLOCK | _SFD_CLOEXEC))
+        return "I 0"
+
+
+def _checked(result: int) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return result
+
+
+def _wait_result(pid: int, status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"K {pid} {os.WTERMSIG(status)}"
+    return f"X {pid} {os.WEXITSTATUS(status)}"
+
+
+# ---- the world's init -----------------------------------------------------------------
+
+
+def world_init(control: socket.socket, first: socket.socket) -> NoReturn:
+    """Run as pid 1 of the world (the runner's clone child): make A, then reap for ever.
+
+    ``control`` carries the runner's go-ahead (after it wrote the id maps) and A's pidfd
+    back; ``first`` is A's channel. Dies with the runner (PR_SET_PDEATHSIG), and the
+    kernel then kills every process of the world (kernel/pid_namespace.c:
+    zap_pid_ns_processes).
+    """
+    try:
+        syscalls.set_parent_death_signal(int(signal.SIGKILL))
+        gc.freeze()  # never finalise the runner's objects in here
+        _close_all_but([control.fileno(), first.fileno()])
+        _quiet_standard_streams()
+        syscalls.prctl(PR_SET_DUMPABLE, 1)  # /proc/PID files owned by our uid, as usual
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        reset_signals()
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
+        os.setsid()  # the world is its own session: kill(0, ...) never leaves it
+        text, _fds = receive(control)
+        if text != "go":
+            os._exit(1)  # the runner died before the world was ready
+        pid = os.fork()
+        if pid == 0:
+            control.close()
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            Puppet(first).serve()
+        first.close()
+        pidfd = os.pidfd_open(pid)
+        send(control, "A", [pidfd])
+        os.close(pidfd)
+        control.close()
+        _reap_for_ever()
+    finally:
+        os._exit(1)
+
+
+def _reap_for_ever() -> NoReturn:
+    while True:
+        while True:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG | WALL)
+            except ChildProcessError:
+                pid = 0
+            if pid == 0:
+                break
+        signal.sigwaitinfo([signal.SIGCHLD])
