@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from pidns.core import flags as cf
-from pidns.linux import proc, procview, syscalls
+from pidns.linux import namespaces, proc, procview, syscalls
+from pidns.render import data
 from test_introspect_world import (
     World,
     command_line,
@@ -204,6 +205,47 @@ def test_ls_shows_a_namespace_that_only_pid_for_children_names(tmp_path: Path) -
         stop([creator])
 
 
+def test_inside_a_namespace_without_its_own_proc_the_host_proc_is_the_root() -> None:
+    """After unshare(NEWPID) and fork, without a new /proc mount: /proc still counts
+    pids from the host, so the picture's root is the host namespace; NS_GET_PARENT
+    refuses parents above the caller's namespace, so parents are not named."""
+    read_end, write_end = os.pipe()
+    creator = os.fork()
+    if creator == 0:
+        try:
+            os.close(read_end)
+            syscalls.unshare(cf.NEWPID)
+            inner = os.fork()
+            if inner == 0:
+                try:
+                    view = procview.namespaces_picture()
+                    report = {
+                        "aligned": namespaces.proc_is_callers(),
+                        "me": os.getpid(),
+                        "ls": data.ls_document(view),
+                    }
+                    os.write(write_end, json.dumps(report).encode())
+                finally:
+                    os._exit(0)
+            os.write(write_end, inner.to_bytes(4, "little"))
+            os.waitpid(inner, 0)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        raw = reader.read()
+    os.waitpid(creator, 0)
+    inner_host_pid = int.from_bytes(raw[:4], "little")
+    report = json.loads(raw[4:])
+    assert report["aligned"] is False
+    assert report["me"] == 1
+    rows = {row["init"]: row for row in report["ls"]["namespaces"]}
+    root = rows[1]
+    assert (root["level"], root["parent"], root["inode"]) == (0, None, ns_inode(os.getpid()))
+    mine = rows[inner_host_pid]
+    assert (mine["level"], mine["parent"], mine["nprocs"]) == (1, None, 1)
+
+
 def test_tree_draws_svg_and_png_with_one_cluster_per_namespace(w: World, tmp_path: Path) -> None:
     svg, png = tmp_path / "t.svg", tmp_path / "t.png"
     done = pidns("tree", "--ns", f"pid:{w.a_init}", "--svg", str(svg), "--png", str(png))
@@ -255,6 +297,23 @@ def test_bad_usage_is_one_line_and_status_2(args: list[str], message: str) -> No
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1 and message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_closed_output_pipe_ends_quietly_with_141() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "pidns", "tree"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")
 
 
 def test_help_is_status_0() -> None:

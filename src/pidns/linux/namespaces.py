@@ -63,12 +63,6 @@ class Discovery:
         self.hidden: list[int] = []  # processes whose namespace could not be determined
         self.hidden_namespaces = 0  # of those, the inits: one namespace each
 
-    def root(self) -> Namespace | None:
-        for ns in self.namespaces.values():
-            if ns.level == 0:
-                return ns
-        return None
-
     def by_number(self, number: int) -> Namespace | None:
         """The namespace whose id, or else inode, is ``number``."""
         for ns in self.namespaces.values():
@@ -140,10 +134,10 @@ def discover(root: str = "/proc", *, every_status: bool = False) -> Discovery:
         finally:
             os.close(fd)
     _propagate_levels(found)
-    found_inits = _place(finder, unreadable)
-    for ns in found.values():
-        if ns.init is None and not found_inits:
-            _level_and_init(finder, ns, every_status=True)  # no ioctl: read them all
+    if not _place(finder, unreadable):  # no NS_GET_PID_FROM_PIDNS asked for the inits:
+        for ns in found.values():  # look for them among the members
+            if ns.init is None:
+                _level_and_init(finder, ns, every_status=True)
     discovery = Discovery(
         dict(sorted(found.items(), key=lambda item: _order(item[1]))),
         ID_NS_GET_ID if finder.use_ns_id else ID_INODE,
@@ -206,12 +200,10 @@ class _Finder:
         return cached
 
     def name(self, fd: int) -> int:
-        if self.use_ns_id:
-            ns_id = nsfs.namespace_id(fd)
-            if ns_id is not None:
-                return ns_id
+        ns_id, source = name_of(fd)
+        if source == ID_INODE:  # the kernel has no NS_GET_ID: every id is an inode
             self.use_ns_id = False
-        return os.fstat(fd).st_ino
+        return ns_id
 
     def visit(self, fd: int, ns: Namespace) -> None:
         """Name ``ns`` (open as ``fd``), its owner and its parents, up the chain."""
