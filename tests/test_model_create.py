@@ -155,9 +155,17 @@ def test_setns_needs_capabilities() -> None:  # E3 [S3d], [M5b]
     root_owned = new_ns_init(k, a)
     unprivileged(k, a)
     assert errno_of(k.setns, a, root_owned) == "EACCES"  # cannot even open its ns link
-    own = k.clone(a, cf.NEWUSER | cf.NEWPID)  # same uid: the link opens
-    # capable over the target's owner (a owns that user ns), not over its own user ns
-    assert errno_of(k.setns, a, own) == "EPERM"
+    own = k.clone(a, cf.NEWUSER | cf.NEWPID)
+    # a changed its uid: it and its children are not dumpable, so even the same uid
+    # cannot open their links (ptrace access), zombies included (checked on 6.18)
+    assert errno_of(k.setns, a, own) == "EACCES"
+    k.exit(own, 0)
+    assert errno_of(k.setns, a, own) == "EACCES"
+    # inspectable, but without CAP_SYS_ADMIN over the target namespace's owner: EPERM
+    b = k.fork(k.init)
+    k.unshare(b, cf.NEWUSER)  # b: all capabilities, in a user ns below the world's
+    c = k.fork(b)
+    assert errno_of(k.setns, c, b) == "EPERM"  # b's pid ns is owned by the root user ns
 
 
 def test_setns_on_zombies_and_reaped_targets() -> None:
@@ -189,9 +197,19 @@ def test_the_creator_user_ns_must_be_below_the_parent_owner() -> None:  # A5/J3 
     old.clone(old.fork(old.init), cf.NEWPID)  # 3.8 had no such check
 
 
-def test_user_namespaces_nest_at_most_32_deep() -> None:
+def test_a_new_user_namespace_needs_the_creators_uid_mapped() -> None:  # create_user_ns
     k = Kernel()
-    task = k.init
-    for _ in range(32):
-        task = k.clone(task, cf.NEWUSER)
-    assert errno_of(k.clone, task, cf.NEWUSER) == "EUSERS"
+    a = k.fork(k.init)
+    k.unshare(a, cf.NEWUSER)  # no uid_map is ever written in the model
+    assert errno_of(k.unshare, a, cf.NEWUSER) == "EPERM"
+    assert errno_of(k.clone, a, cf.NEWUSER | cf.NEWPID) == "EPERM"
+    assert errno_of(k.unshare, a, cf.NEWUSER | cf.NEWPID) == "EPERM"  # before the pid check
+
+
+def test_user_namespaces_nest_at_most_33_deep() -> None:
+    deep = Kernel(mapped_uids=None, user_level=32)  # a root user namespace at level 32
+    assert deep.clone(deep.init, cf.NEWUSER).user_ns.level == 33
+    deeper = Kernel(user_level=33)
+    assert errno_of(deeper.clone, deeper.init, cf.NEWUSER) == "ENOSPC"
+    old = Kernel(profile="3.8", user_level=40)  # 3.8 had no limit
+    assert old.clone(old.init, cf.NEWUSER).user_ns.level == 41

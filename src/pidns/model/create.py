@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pidns.core import flags as cf
 from pidns.model.errors import KernelError, Unmodeled
 from pidns.model.namespace import PidNamespace, UserNamespace, alloc_numbers, publish_numbers
-from pidns.model.profiles import MAX_PID_NS_LEVEL, MAX_USER_NS_LEVEL, PID_MAX_LIMIT
+from pidns.model.profiles import MAX_PID_NS_LEVEL, PID_MAX_LIMIT
 from pidns.model.task import Task, TaskState, capable
 
 if TYPE_CHECKING:
@@ -26,11 +26,17 @@ if TYPE_CHECKING:
 _CLONE3_FLAGS = (0xFFFFFFFF & ~cf.CSIGNAL) | cf.NEWTIME
 
 
-def create_user_ns(task: Task) -> UserNamespace:
-    """kernel/user_namespace.c:create_user_ns (the parts a pid-namespace model needs)."""
+def create_user_ns(kernel: Kernel, task: Task) -> UserNamespace:
+    """kernel/user_namespace.c:create_user_ns (the parts a pid-namespace model needs):
+    a parent deeper than 32 levels is refused (profile), and "the creator needs a
+    mapping in the parent user namespace" (EPERM): after unshare(CLONE_NEWUSER) with no
+    uid_map written, a task cannot make another user namespace."""
     parent = task.user_ns
-    if parent.level >= MAX_USER_NS_LEVEL:
-        raise KernelError(errno.EUSERS, "user namespace")
+    too_deep = kernel.profile.user_ns_too_deep_errno
+    if too_deep is not None and parent.level > MAX_PID_NS_LEVEL:
+        raise KernelError(too_deep, "user namespace")
+    if not parent.maps(task.euid):
+        raise KernelError(errno.EPERM, "user namespace")
     return UserNamespace(parent, owner=task.euid)
 
 
@@ -70,7 +76,7 @@ def copy_process(kernel: Kernel, task: Task, flags: int, set_tid: Sequence[int])
     user_ns = task.user_ns
     caps = task.caps
     if flags & cf.NEWUSER:
-        user_ns = create_user_ns(task)
+        user_ns = create_user_ns(kernel, task)
         caps = True
     # copy_namespaces: any other new namespace needs CAP_SYS_ADMIN over the child's
     # user namespace (the new one when CLONE_NEWUSER is in the same call), judged with
@@ -144,6 +150,7 @@ def _inherit(parent: Task, child: Task, caps: bool) -> None:
     child.euid = parent.euid
     child.suid = parent.suid
     child.caps = caps
+    child.dumpable = parent.dumpable
     child.dispositions = parent.dispositions  # copy on write
     pgrp = parent.pgrp
     session = parent.session
@@ -172,7 +179,7 @@ def unshare(kernel: Kernel, task: Task, flags: int) -> None:
     user_ns = task.user_ns
     caps = task.caps
     if flags & cf.NEWUSER:
-        user_ns = create_user_ns(task)
+        user_ns = create_user_ns(kernel, task)
         caps = True
     new_children_ns = task.children_ns
     if flags & cf.NEW_NAMESPACES:
@@ -200,7 +207,7 @@ def open_ns_link(kernel: Kernel, task: Task, target: Task, for_children: bool) -
         raise KernelError(errno.ESRCH, "open")
     if for_children and not kernel.profile.has_pid_for_children_link:
         raise KernelError(errno.ENOENT, "open")
-    if not _may_inspect(task, target):
+    if not _may_inspect(kernel, task, target):
         raise KernelError(errno.EACCES, "open")
     if not for_children:
         return target.ns
@@ -209,12 +216,26 @@ def open_ns_link(kernel: Kernel, task: Task, target: Task, for_children: bool) -
     return target.children_ns
 
 
-def _may_inspect(task: Task, target: Task) -> bool:
-    """kernel/ptrace.c:__ptrace_may_access for PTRACE_MODE_READ_FSCREDS, simplified to
-    the uid rule and CAP_SYS_PTRACE over the target's user namespace."""
+def _may_inspect(kernel: Kernel, task: Task, target: Task) -> bool:
+    """kernel/ptrace.c:__ptrace_may_access for PTRACE_MODE_READ_FSCREDS, then
+    security/commoncap.c:cap_ptrace_access_check (a failure shows as EACCES on open).
+
+    1. the caller's fsuid is the target's uid, euid and suid, or the caller holds
+       CAP_SYS_PTRACE over the target's user namespace;
+    2. a target that changed its uids is not dumpable: then only CAP_SYS_PTRACE over its
+       mm's user namespace helps (the model's root: no task here execs). The running
+       kernel keeps this for zombies too, though their mm is gone (checked on 6.18.44);
+    3. in the same user namespace the target's capabilities must be a subset of the
+       caller's; across user namespaces the caller needs CAP_SYS_PTRACE over the target's.
+    """
     if task is target:
         return True
-    if task.euid == target.uid == target.euid == target.suid:
+    same_uid = task.euid == target.uid == target.euid == target.suid
+    if not same_uid and not capable(task, target.user_ns):
+        return False
+    if not target.dumpable and not capable(task, kernel.root_user_ns):
+        return False
+    if task.user_ns is target.user_ns and (task.caps or not target.caps):
         return True
     return capable(task, target.user_ns)
 

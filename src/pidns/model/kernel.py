@@ -33,7 +33,8 @@ class Kernel:
     limit of 32 exactly as the kernel's would). ``pid_max`` is the root namespace's
     (default: 32768 at level 0, where the kernel boots; PID_MAX_LIMIT below it, since a
     new namespace starts there since 6.14). ``mapped_uids`` lists the uids the root user
-    namespace maps (None: all of them), for worlds made by an unprivileged user.
+    namespace maps (None: all of them) and ``user_level`` is its kernel level, for worlds
+    made by an unprivileged user inside a user namespace of their own.
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class Kernel:
         root_level: int = 0,
         pid_max: int | None = None,
         mapped_uids: frozenset[int] | None = None,
+        user_level: int = 0,
     ) -> None:
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         if not 0 <= root_level <= MAX_PID_NS_LEVEL:
@@ -54,7 +56,7 @@ class Kernel:
         self.tasks: dict[Task, None] = {}  # every unreaped task, in creation order
         self.namespaces: dict[PidNamespace, None] = {}
         self.doomed: list[tuple[Task, int]] = []  # fatal signals sent, not yet acted on
-        self.root_user_ns = UserNamespace(None, owner=0)
+        self.root_user_ns = UserNamespace(None, owner=0, mapped=mapped_uids, level=user_level)
         self.root_ns = PidNamespace(None, self.root_user_ns, root_level, pid_max)
         self.namespaces[self.root_ns] = None
         self.root_ns.cursor = 1
@@ -162,11 +164,9 @@ class Kernel:
         it does on the kernel until a uid_map is written.
         """
         _running(task)
-        mapped = task.user_ns is self.root_user_ns and (
-            self.mapped_uids is None or uid in self.mapped_uids
-        )
-        if not mapped or uid < 0:
+        if uid < 0 or not task.user_ns.maps(uid):
             raise KernelError(errno.EINVAL, "setuid")
+        old_euid = task.euid
         if capable(task, task.user_ns):
             task.uid = task.euid = task.suid = uid
             task.caps = uid == 0  # cap_emulate_setxuid drops them with the last uid 0
@@ -174,6 +174,8 @@ class Kernel:
             task.euid = uid
         else:
             raise KernelError(errno.EPERM, "setuid")
+        if task.euid != old_euid:
+            task.dumpable = False  # kernel/cred.c:commit_creds
 
     # ---- observers ----------------------------------------------------------------------
 

@@ -26,13 +26,26 @@ _ns_ids = itertools.count(4026531836)  # like nsfs inode numbers, for readable o
 class UserNamespace:
     """A user namespace: who owns pid namespaces, and where capabilities hold."""
 
-    __slots__ = ("id", "level", "owner", "parent")
+    __slots__ = ("id", "level", "mapped", "owner", "parent")
 
-    def __init__(self, parent: UserNamespace | None, owner: int) -> None:
+    def __init__(
+        self,
+        parent: UserNamespace | None,
+        owner: int,
+        mapped: frozenset[int] | None = frozenset(),
+        level: int = 0,
+    ) -> None:
         self.id = next(_ns_ids)
         self.parent = parent  # invariant: None only for the model's root user namespace
-        self.level: int = 0 if parent is None else parent.level + 1
+        self.level: int = level if parent is None else parent.level + 1
         self.owner = owner  # euid of the creator, as a kernel uid
+        # the uids its uid_map maps (None: all). Nothing writes a map in a scenario, so a
+        # namespace a task creates maps none (kernel/user_namespace.c: until uid_map is
+        # written, make_kuid fails and kuid_has_mapping is false)
+        self.mapped = mapped
+
+    def maps(self, uid: int) -> bool:
+        return self.mapped is None or uid in self.mapped
 
     def is_same_or_below(self, ancestor: UserNamespace) -> bool:
         """kernel/user_namespace.c:in_userns."""

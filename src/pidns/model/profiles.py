@@ -17,7 +17,6 @@ PID_MAX_DEFAULT = 32768  # include/linux/threads.h: the boot value of init_pid_n
 PID_MAX_LIMIT = 4194304  # include/linux/threads.h on 64-bit
 RESERVED_PIDS = 300  # kernel/pid.c
 MAX_PID_NS_LEVEL = 32  # include/linux/pid_namespace.h
-MAX_USER_NS_LEVEL = 32  # kernel/user_namespace.c:create_user_ns
 
 _UNSHARE_6_18 = (
     cf.THREAD | cf.FS | cf.NEWNS | cf.SIGHAND | cf.VM | cf.FILES | cf.SYSVSEM | cf.NEWUTS
@@ -59,6 +58,9 @@ class Profile:
     has_pid_for_children_link: bool
     # B5: clone3 and set_tid exist (5.3 / 5.5).
     has_set_tid: bool
+    # kernel/user_namespace.c:create_user_ns refuses a parent deeper than 32 levels: ENOSPC
+    # since 4.9 (EUSERS from 3.16); 3.8 had no limit (None).
+    user_ns_too_deep_errno: int | None
 
 
 V6_18 = Profile(
@@ -76,6 +78,7 @@ V6_18 = Profile(
     subreaper_propagates=True,
     has_pid_for_children_link=True,
     has_set_tid=True,
+    user_ns_too_deep_errno=errno.ENOSPC,
 )
 
 V3_8 = Profile(
@@ -93,6 +96,7 @@ V3_8 = Profile(
     subreaper_propagates=False,
     has_pid_for_children_link=False,
     has_set_tid=False,
+    user_ns_too_deep_errno=None,
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (V6_18, V3_8)}

@@ -62,6 +62,7 @@ class Task:
         "children",
         "children_ns",
         "dispositions",
+        "dumpable",
         "euid",
         "exit_status",
         "has_child_subreaper",
@@ -113,6 +114,9 @@ class Task:
         self.suid = 0
         self.user_ns = user_ns  # the credentials' user namespace
         self.caps = True  # the full capability set in user_ns (root) or none
+        # SUID_DUMP_USER; lost when the euid changes (kernel/cred.c:commit_creds sets
+        # suid_dumpable, 0 by default); inherited with the mm on fork
+        self.dumpable = True
         # signal number -> disposition; shared with children until one of them changes
         # it (copy on write); None means every signal is at SIG_DFL
         self.dispositions: dict[int, Disposition] | None = None
