@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 
-from pidns.render.text import NOTABLE_STATES, printable
+from pidns.render.text import NOTABLE_STATES, namespace_summary, printable
 from pidns.render.view import Index, NamespaceView, ProcessView, SystemView
 
 FORMATS = ("svg", "png")
@@ -77,10 +77,7 @@ def draw(view: SystemView, path: str, fmt: str, title: str = "") -> None:
 
 
 def _cluster(index: Index, ns: NamespaceView, indent: str, lines: list[str]) -> None:
-    init = "no init" if ns.init is None else f"init {ns.init}"
-    count = f"{ns.nprocs} process" + ("" if ns.nprocs == 1 else "es")
-    owner = "" if ns.owner is None else f", user ns {ns.owner}"
-    label = _label(f"pid namespace {ns.id}", f"level {ns.level}, {init}, {count}{owner}")
+    label = _label(f"pid namespace {ns.id}", namespace_summary(ns))
     fill = _FILLS[min(ns.level, len(_FILLS) - 1)]
     lines.append(f"{indent}subgraph cluster_ns_{ns.id} {{")
     lines.append(

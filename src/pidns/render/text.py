@@ -29,25 +29,32 @@ def printable(text: str) -> str:
 
 
 def ls_table(view: SystemView) -> str:
-    """One row per namespace: id, level, parent, owner, init, process count, init's command."""
-    first = {ID_INODE: "INODE", ID_MODEL: "ID"}.get(view.id_source, "NSID")
+    """One row per namespace: id, level, parent, owner, init, process count, init's command.
+
+    The id column is headed by what the ids are: ``NSID`` (NS_GET_ID, with an INODE column
+    beside it), ``INODE``, or ``ID`` (the model's)."""
     with_inode = view.id_source not in (ID_INODE, ID_MODEL)
-    header = [first] + (["INODE"] if with_inode else []) + ["LEVEL", "PARENT", "OWNER", "INIT"]
-    header.append("NPROCS")
+    header = [{ID_INODE: "INODE", ID_MODEL: "ID"}.get(view.id_source, "NSID")]
+    header += ["INODE"] if with_inode else []
+    header += ["LEVEL", "PARENT", "OWNER", "INIT", "NPROCS"]
     rows: list[list[str]] = []
+    commands: list[str] = []
     index = view.lookup()
     for ns in view.namespaces:
-        init = index.init_of(ns.id)
         row = [str(ns.id)] + ([_dash(ns.inode)] if with_inode else [])
         row += [str(ns.level), _dash(ns.parent), _dash(ns.owner), _dash(ns.init), str(ns.nprocs)]
-        row.append(printable(init.command) if init is not None else "-")
         rows.append(row)
+        init = index.init_of(ns.id)
+        commands.append(printable(init.command) if init is not None else "-")
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-    lines = [" ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)) + " COMMAND"]
-    for row in rows:
-        cells = [c.rjust(w) for c, w in zip(row, widths, strict=False)]
-        lines.append(" ".join([*cells, row[-1]]))
+    lines = [_columns(header, widths) + " COMMAND"]
+    for row, command in zip(rows, commands, strict=True):
+        lines.append(f"{_columns(row, widths)} {command}")
     return "\n".join(lines)
+
+
+def _columns(cells: list[str], widths: list[int]) -> str:
+    return " ".join(cell.rjust(width) for cell, width in zip(cells, widths, strict=True))
 
 
 def tree(view: SystemView) -> str:
@@ -61,10 +68,15 @@ def tree(view: SystemView) -> str:
 
 
 def namespace_title(ns: NamespaceView) -> str:
+    return f"pid namespace {ns.id} ({namespace_summary(ns)})"
+
+
+def namespace_summary(ns: NamespaceView) -> str:
+    """``level 1, init 7412, 3 processes, user namespace 4099``."""
     init = "no init" if ns.init is None else f"init {ns.init}"
     count = f"{ns.nprocs} process" + ("" if ns.nprocs == 1 else "es")
     owner = "" if ns.owner is None else f", user namespace {ns.owner}"
-    return f"pid namespace {ns.id} (level {ns.level}, {init}, {count}{owner})"
+    return f"level {ns.level}, {init}, {count}{owner}"
 
 
 def process_title(p: ProcessView) -> str:
