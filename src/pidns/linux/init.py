@@ -35,13 +35,17 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import gc
 import os
 import select
 import signal
 import time
-from typing import NoReturn
 
 from pidns.linux import mounts, spawn, syscalls, userns
+
+TYPE_CHECKING = False  # typing costs `pidns run` milliseconds of start-up: annotations only
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 SIGCHLD = int(signal.SIGCHLD)
 SIGKILL = int(signal.SIGKILL)
@@ -55,7 +59,11 @@ MAX_LISTED = 1000  # pids and signals listed in the report; counts are always ex
 
 
 class Plan:
-    """What the launcher asks of the init (or, with ``as_pid_1``, of the command itself)."""
+    """What the launcher asks of the init (or, with ``as_pid_1``, of the command itself).
+
+    Everything that can be computed before clone3 is: the child's every write to memory
+    copies a page of the launcher, so it should run as little Python as possible.
+    """
 
     __slots__ = (
         "argv",
@@ -69,6 +77,8 @@ class Plan:
         "job_control",
         "mount_proc",
         "parent_death_signal",
+        "pass_fds",
+        "path",
         "stdio",
         "terminal",
         "uid",
@@ -78,8 +88,9 @@ class Plan:
     def __init__(
         self,
         argv: list[str],
+        path: str,
+        env: dict[str, str],
         *,
-        env: dict[str, str] | None = None,
         cwd: str | None = None,
         stdio: tuple[int, int, int] = (-1, -1, -1),
         terminal: int = -1,
@@ -91,8 +102,10 @@ class Plan:
         grace: float | None = None,
         forward_to_group: bool = False,
         parent_death_signal: bool = False,
+        pass_fds: tuple[int, ...] | None = None,
     ) -> None:
         self.argv = argv
+        self.path = path  # argv[0] resolved on PATH
         self.env = env
         self.cwd = cwd
         self.stdio = stdio  # fds that become the command's 0, 1, 2 (-1: inherit)
@@ -107,10 +120,13 @@ class Plan:
         self.grace = grace
         self.forward_to_group = forward_to_group
         self.parent_death_signal = parent_death_signal
+        # None: the command inherits every inheritable fd; else only 0, 1, 2 and these
+        self.pass_fds = pass_fds
 
 
 def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) -> NoReturn:
     """The child side of clone3: set the namespace up, start the command, serve, exit."""
+    gc.disable()  # a collection would touch (and copy on write) the whole inherited heap
     stage = "setup"
     try:
         if plan.id_map is not None:
@@ -126,35 +142,38 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
         if plan.cwd is not None:
             stage = "cwd"
             os.chdir(plan.cwd)
-        keep = {0, 1, 2, channel, launcher_pidfd, host_pidns, plan.terminal, *plan.stdio}
-        _close_fds_except(keep)
-        env = dict(os.environ) if plan.env is None else plan.env
+        if plan.pass_fds is not None:
+            keep = {0, 1, 2, channel, launcher_pidfd, host_pidns, plan.terminal, *plan.stdio}
+            _close_fds_except(keep | set(plan.pass_fds))
+            for fd in plan.pass_fds:
+                os.set_inheritable(fd, True)
         stage = "exec"
-        path = spawn.resolve(plan.argv[0], env)
         if plan.as_pid_1:
             spawn.exec_command(
-                path,
+                plan.path,
                 plan.argv,
-                env,
+                plan.env,
                 stdio=plan.stdio,
                 terminal=plan.terminal,
                 parent_death_signal=SIGKILL,
                 watch_pidfd=launcher_pidfd,
             )
-        _set_name(b"pidns-init")
+        syscalls.prctl(syscalls.PR_SET_NAME, _NAME_ADDRESS)
         sfd = syscalls.signalfd(CATCHABLE)
         if plan.terminal >= 0:
-            cmd = spawn.fork_exec(path, plan.argv, env, stdio=plan.stdio, terminal=plan.terminal)
+            cmd = spawn.fork_exec(
+                plan.path, plan.argv, plan.env, stdio=plan.stdio, terminal=plan.terminal
+            )
         else:
-            cmd = spawn.spawn(path, plan.argv, env, stdio=plan.stdio)
+            cmd = spawn.spawn(plan.path, plan.argv, plan.env, stdio=plan.stdio)
     except OSError as exc:
         err = exc.errno or errno.EIO
         status = spawn.exit_status_for(err) if stage == "exec" else spawn.EXIT_SETUP
         text = spawn.describe(err) if stage == "exec" else os.strerror(err)
-        _send(channel, f"F {status} {err} {stage.replace(' ', '_')}\t{text}")
+        send_line(channel, f"F {status} {err} {stage.replace(' ', '_')}\t{text}")
         os._exit(status)
     except BaseException as exc:  # never a traceback from pid 1
-        _send(channel, f"F {spawn.EXIT_SETUP} 0 setup\t{type(exc).__name__}: {exc}")
+        send_line(channel, f"F {spawn.EXIT_SETUP} 0 setup\t{type(exc).__name__}: {exc}")
         os._exit(spawn.EXIT_SETUP)
     t_spawned = time.monotonic_ns()
     for fd in plan.stdio:
@@ -165,7 +184,7 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
     except OSError:
         host_pid = 0  # a kernel without NS_GET_PID_IN_PIDNS (before 6.11)
     os.close(host_pidns)
-    _send(channel, f"R {cmd} {host_pid} {t_spawned}")
+    send_line(channel, f"R {cmd} {host_pid} {t_spawned}")
     init = Init(plan, cmd, sfd, launcher_pidfd, channel)
     try:
         status = init.serve()
@@ -175,7 +194,7 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
     t_done = time.monotonic_ns()
     killed = ",".join(str(p) for p in init.killed[:MAX_LISTED]) or "-"
     signals = ",".join(str(s) for s in init.forwarded[:MAX_LISTED]) or "-"
-    _send(
+    send_line(
         channel,
         f"X {status} {t_spawned} {init.t_exited} {t_done} {init.orphans} "
         f"{init.killed_count} {killed} {signals}",
@@ -183,10 +202,10 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
     os._exit(exit_status(status))
 
 
-def _set_name(name: bytes) -> None:
-    """prctl(PR_SET_NAME): the name ps and /proc/PID/comm show (kernel/sys.c:prctl_set_name)."""
-    buffer = ctypes.create_string_buffer(name)
-    syscalls.prctl(syscalls.PR_SET_NAME, ctypes.addressof(buffer))
+# prctl(PR_SET_NAME) names the init for ps and /proc/PID/comm (kernel/sys.c:prctl); the
+# buffer is made once, here, so that the child only makes the call.
+_NAME = ctypes.create_string_buffer(b"pidns-init")
+_NAME_ADDRESS = ctypes.addressof(_NAME)
 
 
 def exit_status(wait_status: int) -> int:
@@ -198,7 +217,7 @@ def exit_status(wait_status: int) -> int:
     return spawn.EXIT_SETUP
 
 
-def _send(channel: int, line: str) -> None:
+def send_line(channel: int, line: str) -> None:
     data = (line + "\n").encode()
     while data:
         data = data[os.write(channel, data) :]
@@ -306,7 +325,7 @@ class Init:
                 if pid == self.cmd and self.plan.job_control:
                     stop = os.WSTOPSIG(status)
                     if stop in TERMINAL_STOPS:
-                        _send(self.channel, f"T {stop}")
+                        send_line(self.channel, f"T {stop}")
                 continue
             if pid == self.cmd:
                 self.command_exited(status)

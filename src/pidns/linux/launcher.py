@@ -27,7 +27,7 @@ import time
 
 from pidns.core import flags as cf
 from pidns.linux import mounts, spawn, syscalls, userns
-from pidns.linux.init import CATCHABLE, Plan, become_init, exit_status
+from pidns.linux.init import CATCHABLE, Plan, become_init, exit_status, send_line
 
 SIGCHLD = int(signal.SIGCHLD)
 SIGCONT = int(signal.SIGCONT)
@@ -128,6 +128,12 @@ class Namespace:
             if not lines:
                 break  # EOF: pid 1 exec'd the command (as_pid_1) or died
             for line in lines:
+                if line.startswith("P "):  # from the helper of a multi-threaded caller
+                    self.init_pid = self.pid = int(line.split()[1])
+                    self.pidfd = syscalls.pidfd_open(self.init_pid)
+                    continue
+                if line.startswith("C "):
+                    raise _clone_failure(int(line.split()[1]), flags)
                 if line.startswith("R "):
                     _, vpid, host, t_ready = line.split()
                     self.pid_in_namespace = int(vpid)
@@ -309,28 +315,35 @@ def start(
     job_control: bool = False,
     parent_death_signal: bool = False,
     namespace_ids: bool = False,
+    pass_fds: tuple[int, ...] | None = None,
 ) -> Namespace:
     """Make the namespace and start ``argv`` in it; returns once the command runs.
 
     Raises OSError with the exec errno (FileNotFoundError, PermissionError) when the
     command cannot be executed, SetupError when the namespace cannot be set up.
+    ``pass_fds``: None lets the command inherit every inheritable fd (as exec does);
+    a tuple closes every other fd but 0, 1, 2 and ``stdio`` in the init first.
     ``parent_death_signal`` arms PR_SET_PDEATHSIG in pid 1 as well as the pidfd watch: only
     for a single-threaded launcher, since the signal fires when the *thread* that forked
     exits (kernel/exit.c:forget_original_parent).
     """
     if not argv:
         raise ValueError("no command given")
+    privileged, threads = userns.self_status()
     id_map = options.map_user
-    if id_map is None and not userns.has_cap_sys_admin():
+    if id_map is None and not privileged:
         id_map = userns.MAP_ROOT
     flags = cf.NEWPID
     if options.mount_proc:
         flags |= cf.NEWNS
     if id_map is not None:
         flags |= cf.NEWUSER
+    environment = dict(os.environ) if env is None else env
+    path = spawn.resolve(argv[0], environment)  # raises FileNotFoundError, PermissionError
     plan = Plan(
         argv,
-        env=env,
+        path,
+        environment,
         cwd=cwd,
         stdio=stdio,
         terminal=terminal,
@@ -342,31 +355,53 @@ def start(
         grace=options.grace,
         forward_to_group=options.forward_to_group,
         parent_death_signal=parent_death_signal,
+        pass_fds=pass_fds,
     )
     launcher_pidfd = syscalls.pidfd_open(os.getpid())
     host_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     read_end, write_end = os.pipe()
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, CATCHABLE)
     try:
-        pid, pidfd = syscalls.clone(flags, want_pidfd=True)
+        if threads == 1:
+            pid, pidfd = syscalls.clone_bare(flags, want_pidfd=True)
+        else:
+            pid, pidfd = _fork_helper(), -1
+        if pid == 0:
+            try:
+                if threads > 1:  # the helper: make the init a child of the caller, then go
+                    init_pid, _ = syscalls.clone_bare(flags | cf.PARENT)
+                    if init_pid:
+                        send_line(write_end, f"P {init_pid}")
+                        os._exit(0)
+                become_init(plan, write_end, launcher_pidfd, host_pidns)
+            except OSError as exc:
+                send_line(write_end, f"C {exc.errno or errno.EIO}")
+            finally:
+                os._exit(spawn.EXIT_SETUP)
     except OSError as exc:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for fd in (launcher_pidfd, host_pidns, read_end, write_end):
             os.close(fd)
-        raise _clone_failure(exc, flags) from None
-    if pid == 0:
-        try:
-            become_init(plan, write_end, launcher_pidfd, host_pidns)
-        finally:
-            os._exit(spawn.EXIT_SETUP)
-    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        raise _clone_failure(exc.errno or errno.EIO, flags) from None
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     for fd in (launcher_pidfd, host_pidns, write_end):
         os.close(fd)
     ns = Namespace(argv, pid, pidfd, read_end, direct=options.as_pid_1)
+    if pidfd < 0:
+        os.waitpid(pid, 0)  # the helper
+        ns.init_pid = ns.pid = 0
     ns.await_ready(flags)
     if namespace_ids:
         ns.collect_namespace_ids()
     return ns
+
+
+def _fork_helper() -> int:
+    """os.fork for a multi-threaded caller: glibc's fork takes malloc's locks and CPython
+    re-initialises its own, so the single-threaded helper may clone the init safely; it
+    uses CLONE_PARENT, so the init is the caller's child all the same (kernel/fork.c:
+    copy_process gives it the helper's parent)."""
+    return os.fork()
 
 
 def _describe(wait_status: int) -> str:
@@ -375,8 +410,7 @@ def _describe(wait_status: int) -> str:
     return f"exit status {os.WEXITSTATUS(wait_status)}"
 
 
-def _clone_failure(exc: OSError, flags: int) -> SetupError:
-    err = exc.errno or errno.EIO
+def _clone_failure(err: int, flags: int) -> SetupError:
     if flags & cf.NEWUSER:
         return SetupError(err, userns.explain(err, userns.read_sysctls()))
     if err == errno.EPERM:

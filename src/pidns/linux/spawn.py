@@ -19,9 +19,12 @@ import errno
 import os
 import select
 import signal
-from collections.abc import Mapping, Sequence
 
 from pidns.linux import syscalls
+
+TYPE_CHECKING = False  # collections.abc costs `pidns run` start-up time: annotations only
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 EXIT_SETUP = 125
 EXIT_NOT_EXECUTABLE = 126
@@ -32,8 +35,6 @@ RESTORED_SIGNALS = (int(signal.SIGPIPE), int(signal.SIGXFSZ))
 
 # errnos that mean "there is nothing to execute here" (fs/namei.c lookups)
 _NOT_FOUND = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG)
-
-Env = Mapping[str, str]
 
 
 def exit_status_for(err: int) -> int:
@@ -46,7 +47,7 @@ def describe(err: int) -> str:
     return "command not found" if err in _NOT_FOUND else os.strerror(err)
 
 
-def resolve(name: str, env: Env | None = None) -> str:
+def resolve(name: str, env: Mapping[str, str] | None = None) -> str:
     """The file ``execvp`` would run for ``name``, searching PATH from ``env`` (as
     subprocess does) or from the environment. Raises FileNotFoundError (nothing found) or
     PermissionError (found, but nothing executable), with ``filename`` set to ``name``."""
@@ -70,7 +71,7 @@ def resolve(name: str, env: Env | None = None) -> str:
 def spawn(
     path: str,
     argv: Sequence[str],
-    env: Env,
+    env: Mapping[str, str],
     *,
     stdio: Sequence[int] = (-1, -1, -1),
     new_group: bool = True,
@@ -128,7 +129,7 @@ def _readable(fd: int) -> bool:
 def fork_exec(
     path: str,
     argv: Sequence[str],
-    env: Env,
+    env: Mapping[str, str],
     *,
     stdio: Sequence[int] = (-1, -1, -1),
     new_group: bool = True,
@@ -164,7 +165,7 @@ def fork_exec(
 def exec_command(
     path: str,
     argv: Sequence[str],
-    env: Env,
+    env: Mapping[str, str],
     *,
     stdio: Sequence[int] = (-1, -1, -1),
     new_group: bool = True,

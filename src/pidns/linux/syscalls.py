@@ -156,28 +156,64 @@ def clone(
     """
     if flags & SHARING and not _rejected_before_copy(flags):
         raise ValueError("clone flags that share memory or threads cannot make a Python child")
-    if exit_signal is None:
-        exit_signal = 0 if flags & (cf.PARENT | cf.THREAD) else int(signal.SIGCHLD)
-    tids = (ctypes.c_int * max(1, len(set_tid)))(*set_tid)
-    pidfd = ctypes.c_int(-1)
-    args = _CloneArgs()
-    args.flags = flags | (cf.PIDFD if want_pidfd else 0)
-    args.pidfd = ctypes.addressof(pidfd) if want_pidfd else 0
-    args.exit_signal = exit_signal
-    args.set_tid = ctypes.addressof(tids) if set_tid else 0
-    args.set_tid_size = len(set_tid)
+    call = _Clone3(flags, set_tid, exit_signal, want_pidfd)
     ctypes.pythonapi.PyOS_BeforeFork()
-    result = _libc_gil.syscall(
-        ctypes.c_long(SYS_CLONE3), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))
-    )
-    err = ctypes.get_errno()
+    result, err = call()
     if result == 0:
         ctypes.pythonapi.PyOS_AfterFork_Child()
         return 0, -1
     ctypes.pythonapi.PyOS_AfterFork_Parent()
     if result < 0:
         raise OSError(err, os.strerror(err))
-    return int(result), pidfd.value
+    return result, call.pidfd.value
+
+
+def clone_bare(
+    flags: int = 0, *, exit_signal: int | None = None, want_pidfd: bool = False
+) -> tuple[int, int]:
+    """clone3(2) without CPython's fork hooks (PyOS_BeforeFork/AfterFork: the
+    os.register_at_fork callbacks and the runtime's lock re-initialisation), as
+    posix_spawn's child skips pthread_atfork handlers.
+
+    For a child that runs only the caller's own code and ends in os._exit, never returning
+    to the program's: it then copies (on write) far fewer pages. Safe only when the
+    calling process has a single thread, so that no lock can be held by a thread that
+    the child lacks; raises ValueError for the flags ``clone`` refuses.
+    """
+    if flags & SHARING and not _rejected_before_copy(flags):
+        raise ValueError("clone flags that share memory or threads cannot make a Python child")
+    call = _Clone3(flags, (), exit_signal, want_pidfd)
+    result, err = call()
+    if result < 0:
+        raise OSError(err, os.strerror(err))
+    return result, (call.pidfd.value if result else -1)
+
+
+class _Clone3:
+    """The clone3 argument block (include/uapi/linux/sched.h: struct clone_args)."""
+
+    def __init__(
+        self, flags: int, set_tid: Sequence[int], exit_signal: int | None, want_pidfd: bool
+    ) -> None:
+        if exit_signal is None:
+            exit_signal = 0 if flags & (cf.PARENT | cf.THREAD) else int(signal.SIGCHLD)
+        self.tids = (ctypes.c_int * max(1, len(set_tid)))(*set_tid)
+        self.pidfd = ctypes.c_int(-1)
+        self.args = args = _CloneArgs()
+        args.flags = flags | (cf.PIDFD if want_pidfd else 0)
+        args.pidfd = ctypes.addressof(self.pidfd) if want_pidfd else 0
+        args.exit_signal = exit_signal
+        args.set_tid = ctypes.addressof(self.tids) if set_tid else 0
+        args.set_tid_size = len(set_tid)
+
+    def __call__(self) -> tuple[int, int]:
+        """(result, errno): the GIL stays held across the call (see _libc_gil)."""
+        result = _libc_gil.syscall(
+            ctypes.c_long(SYS_CLONE3),
+            ctypes.byref(self.args),
+            ctypes.c_size_t(ctypes.sizeof(self.args)),
+        )
+        return int(result), ctypes.get_errno()
 
 
 def pidfd_open(pid: int, flags: int = 0) -> int:
@@ -376,6 +412,7 @@ def pid_in_ns(ns_fd: int, pid: int) -> int:
 
 __all__ = [
     "clone",
+    "clone_bare",
     "fsconfig",
     "fsmount",
     "fsopen",

@@ -34,13 +34,22 @@ SYSCTLS = (
 )
 
 
-def has_cap_sys_admin(status_path: str = "/proc/self/status") -> bool:
-    """Whether the caller holds CAP_SYS_ADMIN in its own user namespace (CapEff)."""
+def self_status(status_path: str = "/proc/self/status") -> tuple[bool, int]:
+    """(whether the caller holds CAP_SYS_ADMIN in its own user namespace (CapEff), its
+    number of threads), from one read of /proc/self/status."""
+    privileged, threads = False, 1
     with open(status_path, "rb") as f:
         for line in f:
             if line.startswith(b"CapEff:"):
-                return bool(int(line.split()[1], 16) >> CAP_SYS_ADMIN & 1)
-    return False
+                privileged = bool(int(line.split()[1], 16) >> CAP_SYS_ADMIN & 1)
+            elif line.startswith(b"Threads:"):
+                threads = int(line.split()[1])
+    return privileged, threads
+
+
+def has_cap_sys_admin() -> bool:
+    """Whether the caller holds CAP_SYS_ADMIN in its own user namespace."""
+    return self_status()[0]
 
 
 def id_maps(mapping: str, uid: int, gid: int) -> tuple[str, str]:

@@ -1,0 +1,457 @@
+"""The Python API: ``pidns.run`` and ``pidns.Popen``, shaped like subprocess's.
+
+Each call makes a new pid namespace (and, by default, a mount namespace with a fresh
+/proc; a user namespace when the caller lacks CAP_SYS_ADMIN) whose pid 1 is a pidns init,
+a fork of the caller, and runs the command as pid 2. The init is the caller's child, so
+``Popen`` waits on it; it is reaped only once every process of the namespace is gone.
+
+What differs from subprocess, on purpose:
+- ``pid`` is the command's pid as the caller sees it; ``init_pid`` is pid 1's.
+- ``kill()`` SIGKILLs pid 1, and with it every process of the namespace (the kernel's
+  zap_pid_ns_processes); ``send_signal``/``terminate`` reach the command through the init.
+- Leaving a ``with`` block, or dropping the last reference, kills the namespace if it still
+  runs: no process of it outlives its Popen. If the calling process dies, the init notices
+  through a pidfd and kills the namespace too.
+- File descriptors: the command gets 0, 1, 2 and ``pass_fds``, nothing else
+  (``close_fds`` is always true). No ``preexec_fn``: the command is started with
+  posix_spawn by the init.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import select
+import signal
+import subprocess
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import IO, Any
+
+from pidns.linux import launcher
+from pidns.linux.launcher import SetupError
+
+PIPE = subprocess.PIPE
+STDOUT = subprocess.STDOUT
+DEVNULL = subprocess.DEVNULL
+TimeoutExpired = subprocess.TimeoutExpired
+CalledProcessError = subprocess.CalledProcessError
+
+StrOrBytesPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+Args = StrOrBytesPath | Sequence[StrOrBytesPath]
+File = None | int | IO[Any]
+
+
+class CompletedProcess(subprocess.CompletedProcess[Any]):
+    """subprocess.CompletedProcess, plus where the command ran.
+
+    ``pid``: the command's host pid; ``init_pid``: pid 1's host pid; ``report``: the same
+    document as ``pidns run --json-report`` (layout in docs/run.md).
+    """
+
+    def __init__(
+        self,
+        args: Any,
+        returncode: int,
+        stdout: Any = None,
+        stderr: Any = None,
+        *,
+        namespace: launcher.Namespace | None = None,
+    ) -> None:
+        super().__init__(args, returncode, stdout, stderr)
+        self._namespace = namespace
+        self.pid = None if namespace is None else namespace.pid
+        self.init_pid = None if namespace is None else namespace.init_pid
+
+    @property
+    def report(self) -> dict[str, object]:
+        return {} if self._namespace is None else self._namespace.report()
+
+
+def _environment(env: Mapping[str, str] | None) -> dict[str, str] | None:
+    return None if env is None else {os.fsdecode(k): os.fsdecode(v) for k, v in env.items()}
+
+
+def _command(args: Args, shell: bool) -> tuple[list[str], Any]:
+    if isinstance(args, (str, bytes, os.PathLike)):
+        if shell:
+            return ["/bin/sh", "-c", os.fsdecode(args)], args
+        return [os.fsdecode(args)], args
+    argv = [os.fsdecode(a) for a in args]
+    if shell:
+        argv = ["/bin/sh", "-c", *argv]
+    return argv, args
+
+
+class Popen:
+    """Run ``args`` in a new pid namespace; subprocess.Popen's interface where it applies.
+
+    Namespace options: ``mount_proc`` (new mount namespace and fresh /proc, default True),
+    ``as_pid_1`` (the command is pid 1, no init), ``map_user`` ("root" or "current": a user
+    namespace; default "root" when the caller lacks CAP_SYS_ADMIN, else none),
+    ``wait_all`` and ``grace`` (keep the namespace until it is empty after the command
+    exits; with a grace period, TERM everyone left, then KILL), ``forward_to_group``.
+
+    Raises FileNotFoundError / PermissionError when the command cannot be executed, as
+    subprocess does, and ``SetupError`` (an OSError) when the namespace cannot be made.
+    """
+
+    def __init__(
+        self,
+        args: Args,
+        stdin: File = None,
+        stdout: File = None,
+        stderr: File = None,
+        *,
+        shell: bool = False,
+        cwd: StrOrBytesPath | None = None,
+        env: Mapping[str, str] | None = None,
+        text: bool | None = None,
+        universal_newlines: bool | None = None,
+        encoding: str | None = None,
+        errors: str | None = None,
+        bufsize: int = -1,
+        pass_fds: Iterable[int] = (),
+        mount_proc: bool = True,
+        as_pid_1: bool = False,
+        map_user: str | None = None,
+        wait_all: bool = False,
+        grace: float | None = None,
+        forward_to_group: bool = False,
+    ) -> None:
+        self.returncode: int | None = None
+        self.stdin: IO[Any] | None = None
+        self.stdout: IO[Any] | None = None
+        self.stderr: IO[Any] | None = None
+        self._namespace: launcher.Namespace | None = None
+        self._comm: _Communication | None = None
+        argv, self.args = _command(args, shell)
+        options = launcher.Options(
+            mount_proc=mount_proc,
+            as_pid_1=as_pid_1,
+            map_user=map_user,
+            wait_all=wait_all,
+            grace=grace,
+            forward_to_group=forward_to_group,
+        )
+        self.text_mode = bool(text or universal_newlines or encoding or errors)
+        self.encoding = encoding
+        self.errors = errors
+        plumbing = _Plumbing()
+        try:
+            stdio = plumbing.child_ends(stdin, stdout, stderr)
+            self._namespace = launcher.start(
+                argv,
+                options,
+                env=None
+                if env is None
+                else {os.fsdecode(k): os.fsdecode(v) for k, v in env.items()},
+                cwd=None if cwd is None else os.fsdecode(cwd),
+                stdio=stdio,
+                pass_fds=tuple(pass_fds),
+            )
+        except BaseException:
+            plumbing.close_all()
+            raise
+        plumbing.close_child_ends()
+        self.stdin, self.stdout, self.stderr = (
+            self._wrap(fd, mode, bufsize)
+            for fd, mode in zip(plumbing.parent_ends, ("wb", "rb", "rb"), strict=True)
+        )
+
+    def _wrap(self, fd: int, mode: str, bufsize: int) -> IO[Any] | None:
+        if fd < 0:
+            return None
+        raw = open(fd, mode, bufsize)  # noqa: SIM115 (the Popen owns it)
+        if not self.text_mode:
+            return raw
+        return io.TextIOWrapper(
+            raw,
+            encoding=self.encoding,
+            errors=self.errors,
+            write_through=mode == "wb",
+            line_buffering=bufsize == 1,
+        )
+
+    # -- identity ----------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int:
+        """The command's pid in the caller's pid namespace."""
+        assert self._namespace is not None
+        return self._namespace.pid
+
+    @property
+    def init_pid(self) -> int:
+        """Pid 1's pid in the caller's pid namespace (the command's own with as_pid_1)."""
+        assert self._namespace is not None
+        return self._namespace.init_pid
+
+    def report(self) -> dict[str, object]:
+        """The run as ``pidns run --json-report`` writes it (complete once it has ended)."""
+        assert self._namespace is not None
+        return self._namespace.report()
+
+    # -- waiting -----------------------------------------------------------------------
+
+    def poll(self) -> int | None:
+        if self.returncode is None and self._namespace is not None:
+            self.returncode = self._namespace.poll()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            assert self._namespace is not None
+            returncode = self._namespace.wait(timeout)
+            if returncode is None:
+                raise TimeoutExpired(self.args, timeout or 0.0)
+            self.returncode = returncode
+        return self.returncode
+
+    def communicate(self, input: Any = None, timeout: float | None = None) -> tuple[Any, Any]:
+        """Send ``input``, read stdout and stderr to EOF, wait; like subprocess's."""
+        if self._comm is None:
+            self._comm = _Communication(self, input)
+        elif input:
+            raise ValueError("Cannot send input after starting communication")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            self._comm.run(deadline)
+        except TimeoutExpired as exc:
+            exc.timeout = timeout or 0.0
+            exc.cmd = self.args
+            raise
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self.wait(left)
+        return self._comm.results()
+
+    # -- signals -----------------------------------------------------------------------
+
+    def send_signal(self, sig: int) -> None:
+        """``sig`` to the command (through the init), unless it has ended."""
+        if self.poll() is None:
+            assert self._namespace is not None
+            self._namespace.send_signal(sig)
+
+    def terminate(self) -> None:
+        self.send_signal(int(signal.SIGTERM))
+
+    def kill(self) -> None:
+        """SIGKILL pid 1: every process of the namespace dies with it."""
+        if self.poll() is None:
+            assert self._namespace is not None
+            self._namespace.kill()
+
+    # -- cleanup -----------------------------------------------------------------------
+
+    def _close_files(self) -> None:
+        for stream in (self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+        if self.stdin is not None:
+            _close_quietly(self.stdin)
+
+    def _end(self) -> None:
+        """Kill the namespace if it still runs, and reap pid 1."""
+        if self._namespace is None:
+            return
+        if self.poll() is None:
+            self._namespace.kill()
+            self.wait()
+        self._namespace.close()
+
+    def __enter__(self) -> Popen:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._close_files()
+        finally:
+            self._end()
+
+    def __del__(self) -> None:
+        namespace = getattr(self, "_namespace", None)
+        if namespace is None or namespace.wait_status is not None:
+            return
+        if self.poll() is None:
+            warnings.warn(
+                f"pidns.Popen {self.args!r} was still running; its namespace is killed",
+                ResourceWarning,
+                stacklevel=2,
+            )
+        self._end()
+
+    def __repr__(self) -> str:
+        state = "running" if self.returncode is None else f"returncode: {self.returncode}"
+        return f"<pidns.Popen: {state} args: {self.args!r}>"
+
+
+class _Plumbing:
+    """The pipes and fds between the caller and the command's 0, 1, 2."""
+
+    def __init__(self) -> None:
+        self.child: list[int] = [-1, -1, -1]
+        self.parent_ends: list[int] = [-1, -1, -1]
+        self.owned: list[int] = []  # fds made here for the child, closed once it runs
+
+    def _own(self, fd: int, target: int) -> int:
+        """Keep fds that are not their own target off 0..2, where a dup2 of an earlier
+        stream could clobber them before they are copied."""
+        if fd < 3 and fd != target:
+            import fcntl  # noqa: PLC0415 (rare)
+
+            fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+        self.owned.append(fd)
+        return fd
+
+    def child_ends(self, stdin: File, stdout: File, stderr: File) -> tuple[int, int, int]:
+        for target, spec in enumerate((stdin, stdout, stderr)):
+            if spec is None:
+                continue
+            if spec == PIPE:
+                read_end, write_end = os.pipe()
+                mine, theirs = (write_end, read_end) if target == 0 else (read_end, write_end)
+                self.parent_ends[target] = mine
+                self.child[target] = self._own(theirs, target)
+            elif spec == DEVNULL:
+                self.child[target] = self._own(os.open(os.devnull, os.O_RDWR), target)
+            elif spec == STDOUT:
+                if target != 2:
+                    raise ValueError("STDOUT is only for stderr")
+                self.child[2] = self.child[1] if self.child[1] >= 0 else 1
+            elif isinstance(spec, int):
+                if spec < 0:
+                    raise ValueError(f"bad file descriptor for stdio: {spec}")
+                self.child[target] = spec if spec == target else self._own(os.dup(spec), target)
+            else:
+                fd = spec.fileno()
+                self.child[target] = fd if fd == target else self._own(os.dup(fd), target)
+        return (self.child[0], self.child[1], self.child[2])
+
+    def close_child_ends(self) -> None:
+        for fd in self.owned:
+            os.close(fd)
+        self.owned = []
+
+    def close_all(self) -> None:
+        self.close_child_ends()
+        for fd in self.parent_ends:
+            if fd >= 0:
+                os.close(fd)
+
+
+class _Communication:
+    """The state of ``communicate``, kept across a TimeoutExpired as subprocess does."""
+
+    def __init__(self, popen: Popen, data: Any) -> None:
+        self.popen = popen
+        stdin = popen.stdin
+        if data is not None and popen.text_mode and isinstance(stdin, io.TextIOWrapper):
+            data = data.encode(stdin.encoding, stdin.errors or "strict")
+        self.input: bytes = data or b""
+        self.offset = 0
+        self.chunks: tuple[list[bytes], list[bytes]] = ([], [])
+        self.readers: dict[int, int] = {}  # fd -> 0 (stdout) or 1 (stderr)
+        self.streams: dict[int, IO[Any]] = {}
+        self.poller = select.poll()
+        if stdin is not None:
+            if self.input:
+                stdin.flush()
+                self.streams[stdin.fileno()] = stdin
+                self.poller.register(stdin.fileno(), select.POLLOUT)
+            else:
+                _close_quietly(stdin)
+        for index, stream in enumerate((popen.stdout, popen.stderr)):
+            if stream is not None:
+                self.readers[stream.fileno()] = index
+                self.streams[stream.fileno()] = stream
+                self.poller.register(stream.fileno(), select.POLLIN)
+
+    def run(self, deadline: float | None) -> None:
+        while self.streams:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutExpired(self.popen.args, 0.0, output=b"".join(self.chunks[0]))
+            for fd, _events in self.poller.poll(None if left is None else left * 1000):
+                if fd in self.readers:
+                    data = os.read(fd, 32768)
+                    if data:
+                        self.chunks[self.readers[fd]].append(data)
+                        continue
+                else:
+                    try:
+                        self.offset += os.write(fd, self.input[self.offset : self.offset + 512])
+                    except BrokenPipeError:
+                        self.offset = len(self.input)
+                    if self.offset < len(self.input):
+                        continue
+                self.poller.unregister(fd)
+                _close_quietly(self.streams.pop(fd))
+
+    def results(self) -> tuple[Any, Any]:
+        out: list[Any] = []
+        for index, stream in enumerate((self.popen.stdout, self.popen.stderr)):
+            if stream is None:
+                out.append(None)
+                continue
+            data = b"".join(self.chunks[index])
+            if self.popen.text_mode:
+                encoding = self.popen.encoding or getattr(stream, "encoding", None) or "utf-8"
+                text = data.decode(encoding, self.popen.errors or "strict")
+                out.append(text.replace("\r\n", "\n").replace("\r", "\n"))
+            else:
+                out.append(data)
+        return out[0], out[1]
+
+
+def _close_quietly(stream: IO[Any]) -> None:
+    with contextlib.suppress(BrokenPipeError):  # the command did not read all its input
+        stream.close()
+
+
+def run(
+    args: Args,
+    *,
+    input: Any = None,
+    capture_output: bool = False,
+    timeout: float | None = None,
+    check: bool = False,
+    **kwargs: Any,
+) -> CompletedProcess:
+    """Run ``args`` in a new pid namespace and wait for it; subprocess.run's arguments plus
+    Popen's namespace options. On timeout the whole namespace is killed."""
+    if input is not None:
+        if kwargs.get("stdin") is not None:
+            raise ValueError("stdin and input arguments may not both be used.")
+        kwargs["stdin"] = PIPE
+    if capture_output:
+        if kwargs.get("stdout") is not None or kwargs.get("stderr") is not None:
+            raise ValueError("stdout and stderr arguments may not be used with capture_output.")
+        kwargs["stdout"] = kwargs["stderr"] = PIPE
+    with Popen(args, **kwargs) as process:
+        try:
+            stdout, stderr = process.communicate(input, timeout=timeout)
+        except TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+        returncode = process.wait()
+        namespace = process._namespace
+    if check and returncode:
+        raise CalledProcessError(returncode, process.args, stdout, stderr)
+    return CompletedProcess(process.args, returncode, stdout, stderr, namespace=namespace)
+
+
+__all__ = [
+    "DEVNULL",
+    "PIPE",
+    "STDOUT",
+    "CalledProcessError",
+    "CompletedProcess",
+    "Popen",
+    "SetupError",
+    "TimeoutExpired",
+    "run",
+]

@@ -1,0 +1,117 @@
+"""``pidns exec``: run a command inside the pid namespace of an existing process."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pidns.linux import join, launcher, spawn, syscalls
+
+EXIT_USAGE = 2
+
+USAGE = """\
+usage: pidns exec --target PID [--mount] [--] COMMAND [ARGS...]
+
+Run COMMAND inside the pid namespace of process PID: setns(2) through a pidfd of PID,
+then fork, so that COMMAND gets a pid there (its parent, pidns exec, stays outside).
+
+options:
+  -t, --target PID  the process whose pid namespace to join
+  -m, --mount       join its mount namespace too, so that /proc shows that namespace
+  -h, --help        show this help
+
+Without CAP_SYS_ADMIN, PID's user namespace is joined as well when it differs from yours.
+exit status: COMMAND's status (128+N if it was killed by signal N); 2 bad usage;
+125 cannot join; 126 COMMAND not executable; 127 COMMAND not found.
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse(argv: list[str]) -> tuple[int, bool, list[str]] | None:
+    """(target, mount, command), or None for --help."""
+    target: int | None = None
+    mount = False
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            i += 1
+            break
+        if not word.startswith("-") or word == "-":
+            break
+        name, eq, value = word.partition("=")
+        if name in ("-t", "--target"):
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    raise UsageError(f"{name} needs a pid")
+                value = argv[i]
+            if not value.isdigit() or int(value) <= 0:
+                raise UsageError(f"{name} needs a pid (a positive number), not {value!r}")
+            target = int(value)
+        elif eq:
+            raise UsageError(f"option {name} takes no value")
+        elif word in ("-m", "--mount"):
+            mount = True
+        elif word in ("-h", "--help"):
+            return None
+        else:
+            raise UsageError(f"unknown option {word!r}")
+        i += 1
+    if target is None:
+        raise UsageError("--target PID is required")
+    if i >= len(argv):
+        raise UsageError("no command given")
+    return target, mount, argv[i:]
+
+
+def main(name: str, argv: list[str]) -> int:
+    try:
+        parsed = parse(argv)
+    except UsageError as exc:
+        print(f"pidns {name}: {exc} (see pidns {name} --help)", file=sys.stderr)
+        return EXIT_USAGE
+    if parsed is None:
+        sys.stdout.write(USAGE)
+        return 0
+    target, mount, command = parsed
+    try:
+        return _exec(name, target, mount, command)
+    except Exception as exc:  # a bug of ours: still one line, never a traceback
+        print(f"pidns {name}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return spawn.EXIT_SETUP
+
+
+def _exec(name: str, target: int, mount: bool, command: list[str]) -> int:
+    sfd = launcher.block_signals()
+    terminal, foreground = launcher.foreground_terminal()
+    try:
+        join.join(target, mount=mount)
+    except join.JoinError as exc:
+        print(f"pidns {name}: {exc}", file=sys.stderr)
+        return spawn.EXIT_SETUP
+    env = dict(os.environ)
+    me = syscalls.pidfd_open(os.getpid())
+    try:
+        path = spawn.resolve(command[0], env)
+        child = spawn.fork_exec(
+            path,
+            command,
+            env,
+            terminal=terminal if foreground else -1,
+            parent_death_signal=int(launcher.SIGKILL),
+            watch_pidfd=me,
+        )
+    except OSError as exc:
+        err = exc.errno or 0
+        print(f"pidns {name}: {command[0]}: {spawn.describe(err)}", file=sys.stderr)
+        return spawn.exit_status_for(err)
+    finally:
+        os.close(me)
+    ns = launcher.Namespace(command, child, syscalls.pidfd_open(child))
+    status = launcher.supervise(ns, sfd, terminal=terminal)
+    os.close(sfd)
+    return status
