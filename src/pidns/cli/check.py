@@ -3,7 +3,7 @@
 Exit statuses: 0 every scenario ran with no divergence and every expectation met;
 1 a divergence, a failed expectation or a backend that could not run a scenario;
 2 bad usage or a scenario that cannot be read (nothing runs then); 125 the real
-backend could not make its world at all.
+backend could not make its world at all; 127 ``--svg``/``--png`` without graphviz.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pidns.scenario.compare import Verdict, judge
 from pidns.scenario.model_backend import ModelBackend
 from pidns.scenario.parser import parse, parse_file
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP = 0, 1, 2, 125
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP, EXIT_NO_GRAPHVIZ = 0, 1, 2, 125, 127
 
 SEED_LOGIN_FLOW = """\
 # pidns: Support unsharing the pid namespace (v3.8): unshare takes effect for children
@@ -161,12 +161,15 @@ def _picture(backend: ModelBackend, out: str, fmt: str, path: str, several: bool
         target = f"{stem}-{os.path.splitext(os.path.basename(path))[0]}{ext or '.' + fmt}"
     try:
         graphviz.draw(from_model(backend.kernel, backend.names), target, fmt, title=path)
-    except (graphviz.GraphvizMissing, graphviz.GraphvizFailed) as err:
+    except graphviz.GraphvizMissing as err:
         print(f"pidns sim: {err}", file=sys.stderr)
-        return EXIT_SETUP
+        return EXIT_NO_GRAPHVIZ  # as pidns tree: the program `dot` is not found
+    except graphviz.GraphvizFailed as err:
+        print(f"pidns sim: {err}", file=sys.stderr)
+        return EXIT_FAIL
     except OSError as err:
         print(f"pidns sim: cannot write {target}: {err.strerror}", file=sys.stderr)
-        return EXIT_SETUP
+        return EXIT_FAIL
     return EXIT_OK
 
 
