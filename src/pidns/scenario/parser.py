@@ -90,6 +90,8 @@ def signal_number(text: str) -> int:
         try:
             num = signals.number(key)
         except ValueError:
+            if key.isdigit():
+                raise
             raise ValueError(f"unknown signal {text!r}") from None
     if num in RESERVED_SIGNALS:
         raise ValueError(f"signal {text} is reserved by the real backend")

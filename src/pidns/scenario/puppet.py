@@ -137,6 +137,12 @@ class Puppet:
                         sock.close()
                 self.channel = child.channel
                 self.caught = []  # pending signals are not inherited (kernel/fork.c)
+                # A signalfd's mask lives in the file the parent shares: take our own.
+                if self.sigfd >= 0 and not child.shared:
+                    os.close(self.sigfd)
+                self.sigfd = -1
+                if self.catching:
+                    self._watch_caught_signals()
 
     def _loop(self) -> None:
         poller = select.poll()
@@ -298,9 +304,12 @@ class Puppet:
             signal.signal(signo, signal.SIG_IGN if disposition == "ignore" else signal.SIG_DFL)
             self.catching.discard(signo)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, [signo])
+        self._watch_caught_signals()
+        return "I 0"
+
+    def _watch_caught_signals(self) -> None:
         mask = _sigset(sorted(self.catching))
         self.sigfd = _checked(_libc.signalfd(self.sigfd, mask, _SFD_NONBLOCK | _SFD_CLOEXEC))
-        return "I 0"
 
 
 def _checked(result: int) -> int:

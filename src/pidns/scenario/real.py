@@ -27,9 +27,10 @@ import contextlib
 import os
 import re
 import select
+import signal
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from pidns.core import errnos, signals
@@ -54,6 +55,26 @@ def privileged() -> bool:
             if line.startswith(b"CapEff:"):
                 return bool(int(line.split()[1], 16) >> CAP_SYS_ADMIN & 1)
     return False
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Hold Ctrl-C back while the world's init is made or killed, so that no
+    KeyboardInterrupt leaves it unrecorded or alive; it arrives right after."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _own_nspid() -> tuple[int, ...]:
+    """The runner's NSpid, from /proc's level to its own (one entry per level)."""
+    with open("/proc/self/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"NSpid:"):
+                return tuple(int(x) for x in line.split()[1:])
+    return (os.getpid(),)
 
 
 @dataclass(slots=True)
@@ -123,14 +144,19 @@ class RealBackend:
     lacks CAP_SYS_ADMIN). ``settle_timeout``: seconds after which a world that does not
     settle is a BackendError (a safety net: no result is ever decided by a timeout).
     The world lives as long as the thread that called ``start`` (PR_SET_PDEATHSIG).
+
+    For a model of the same world: ``world_level`` is the world's kernel level (one below
+    the runner's), ``mapped_uids`` the uids its user namespace maps (None: all of them).
     """
 
     name = "real"
 
     def __init__(self, userns: bool | None = None, settle_timeout: float = 10.0) -> None:
-        self.userns = userns
+        self.userns = (not privileged()) if userns is None else userns
         self.settle_timeout = settle_timeout
         self.world: _World | None = None
+        self.world_level = len(_own_nspid())
+        self.mapped_uids: frozenset[int] | None = frozenset({0}) if self.userns else None
 
     def start(self, scenario: Scenario) -> None:
         if scenario.profile != "6.18":
@@ -138,8 +164,7 @@ class RealBackend:
                 f"profile {scenario.profile}: the running kernel has 6.18 semantics"
             )
         self.close()
-        userns = (not privileged()) if self.userns is None else self.userns
-        self.world = _World(userns, self.settle_timeout)
+        self.world = _World(self.userns, self.settle_timeout)
         self.world.make()
 
     def step(self, step: Step) -> Outcome:
@@ -173,6 +198,7 @@ class _World:
         self.procs: dict[str, _Proc] = {}
         self.by_host: dict[int, _Proc] = {}  # processes not yet reaped
         self.root: _Proc | None = None
+        self.root_pidfd = -1
         self.root_host = 0
         self.world_index = 0  # index of the world's level in /proc's NSpid lines
         self.world_ns = 0
@@ -184,17 +210,19 @@ class _World:
         control, root_control = socket.socketpair(socket.AF_UNIX, kind)
         first, first_child = socket.socketpair(socket.AF_UNIX, kind)
         flags = cf.NEWPID | (cf.NEWUSER if self.userns else 0)
-        try:
-            pid, pidfd = syscalls.clone(flags, want_pidfd=True)
-        except OSError as exc:
-            for sock in (control, root_control, first, first_child):
-                sock.close()
-            how = "a user and pid namespace" if self.userns else "a pid namespace"
-            raise BackendError(f"cannot make {how} for the world: {exc.strerror}") from None
-        if pid == 0:
-            control.close()
-            first.close()
-            puppet.world_init(root_control, first_child)
+        with _uninterrupted():
+            try:
+                pid, pidfd = syscalls.clone(flags, want_pidfd=True)
+            except OSError as exc:
+                for sock in (control, root_control, first, first_child):
+                    sock.close()
+                how = "a user and pid namespace" if self.userns else "a pid namespace"
+                raise BackendError(f"cannot make {how} for the world: {exc.strerror}") from None
+            if pid == 0:
+                control.close()
+                first.close()
+                puppet.world_init(root_control, first_child)
+            self.root_pidfd = pidfd  # from here on, close() can end the world
         root_control.close()
         first_child.close()
         self.root = self._register("root", pidfd, None)
@@ -226,15 +254,18 @@ class _World:
 
     def close(self) -> None:
         """SIGKILL root from outside: the kernel kills everything below it first."""
-        root = self.root
-        if root is not None and root.pidfd >= 0:
-            with contextlib.suppress(ProcessLookupError):
-                syscalls.pidfd_send_signal(root.pidfd, signals.KILL)
-            select.select([root.pidfd], [], [], 30.0)  # the whole world is gone by then
+        pidfd = self.root_pidfd
+        if pidfd >= 0:
+            with _uninterrupted(), contextlib.suppress(ProcessLookupError):
+                syscalls.pidfd_send_signal(pidfd, signals.KILL)
+            select.select([pidfd], [], [], 30.0)  # the whole world is gone by then
             with contextlib.suppress(ChildProcessError):
-                os.waitid(os.P_PIDFD, root.pidfd, os.WEXITED)
+                os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
         for p in self.procs.values():
             self._forget(p)
+        if self.root is None and pidfd >= 0:
+            os.close(pidfd)  # root never got its record, which owns the descriptor
+        self.root_pidfd = -1
 
     def _forget(self, p: _Proc) -> None:
         for fd in (p.pidfd, p.status_fd, p.stat_fd):
@@ -310,8 +341,11 @@ class _World:
 
     def step(self, step: Step) -> Outcome:
         actor = self.procs[step.actor]
-        if actor.reaped or actor.seen.dead:
+        seen = None if actor.reaped else _read(actor)  # fresh: it may have been killed from outside
+        if seen is None or seen.dead or seen.pending & SIGKILL_BIT:
+            self.settle(_Settle(None, ast.SKIPPED))  # let the snapshot catch up with its death
             return Outcome(ast.SKIPPED)
+        actor.seen = seen
         command = self._command(actor, step)
         if command.startswith("="):  # decided without a call
             return Outcome(command[1:])
@@ -550,7 +584,7 @@ class _World:
         """Why the world is not settled yet (empty: settled).
 
         A process is at rest when it is a zombie nobody is about to reap, an init asleep in
-        zap_pid_ns_processes waiting for its namespace to empty (the ``exiting`` state),
+        zap_pid_ns_processes waiting for the other pids of its namespace (``exiting``),
         stopped, or alive with no signal pending, no call of its own on the way and, if it
         is blocked in wait, asleep in do_wait. The kernel's own wait channel
         (/proc/PID/wchan) tells a sleeping waiter or exiting init from one that was just
@@ -565,7 +599,7 @@ class _World:
                 if seen.ppid == self.root_host:
                     reasons.append(f"{p.name} is a zombie root will reap")
             elif seen.exiting:
-                if not self._asleep_in(p, "zap_pid_ns_processes"):
+                if not (self._members(p) and self._asleep_in(p, "zap_pid_ns_processes")):
                     reasons.append(f"{p.name} is exiting")
             elif seen.stopped:
                 if seen.pending & SIGKILL_BIT:
@@ -579,6 +613,16 @@ class _World:
                 elif call is not None and call.kind == "wait" and not self._asleep_in(p, "do_wait"):
                     reasons.append(f"{p.name}'s wait is returning")
         return reasons
+
+    def _members(self, init: _Proc) -> bool:
+        """Another process still has a pid in INIT's namespace. Without one, an init asleep
+        in zap_pid_ns_processes is about to wake: a member's /proc entry goes before its
+        pid is freed (kernel/exit.c:release_task, then free_pids)."""
+        level, ns = init.level, init.nschain[-1]
+        return any(
+            p is not init and len(p.nschain) > level and p.nschain[level] == ns
+            for p in self.by_host.values()
+        )
 
     def _asleep_in(self, p: _Proc, function: str) -> bool:
         return p.seen.state == "S" and _wchan(p.host) == function
