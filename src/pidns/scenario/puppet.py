@@ -157,15 +157,13 @@ class Puppet:
             if self.channel.fileno() not in events:
                 continue
             try:
-                text, fds = receive(self.channel)
+                data = self.channel.recv(MAX_MESSAGE)  # commands never carry descriptors
             except OSError:
                 os._exit(0)
-            for fd in fds:
-                os.close(fd)
-            if not text:
+            if not data:
                 os._exit(0)  # the runner is gone: the world is being torn down
             try:
-                reply = self._command(text.split())
+                reply = self._command(data.decode().split())
             except _BecomeChild:
                 raise
             except Exception as exc:  # a bug here must reach the runner, not kill the puppet
