@@ -220,6 +220,9 @@ def test_root_may_be_a_target() -> None:
         ("B  exited   3", "B exited 3"),
         ("[SIGUSR1 from 0,term from 2]", "[USR1 from 0, TERM from 2]"),
         ("[RTMIN from 1]", "[RTMIN from 1]"),
+        ("[63 from 1, SIGRTMIN+1 from 2]", "[RTMIN+29 from 1, RTMIN+1 from 2]"),
+        ("B killed IOT", "B killed ABRT"),
+        ("B killed sigcld", "B killed CHLD"),
     ],
 )
 def test_expectations_are_canonical(written: str, canonical: str) -> None:

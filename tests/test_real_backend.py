@@ -481,6 +481,37 @@ def test_setuid_drops_privilege_in_a_privileged_world() -> None:
     )
 
 
+def test_namespaces_signals_and_blocking_in_an_unprivileged_world() -> None:
+    text = (
+        "A: clone NEWPID -> B             => 3\n"
+        "B: signal USR1 catch             => 0\n"
+        "A: kill B USR1                   => 0\n"
+        "B: fork -> C                     => 2\n"
+        "C: kill 1 USR1                   => 0\n"
+        "B: caught                        => [USR1 from 0, USR1 from 2]\n"
+        "B: wait                          => blocks\n"
+        "A: setns B                       => 0\n"
+        "A: fork -> D                     => 5\n"
+        "D: getppid                       => 0\n"
+        "C: exit 6\n"
+        "B: clone NEWUSER|NEWPID set_tid=1 -> E => 4\n"
+        "A: kill B KILL                   => 0\n"
+        "A: state B                       => exiting\n"  # until its oddball D is reaped
+        "A: wait D                        => D killed KILL\n"
+        "A: wait B                        => B killed KILL\n"
+    )
+    summary = as_nobody(lambda: trace_summary(text))
+    assert isinstance(summary, dict)
+    assert summary["error"] is None and summary["userns"] is True
+    expected = [s.expected for s in parse(text).steps]
+    got = summary["results"]
+    assert isinstance(got, list)
+    assert all(e is None or e == r for e, r in zip(expected, got, strict=True)), got
+    assert summary["completions"] == [[11, 7, "B", "C exited 6"]]
+    processes = {int(pid): int(start) for pid, start in summary["processes"]}
+    assert len(processes) == 6 and survivors(processes) == []  # root, A..E
+
+
 def test_setuid_in_an_unprivileged_world_maps_only_root() -> None:
     summary = as_nobody(
         lambda: trace_summary("A: setuid 65534\nA: setuid 0\nA: unshare NEWPID\nA: fork -> B\n")
@@ -583,35 +614,55 @@ def test_a_puppet_killed_from_outside_is_a_dead_process_and_nothing_is_left() ->
     assert survivors(backend.processes) == []
 
 
+def drop_to_nobody() -> None:
+    os.setgroups([])
+    os.setgid(NOBODY)
+    os.setuid(NOBODY)
+    _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # /proc/self stays ours after setuid
+
+
+class Reporting(Watched):
+    """Writes its pid and its world's processes to ``fd`` at the last step, then sleeps
+    there (unless ``finish``) until a signal ends the runner."""
+
+    def __init__(self, fd: int, last: int, finish: bool) -> None:
+        super().__init__()
+        self.fd, self.last, self.finish = fd, last, finish
+
+    def step(self, step: Step) -> Outcome:
+        outcome = super().step(step)
+        if step.index == self.last:
+            self.remember()
+            report = [os.getpid(), list(self.processes.items())]
+            os.write(self.fd, json.dumps(report).encode() + b"\n")
+            while not self.finish:
+                time.sleep(1)
+        return outcome
+
+
 @contextlib.contextmanager
-def forked_runner(text: str, finish: bool) -> Iterator[tuple[int, dict[int, int]]]:
-    """Fork a subreaper that forks a runner; the runner makes a world from ``text``, reports
-    its processes on a pipe and then (unless ``finish``) sleeps. Yields (runner, processes)."""
+def forked_runner(text: str, finish: bool, nobody: bool = False) -> Iterator[Runner]:
+    """Fork a subreaper that forks a runner (as uid 65534 if ``nobody``); the runner runs
+    ``text`` with ``run()``, reports its world at the last step and sleeps there unless
+    ``finish``. When ``run()`` ends (or a KeyboardInterrupt ends it), the runner reports
+    which processes of its world it still sees, and exits."""
     read_end, write_end = os.pipe()
     reaper = os.fork()
     if reaper == 0:  # pragma: no cover - runs in the child
         try:
             os.close(read_end)
             _libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: the world's root comes here
-            runner = os.fork()
-            if runner == 0:
+            if os.fork() == 0:
                 try:
-                    backend = Watched()
-                    backend.start(parse(text))
-                    for step in parse(text).steps:
-                        backend.step(step)
-                    backend.snapshot()
-                    os.write(
-                        write_end,
-                        json.dumps([os.getpid(), list(backend.processes.items())]).encode() + b"\n",
-                    )
-                    if finish:
-                        backend.close()
-                        os._exit(0)
-                    while True:
-                        time.sleep(1)
+                    if nobody:
+                        drop_to_nobody()
+                    scenario = parse(text)
+                    backend = Reporting(write_end, len(scenario.steps) - 1, finish)
+                    with contextlib.suppress(KeyboardInterrupt):
+                        run(scenario, backend)
+                    os.write(write_end, json.dumps(survivors(backend.processes)).encode() + b"\n")
                 finally:
-                    os._exit(3)
+                    os._exit(0)
             os.close(write_end)
             while True:  # reap the runner and whatever is reparented to us
                 try:
@@ -621,19 +672,38 @@ def forked_runner(text: str, finish: bool) -> Iterator[tuple[int, dict[int, int]
         finally:
             os._exit(0)
     os.close(write_end)
-    runner = 0
+    runner = Runner(read_end)
     try:
-        ready, _, _ = select.select([read_end], [], [], 30)
-        assert ready, "the runner did not report its world"
-        line = os.read(read_end, 65536).split(b"\n")[0]
-        runner, processes = json.loads(line)
-        yield runner, {int(pid): int(start) for pid, start in processes}
+        pid, processes = json.loads(runner.line())
+        runner.pid = pid
+        runner.processes = {int(p): int(start) for p, start in processes}
+        yield runner
     finally:
         os.close(read_end)
-        if runner:  # whatever the test did: the reaper then collects the runner and root
+        if runner.pid:  # whatever the test did: the reaper then collects the runner and root
             with contextlib.suppress(ProcessLookupError):
-                os.kill(runner, signal.SIGKILL)
+                os.kill(runner.pid, signal.SIGKILL)
         os.waitpid(reaper, 0)
+
+
+class Runner:
+    """A forked runner: its pid, its world's processes, and the lines it writes."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pid = 0
+        self.processes: dict[int, int] = {}
+        self.pending = b""
+
+    def line(self) -> str:
+        while b"\n" not in self.pending:
+            ready, _, _ = select.select([self.fd], [], [], 30)
+            assert ready, "the runner did not report"
+            chunk = os.read(self.fd, 65536)
+            assert chunk, "the runner died without reporting"
+            self.pending += chunk
+        line, _, self.pending = self.pending.partition(b"\n")
+        return line.decode()
 
 
 WORLD = (
@@ -641,22 +711,27 @@ WORLD = (
 )
 
 
-def test_nothing_is_left_when_the_runner_is_sigkilled() -> None:
-    with forked_runner(WORLD, finish=False) as (runner, processes):
+@pytest.mark.parametrize("nobody", [False, True], ids=["root", "uid-65534"])
+def test_nothing_is_left_when_the_runner_is_sigkilled(nobody: bool) -> None:
+    with forked_runner(WORLD, finish=False, nobody=nobody) as runner:
+        processes = runner.processes
         assert len(processes) == 6 and survivors(processes) == list(processes)
-        os.kill(runner, signal.SIGKILL)
+        os.kill(runner.pid, signal.SIGKILL)
         assert wait_gone(processes) == []  # the world's root died by PR_SET_PDEATHSIG
 
 
-def test_nothing_is_left_when_the_runner_gets_ctrl_c() -> None:
-    with forked_runner(WORLD, finish=False) as (runner, processes):
-        os.kill(runner, signal.SIGINT)  # KeyboardInterrupt: the runner dies, its world too
-        assert wait_gone(processes) == []
+def test_ctrl_c_in_the_runner_closes_the_world_before_run_returns() -> None:
+    with forked_runner(WORLD, finish=False) as runner:
+        os.kill(runner.pid, signal.SIGINT)  # a KeyboardInterrupt in the middle of a step
+        assert json.loads(runner.line()) == []  # seen by the runner itself, still alive
+        assert wait_gone(runner.processes) == []
 
 
-def test_a_runner_closes_its_world_before_it_exits() -> None:
-    with forked_runner(WORLD, finish=True) as (_runner, processes):
-        assert wait_gone(processes, 5) == []
+def test_a_finished_run_leaves_nothing_as_uid_65534() -> None:
+    with forked_runner(WORLD, finish=True, nobody=True) as runner:
+        assert len(runner.processes) == 6
+        assert json.loads(runner.line()) == []
+        assert survivors(runner.processes) == []
 
 
 def test_a_world_that_cannot_be_made_is_a_backend_error() -> None:
