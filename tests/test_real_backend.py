@@ -77,8 +77,8 @@ def wait_gone(processes: dict[int, int], seconds: float = 10.0) -> list[int]:
 class Watched(RealBackend):
     """A RealBackend that remembers every process of its world while it lives."""
 
-    def __init__(self, userns: bool | None = None) -> None:
-        super().__init__(userns=userns)
+    def __init__(self, userns: bool | None = None, settle_timeout: float = 10.0) -> None:
+        super().__init__(userns=userns, settle_timeout=settle_timeout)
         self.processes: dict[int, int] = {}
 
     def remember(self) -> None:
@@ -91,6 +91,10 @@ class Watched(RealBackend):
         snap = super().snapshot()
         self.remember()
         return snap
+
+    def close(self) -> None:
+        self.remember()
+        super().close()
 
 
 def run_real(text: str, backend: Watched | None = None) -> Trace:
@@ -589,6 +593,13 @@ def test_nothing_is_left_after_an_exception_in_the_middle(why: BaseException) ->
         run(parse("A: fork -> B\nB: clone NEWPID -> C\nC: fork -> D\nA: getpid\n"), backend)
     assert len(backend.processes) == 5
     assert survivors(backend.processes) == []
+
+
+def test_nothing_is_left_after_a_settle_timeout() -> None:
+    backend = Watched(settle_timeout=0.0)  # every wait for the world times out at once
+    trace = run(parse("A: fork -> B\nA: wait B\n"), backend)
+    assert trace.error is not None and "did not" in trace.error
+    assert backend.processes and survivors(backend.processes) == []
 
 
 class Crashing(Watched):
