@@ -66,7 +66,7 @@ class CompletedProcess(subprocess.CompletedProcess[Any]):
         self.init_pid = None if namespace is None else namespace.init_pid
 
     @property
-    def report(self) -> dict[str, object]:
+    def report(self) -> dict[str, Any]:
         return {} if self._namespace is None else self._namespace.report()
 
 
@@ -189,7 +189,7 @@ class Popen:
         assert self._namespace is not None
         return self._namespace.init_pid
 
-    def report(self) -> dict[str, object]:
+    def report(self) -> dict[str, Any]:
         """The run as ``pidns run --json-report`` writes it (complete once it has ended)."""
         assert self._namespace is not None
         return self._namespace.report()

@@ -175,8 +175,20 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
     except BaseException as exc:  # never a traceback from pid 1
         send_line(channel, f"F {spawn.EXIT_SETUP} 0 setup\t{type(exc).__name__}: {exc}")
         os._exit(spawn.EXIT_SETUP)
+    try:
+        status = _serve(plan, cmd, sfd, channel, launcher_pidfd, host_pidns)
+    except BaseException:  # a bug of ours after the command started: end it all
+        _kill_all(SIGKILL)
+        os._exit(spawn.EXIT_SETUP)
+    os._exit(exit_status(status))
+
+
+def _serve(
+    plan: Plan, cmd: int, sfd: int, channel: int, launcher_pidfd: int, host_pidns: int
+) -> int:
+    """Report the command started, serve until the namespace is empty, report the end."""
     t_spawned = time.monotonic_ns()
-    for fd in plan.stdio:
+    for fd in set(plan.stdio):  # stderr may be stdout's fd (STDOUT)
         if fd > 2:
             os.close(fd)
     try:
@@ -186,11 +198,7 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
     os.close(host_pidns)
     send_line(channel, f"R {cmd} {host_pid} {t_spawned}")
     init = Init(plan, cmd, sfd, launcher_pidfd, channel)
-    try:
-        status = init.serve()
-    except BaseException:
-        _kill_all(SIGKILL)
-        os._exit(spawn.EXIT_SETUP)
+    status = init.serve()
     t_done = time.monotonic_ns()
     killed = ",".join(str(p) for p in init.killed[:MAX_LISTED]) or "-"
     signals = ",".join(str(s) for s in init.forwarded[:MAX_LISTED]) or "-"
@@ -199,7 +207,7 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
         f"X {status} {t_spawned} {init.t_exited} {t_done} {init.orphans} "
         f"{init.killed_count} {killed} {signals}",
     )
-    os._exit(exit_status(status))
+    return status
 
 
 # prctl(PR_SET_NAME) names the init for ps and /proc/PID/comm (kernel/sys.c:prctl); the

@@ -29,6 +29,10 @@ from pidns.core import flags as cf
 from pidns.linux import mounts, spawn, syscalls, userns
 from pidns.linux.init import CATCHABLE, Plan, become_init, exit_status, send_line
 
+TYPE_CHECKING = False  # typing costs `pidns run` start-up time: annotations only
+if TYPE_CHECKING:
+    from typing import Any
+
 SIGCHLD = int(signal.SIGCHLD)
 SIGCONT = int(signal.SIGCONT)
 SIGKILL = int(signal.SIGKILL)
@@ -257,7 +261,7 @@ class Namespace:
                 os.close(fd)
                 setattr(self, name, -1)
 
-    def report(self) -> dict[str, object]:
+    def report(self) -> dict[str, Any]:
         """The run as a JSON-ready document (layout in docs/run.md)."""
         from pidns.core import signals as names  # noqa: PLC0415 (only for reports)
 
