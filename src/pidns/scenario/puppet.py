@@ -329,7 +329,7 @@ def _wait_result(pid: int, status: int) -> str:
 def world_init(control: socket.socket, first: socket.socket) -> NoReturn:
     """Run as pid 1 of the world (the runner's clone child): make A, then reap for ever.
 
-    ``control`` carries the runner's go-ahead (after it wrote the id maps) and A's pidfd
+    ``control`` carries the runner's go-ahead (once it wrote the id maps) and A's pidfd
     back; ``first`` is A's channel. Dies with the runner (PR_SET_PDEATHSIG), and the
     kernel then kills every process of the world (kernel/pid_namespace.c:
     zap_pid_ns_processes).
@@ -344,16 +344,16 @@ def world_init(control: socket.socket, first: socket.socket) -> NoReturn:
         reset_signals()
         signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
         os.setsid()  # the world is its own session: kill(0, ...) never leaves it
-        text, _fds = receive(control)
-        if text != "go":
-            os._exit(1)  # the runner died before the world was ready
-        pid = os.fork()
+        pid = os.fork()  # A: it acts only on commands, so the id maps may come later
         if pid == 0:
             control.close()
             signal.pthread_sigmask(signal.SIG_SETMASK, [])
             Puppet(first).serve()
         first.close()
         pidfd = os.pidfd_open(pid)
+        text, _fds = receive(control)
+        if text != "go":
+            os._exit(1)  # the runner died before the world was ready (A dies with us)
         send(control, "A", [pidfd])
         os.close(pidfd)
         control.close()
