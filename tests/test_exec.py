@@ -1,0 +1,170 @@
+"""``pidns exec`` on the real kernel: joining a namespace made by ``pidns run``.
+
+The pids the command sees inside are compared with what the host's /proc says of it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+import pidns
+from pidns.linux import syscalls
+from test_run_support import (
+    PIDNS,
+    children,
+    cli_captured,
+    exit_status,
+    fork_cli,
+    in_child,
+    needs_root,
+    new_marker,
+    nspid,
+    read_line,
+    run_cli,
+    survivors,
+    wait_for,
+    with_marker,
+)
+
+pytestmark = [pytest.mark.real, needs_root]
+
+
+@pytest.fixture
+def target() -> Iterator[pidns.Popen]:
+    """A namespace made by pidns.run's Popen: an init (1) and a sleeping command (2)."""
+    with pidns.Popen(["sleep", "60"]) as process:
+        yield process
+
+
+def _exec(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*PIDNS, "exec", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: syscalls.set_parent_death_signal(signal.SIGKILL),  # noqa: PLW1509
+    )
+
+
+def test_the_command_gets_the_next_pid_in_the_targets_namespace(target: pidns.Popen) -> None:
+    runner = _exec("--target", str(target.pid), "--mount", "--", "sh", "-c", 'echo "$$"; read x')
+    try:
+        assert runner.stdout is not None
+        inside = int(runner.stdout.readline())
+        (joined,) = children(runner.pid)
+        assert nspid(joined) == [joined, inside]  # the host's view agrees, one level down
+        assert inside == 3  # after the init (1) and the command (2)
+        assert os.readlink(f"/proc/{joined}/ns/pid") == os.readlink(f"/proc/{target.pid}/ns/pid")
+        assert os.readlink(f"/proc/{joined}/ns/mnt") == os.readlink(f"/proc/{target.pid}/ns/mnt")
+        with open(f"/proc/{joined}/status") as f:
+            assert "PPid:\t" + str(runner.pid) in f.read()  # its parent stays outside
+    finally:
+        runner.terminate()  # forwarded: sh dies of it, and pidns exec reaps it
+        assert runner.wait(10) == 128 + signal.SIGTERM
+
+
+def test_with_mount_proc_shows_the_targets_namespace(target: pidns.Popen) -> None:
+    result = run_cli(
+        "exec", "--target", str(target.pid), "--mount", "--", "sh", "-c", "ls /proc | grep '^[0-9]'"
+    )
+    assert result.returncode == 0, result.stderr
+    assert [int(p) for p in result.stdout.split()][:2] == [1, 2]
+    assert len(result.stdout.split()) == 5  # init, sleep, sh, ls, grep
+    result = run_cli("exec", "--target", str(target.pid), "--", "sh", "-c", 'echo "$$"')
+    pid = int(result.stdout)
+    assert pid > 2  # in the namespace, but without --mount /proc is still the host's
+    result = run_cli("exec", "-t", str(target.pid), "--", "sh", "-c", "readlink /proc/self")
+    assert int(result.stdout) > 100  # a host pid (readlink's, through the host's /proc)
+
+
+def test_exit_statuses_are_those_of_run(target: pidns.Popen) -> None:
+    t = str(target.pid)
+    assert run_cli("exec", "--target", t, "--", "sh", "-c", "exit 6").returncode == 6
+    assert run_cli("exec", "--target", t, "--", "sh", "-c", "kill -TERM $$").returncode == 143
+    result = run_cli("exec", "--target", t, "--", "no-such-command-pidns")
+    assert result.returncode == 127
+    assert result.stderr == "pidns exec: no-such-command-pidns: command not found\n"
+    assert run_cli("exec", "--target", t, "--", "/etc").returncode == 126
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["true"],
+        ["--target"],
+        ["--target", "abc", "true"],
+        ["--target", "0", "true"],
+        ["--target", "1"],
+        ["--bogus", "--target", "1", "true"],
+        ["--mount=1", "true"],
+    ],
+)
+def test_bad_usage_is_2(args: list[str]) -> None:
+    result = run_cli("exec", *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("pidns exec: ") and result.stderr.count("\n") == 1
+
+
+def test_a_missing_target_is_a_setup_failure() -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    result = run_cli("exec", "--target", str(dead.pid), "--", "true")
+    assert result.returncode == 125
+    assert result.stderr == f"pidns exec: no process {dead.pid}\n"
+
+
+def test_signals_are_forwarded_and_nothing_outlives_a_killed_exec(target: pidns.Popen) -> None:
+    script = 'trap "echo got-TERM; exit 3" TERM; echo ready; while :; do sleep 0.02; done'
+    runner = _exec("--target", str(target.pid), "--", "sh", "-c", script)
+    assert runner.stdout is not None
+    assert runner.stdout.readline() == "ready\n"
+    runner.send_signal(signal.SIGTERM)
+    assert runner.stdout.readline() == "got-TERM\n"
+    assert runner.wait(10) == 3
+    marker = new_marker()
+
+    def killed() -> list[int]:  # as a subreaper, to reap the orphaned command at once
+        runner = _exec("--target", str(target.pid), "--", "sleep", marker)
+        assert wait_for(lambda: len(with_marker(marker)) == 2)  # pidns exec, and the sleep
+        runner.kill()  # the joined command has a parent-death signal
+        runner.wait()
+        return survivors(marker)
+
+    assert in_child(killed, subreaper=True) == []
+
+
+def test_the_joined_command_dies_with_the_namespace() -> None:
+    marker = new_marker()
+    with pidns.Popen(["sleep", "60"]) as process:
+        runner = _exec("--target", str(process.pid), "--", "sleep", marker)
+        assert wait_for(lambda: len(with_marker(marker)) == 2)
+        process.kill()  # SIGKILL to the init: the kernel kills the whole namespace
+        assert runner.wait(10) == 128 + signal.SIGKILL
+    assert with_marker(marker) == []
+
+
+def test_unprivileged_exec_joins_the_user_namespace_too() -> None:
+    def scenario() -> tuple[int, str, str, int]:
+        pid, out = fork_cli(["run", "--", "sh", "-c", 'echo "$$"; exec sleep 60'])
+        assert read_line(out) == "2\n"
+        (init,) = children(pid)
+        (command,) = children(init)
+        try:
+            status, text, err = cli_captured(
+                ["exec", "--target", str(command), "--mount", "--", "sh", "-c", 'echo "$$"; id -u']
+            )
+        finally:
+            os.kill(pid, signal.SIGTERM)
+        return status, text, err, exit_status(pid)
+
+    status, text, err, launcher = in_child(scenario, nobody=True)
+    assert status == 0, err
+    assert text.split() == ["3", "0"]  # pid 3 there, and root of its user namespace
+    assert launcher == 143

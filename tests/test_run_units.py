@@ -1,0 +1,129 @@
+"""The pure parts of pidns run: the user-namespace diagnosis, id maps, PATH lookup, exit
+statuses, option parsing. No namespaces needed."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+import pytest
+
+from pidns.cli import exec as exec_cli
+from pidns.cli import run as run_cli
+from pidns.linux import init, spawn, userns
+
+KNOBS = {
+    "user.max_user_namespaces": 15000,
+    "kernel.unprivileged_userns_clone": None,
+    "kernel.apparmor_restrict_unprivileged_userns": None,
+}
+
+
+@pytest.mark.parametrize(
+    ("knob", "value", "err", "names"),
+    [
+        ("user.max_user_namespaces", 0, errno.ENOSPC, "sysctl -w user.max_user_namespaces="),
+        ("kernel.unprivileged_userns_clone", 0, errno.EPERM, "unprivileged_userns_clone=1"),
+        (
+            "kernel.apparmor_restrict_unprivileged_userns",
+            1,
+            errno.EPERM,
+            "apparmor_restrict_unprivileged_userns=0",
+        ),
+    ],
+)
+def test_each_disabling_knob_is_named_with_its_fix(
+    knob: str, value: int, err: int, names: str
+) -> None:
+    text = userns.explain(err, {**KNOBS, knob: value})
+    assert f"{knob} = {value}" in text
+    assert names in text
+    assert "\n" not in text
+
+
+def test_other_user_namespace_failures_are_explained_too() -> None:
+    assert "limit is reached" in userns.explain(errno.ENOSPC, KNOBS)
+    assert "user.max_user_namespaces = 15000" in userns.explain(errno.ENOSPC, KNOBS)
+    assert "seccomp" in userns.explain(errno.EPERM, KNOBS)
+    assert userns.explain(errno.ENOMEM, KNOBS).endswith(os.strerror(errno.ENOMEM))
+    # AppArmor's restriction shows as EPERM/EACCES, not as a limit
+    apparmor = {**KNOBS, "kernel.apparmor_restrict_unprivileged_userns": 1}
+    assert "limit" in userns.explain(errno.ENOSPC, apparmor)
+
+
+def test_the_sysctls_are_read_from_proc() -> None:
+    values = userns.read_sysctls()
+    with open("/proc/sys/user/max_user_namespaces") as f:
+        assert values["user.max_user_namespaces"] == int(f.read())
+    assert set(values) == {name for name, _ in userns.SYSCTLS}
+
+
+def test_id_maps_and_status() -> None:
+    assert userns.id_maps("root", 1000, 100) == ("0 1000 1\n", "0 100 1\n")
+    assert userns.id_maps("current", 1000, 100) == ("1000 1000 1\n", "100 100 1\n")
+    with pytest.raises(ValueError):
+        userns.id_maps("nobody", 1, 1)
+    privileged, threads = userns.self_status()
+    assert threads >= 1
+    assert privileged == (os.geteuid() == 0)  # root in the initial user namespace
+
+
+def test_self_status_parses_capabilities_and_threads(tmp_path: os.PathLike[str]) -> None:
+    path = os.path.join(tmp_path, "status")
+    with open(path, "w") as f:
+        f.write("Name:\tx\nThreads:\t7\nCapEff:\t0000000000200000\n")
+    assert userns.self_status(path) == (True, 7)
+    with open(path, "w") as f:
+        f.write("Threads:\t1\nCapEff:\t00000000001fffff\n")  # every capability below 21
+    assert userns.self_status(path) == (False, 1)
+
+
+def test_resolve_searches_path_like_execvp(tmp_path: os.PathLike[str]) -> None:
+    first, second = os.path.join(tmp_path, "a"), os.path.join(tmp_path, "b")
+    os.mkdir(first)
+    os.mkdir(second)
+    plain = os.path.join(first, "tool")
+    with open(plain, "w") as f:
+        f.write("#!/bin/sh\n")
+    os.chmod(plain, 0o644)  # found first, but not executable: keep looking
+    runnable = os.path.join(second, "tool")
+    with open(runnable, "w") as f:
+        f.write("#!/bin/sh\n")
+    os.chmod(runnable, stat.S_IRWXU)
+    env = {"PATH": f"{first}:{second}"}
+    assert spawn.resolve("tool", env) == runnable
+    with pytest.raises(PermissionError):
+        spawn.resolve("tool", {"PATH": first})
+    with pytest.raises(FileNotFoundError) as missing:
+        spawn.resolve("tool", {"PATH": os.fspath(tmp_path)})  # a directory is skipped
+    assert missing.value.filename == "tool"
+    assert spawn.resolve("./relative", env) == "./relative"
+
+
+def test_exit_statuses_follow_the_shell() -> None:
+    assert spawn.exit_status_for(errno.ENOENT) == 127
+    assert spawn.exit_status_for(errno.ENOTDIR) == 127
+    assert spawn.exit_status_for(errno.EACCES) == 126
+    assert spawn.exit_status_for(errno.ENOEXEC) == 126
+    assert init.exit_status(3 << 8) == 3
+    assert init.exit_status(9) == 128 + 9  # killed by SIGKILL
+
+
+def test_run_options_parse() -> None:
+    args = run_cli.parse(["--wait-all", "--grace=2.5", "-c", "--json-report", "-", "ls", "-l"])
+    assert args.argv == ["ls", "-l"]
+    assert args.report == "-"
+    options = args.options
+    assert (options.wait_all, options.grace, options.map_user) == (True, 2.5, "current")
+    assert run_cli.parse(["--", "--as-pid-1"]).argv == ["--as-pid-1"]
+    with pytest.raises(run_cli.UsageError, match="no command"):
+        run_cli.parse(["--no-mount-proc"])
+
+
+def test_exec_options_parse() -> None:
+    assert exec_cli.parse(["-t", "5", "-m", "--", "ls"]) == (5, True, ["ls"])
+    assert exec_cli.parse(["--target=7", "ls", "-m"]) == (7, False, ["ls", "-m"])
+    assert exec_cli.parse(["--help"]) is None
+    with pytest.raises(exec_cli.UsageError, match="required"):
+        exec_cli.parse(["ls"])
