@@ -144,3 +144,17 @@ def test_sim_draws_the_model(tmp_path: Path) -> None:
     assert main(["sim", "--svg", str(out), path]) == 0
     svg = out.read_text()
     assert "<svg" in svg and "pid namespace" in svg and ">B<" in svg
+
+
+def test_a_stopped_actor_blocks_until_continued() -> None:
+    text = "A: fork -> B\nA: kill B STOP\nB: getpid\nA: kill B CONT\nB: exit 0\n"
+    trace = run(parse(text, "s"), ModelBackend())
+    assert [r.result for r in trace.records] == ["3", "0", "blocks", "0", "0"]
+    assert [(c.actor, c.result) for c in trace.records[3].completions] == [("B", "3")]
+
+
+def test_an_exit_deferred_by_a_stop_never_completes() -> None:
+    text = "A: fork -> B\nA: kill B STOP\nB: exit 3\nA: kill B CONT\nA: wait B\n"
+    trace = run(parse(text, "s"), ModelBackend())
+    assert trace.records[3].completions == []
+    assert trace.records[4].result == "B exited 3"

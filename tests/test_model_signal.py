@@ -151,3 +151,28 @@ def test_default_actions() -> None:
     assert state(kids[int(signal.SIGSEGV)]) is TaskState.ZOMBIE
     assert state(kids[CHLD]) is TaskState.RUNNING
     assert state(kids[int(signal.SIGWINCH)]) is TaskState.RUNNING
+
+
+def test_a_stopped_task_acts_on_signals_only_when_continued() -> None:
+    k = Kernel()
+    a = k.fork(k.init)
+    b = k.fork(a)
+    k.sigaction(b, USR1, Disposition.CATCH)
+    k.kill_task(a, b, STOP)
+    k.kill_task(a, b, USR2)  # fatal, but pending while stopped
+    k.kill_task(a, b, USR1)
+    assert state(b) is TaskState.RUNNING and b.stopped
+    k.kill_task(a, b, 18)  # SIGCONT: pending signals are taken, lowest number first
+    assert state(b) is TaskState.ZOMBIE
+    assert b.caught == [(USR1, k.getpid(a))]  # USR1 (10) was handled before USR2 (12)
+    result = k.wait(a, b)
+    assert result is not None and result.describe() == "killed USR2"
+
+
+def test_sigkill_ends_a_stopped_task_at_once() -> None:
+    k = Kernel()
+    a = k.fork(k.init)
+    b = k.fork(a)
+    k.kill_task(a, b, STOP)
+    k.kill_task(a, b, KILL)
+    assert state(b) is TaskState.ZOMBIE

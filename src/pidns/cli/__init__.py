@@ -43,9 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0 if args else EXIT_USAGE
     if args[0] == "--version":
-        from pidns import __version__
-
-        print(f"pidns {__version__}")
+        print(f"pidns {importlib.import_module('pidns').__version__}")
         return 0
     name = args[0]
     entry = COMMANDS.get(name)

@@ -38,7 +38,8 @@ def send(kernel: Kernel, target: Task, signo: int, si_pid: int, force: bool) -> 
         return  # a dying or dead group drops every signal (prepare_signal)
     kernel_only = signo in (signals.KILL, signals.STOP)
     handler = Disposition.DEFAULT if kernel_only else target.disposition(signo)
-    if signo == signals.CONT and target.stopped:
+    resumed = signo == signals.CONT and target.stopped
+    if resumed:
         target.stopped = False  # prepare_signal resumes a stopped group for any SIGCONT
         _notify_parent_stop(kernel, target)
     # sig_task_ignored
@@ -47,6 +48,25 @@ def send(kernel: Kernel, target: Task, signo: int, si_pid: int, force: bool) -> 
             return  # the global init never gets SIGKILL or SIGSTOP
         if handler is Disposition.DEFAULT and not (force and kernel_only):
             return
+    if handler is Disposition.IGNORE:
+        return
+    if target.stopped and signo != signals.KILL:
+        # a stopped task acts on nothing but SIGKILL and SIGCONT: the rest waits
+        if signo != signals.STOP:
+            target.pending = target.pending or {}
+            target.pending.setdefault(signo, si_pid)
+        return
+    if resumed and target.pending:
+        queued = sorted({**target.pending, signo: si_pid}.items())
+        target.pending = None
+        for number, sender in queued:  # dequeued lowest number first
+            _act(kernel, target, number, sender, target.disposition(number))
+        return
+    _act(kernel, target, signo, si_pid, handler)
+
+
+def _act(kernel: Kernel, target: Task, signo: int, si_pid: int, handler: Disposition) -> None:
+    """The delivered signal's effect: run the handler, or take the default action."""
     if handler is Disposition.IGNORE:
         return
     if handler is Disposition.CATCH:

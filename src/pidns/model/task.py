@@ -70,6 +70,7 @@ class Task:
         "ns",
         "numbers",
         "parent",
+        "pending",
         "pgrp",
         "pgrp_users",
         "seq",
@@ -103,6 +104,9 @@ class Task:
         self.state = TaskState.RUNNING
         self.exit_status = 0  # wait status: code << 8, or the killing signal
         self.stopped = False
+        # signals queued while stopped (signal -> si_pid of the first one: a standard
+        # signal does not queue twice); acted on, lowest number first, when continued
+        self.pending: dict[int, int] | None = None
         # process group and session leaders: tasks whose pid is the pgid / sid; their
         # numbers stay allocated while any unreaped task still uses them
         self.pgrp: Task = self

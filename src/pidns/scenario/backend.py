@@ -123,7 +123,7 @@ def run(scenario: Scenario, backend: Backend, strict: bool = True) -> Trace:
                 busy.pop(done.actor, None)
             snapshot = backend.snapshot()
             for actor in list(busy):  # a call pending in a dead process never completes
-                if actor in snapshot and snapshot[actor].state in ("zombie", "reaped"):
+                if actor in snapshot and snapshot[actor].state in ("exiting", "zombie", "reaped"):
                     del busy[actor]
             trace.records.append(Record(step, outcome.result, outcome.completions, snapshot))
     except BackendError as err:

@@ -41,7 +41,7 @@ _OPS: dict[str, float] = {
 }
 _CLONE_FLAGS = ["0", "NEWPID", "NEWPID|NEWUSER", "PARENT", "NEWPID|PARENT", "NEWUSER"]
 _UNSHARE_FLAGS = ["NEWPID", "NEWPID", "NEWPID|NEWUSER", "NEWUSER"]
-_KILL_SIGNALS = ["KILL", "TERM", "USR1", "USR2", "CHLD", "0"]
+_KILL_SIGNALS = ["KILL", "TERM", "USR1", "USR2", "CHLD", "0", "KILL", "TERM", "STOP", "CONT"]
 _HANDLED_SIGNALS = ["USR1", "USR2", "TERM", "CHLD"]
 _NAMES = [chr(c) for c in range(ord("B"), ord("Z") + 1)]
 

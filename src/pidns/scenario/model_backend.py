@@ -25,12 +25,20 @@ _DISPOSITIONS = {
 }
 
 
+# Lookups the runner makes itself on the real kernel: they never wait for the actor.
+_LOOKUPS = (Op.PIDOF, Op.NSPID, Op.STATE)
+
+
 @dataclass(slots=True)
 class _Pending:
+    """A call that did not return: a sleeping wait, or any call by a stopped actor
+    (``deferred``), which runs when the actor is continued."""
+
     step_index: int
     actor: Task
     actor_name: str
     target: Task | None
+    deferred: Step | None = None
 
 
 class ModelBackend:
@@ -62,13 +70,18 @@ class ModelBackend:
         actor = self.tasks[step.actor]
         if actor.state is not TaskState.RUNNING:
             return Outcome(ast.SKIPPED)
+        if actor.stopped and step.op not in _LOOKUPS:
+            self.pending.append(_Pending(step.index, actor, step.actor, None, deferred=step))
+            return Outcome(ast.BLOCKS, self._settle())
+        return Outcome(self._call(actor, step), self._settle())
+
+    def _call(self, actor: Task, step: Step) -> str:
         try:
-            result = self._perform(actor, step)
+            return self._perform(actor, step)
         except KernelError as err:
-            result = errnos.name(err.errno or 0)
+            return errnos.name(err.errno or 0)
         except Unmodeled as err:
             raise UnsupportedStep(f"line {step.line}: {err}") from None
-        return Outcome(result, self._settle())
 
     def snapshot(self) -> Snapshot:
         snap: Snapshot = {}
@@ -180,9 +193,22 @@ class ModelBackend:
                 break
         done: list[Completion] = []
         still: list[_Pending] = []
-        for pending in self.pending:
+        ran_deferred = False
+        current, self.pending = self.pending, []  # a deferred wait may add itself anew
+        for pending in current:
             if pending.actor.state is not TaskState.RUNNING:
                 continue  # a call pending in a dead process never completes
+            if pending.actor.stopped:
+                still.append(pending)
+                continue
+            if pending.deferred is not None:  # continued: the call runs now
+                ran_deferred = True
+                outcome = self._call(pending.actor, pending.deferred)
+                if pending.deferred.op is Op.EXIT:
+                    continue  # exit never returns: nothing completes
+                if outcome != ast.BLOCKS:  # a wait that now sleeps has re-queued itself
+                    done.append(Completion(pending.step_index, pending.actor_name, outcome))
+                continue
             try:
                 result = k.wait(pending.actor, pending.target, nohang=True)
             except KernelError as err:
@@ -196,5 +222,7 @@ class ModelBackend:
                 done.append(
                     Completion(pending.step_index, pending.actor_name, self._describe(result))
                 )
-        self.pending = still
+        self.pending = still + self.pending
+        if ran_deferred:
+            done += self._settle()  # what the deferred calls did settles in turn
         return done
