@@ -9,30 +9,14 @@ import sys
 
 import pytest
 
+from pidns.cli.check import SEED_LOGIN_FLOW
 from pidns.core import flags as cf
 from pidns.core import signals
 from pidns.scenario.ast import Disposition, Op
 from pidns.scenario.backend import ScenarioError
 from pidns.scenario.parser import parse, parse_file, parse_value
 
-SEED = """\
-# pidns: Support unsharing the pid namespace (v3.8): unshare takes effect for children
-A: unshare NEWPID                 => 0
-A: unshare NEWPID                 => EINVAL     # active ns != ns for children
-A: getpid                         => 2          # the caller does not move
-A: fork -> B
-B: getpid                         => 1          # the first child is init of the new ns
-B: getppid                        => 0          # its parent does not map
-A: fork -> C
-C: getpid                         => 2
-C: getppid                        => 0          # an "oddball child of pid 0"
-B: exit 0
-A: state B                        => exiting    # init waits until its namespace is empty
-A: wait B nohang                  => none
-A: wait C                         => C killed KILL
-A: wait B                         => B exited 0
-A: fork -> D                      => ENOMEM     # the namespace is dead; D never exists
-"""
+SEED = SEED_LOGIN_FLOW  # the contract's own example, as pidns demo runs it
 
 
 def one(line: str, before: str = "") -> Op:

@@ -65,6 +65,29 @@ def create_pid_ns(
     return ns
 
 
+def _new_namespaces(
+    kernel: Kernel, task: Task, flags: int, call: str
+) -> tuple[UserNamespace, bool, PidNamespace]:
+    """The namespaces a clone or an unshare makes, in the kernel's order: first the user
+    namespace (copy_creds / unshare_userns), with full capabilities in it; then, with
+    CAP_SYS_ADMIN over that (possibly new) user namespace judged with the caller's
+    credentials, the others (copy_namespaces / unshare_nsproxy_namespaces): EPERM.
+    Returns the credentials' user namespace and capabilities, and the pid namespace for
+    the children (a new one with CLONE_NEWPID, a child of pid_ns_for_children)."""
+    user_ns = task.user_ns
+    caps = task.caps
+    if flags & cf.NEWUSER:
+        user_ns = create_user_ns(kernel, task)
+        caps = True
+    ns = task.children_ns
+    if flags & cf.NEW_NAMESPACES:
+        if not capable(task, user_ns):  # the owner of a new user ns holds it there
+            raise KernelError(errno.EPERM, call)
+        if flags & cf.NEWPID:
+            ns = create_pid_ns(kernel, task, user_ns, ns)
+    return user_ns, caps, ns
+
+
 def copy_process(kernel: Kernel, task: Task, flags: int, set_tid: Sequence[int]) -> Task:
     """kernel/fork.c:kernel_clone + copy_process for a new thread-group leader."""
     profile = kernel.profile
@@ -72,21 +95,7 @@ def copy_process(kernel: Kernel, task: Task, flags: int, set_tid: Sequence[int])
         _check_clone_flags(kernel, task, flags, set_tid)
     elif set_tid and not profile.has_set_tid:
         raise KernelError(errno.ENOSYS, "clone3")
-    # copy_creds: CLONE_NEWUSER makes the child's user namespace
-    user_ns = task.user_ns
-    caps = task.caps
-    if flags & cf.NEWUSER:
-        user_ns = create_user_ns(kernel, task)
-        caps = True
-    # copy_namespaces: any other new namespace needs CAP_SYS_ADMIN over the child's
-    # user namespace (the new one when CLONE_NEWUSER is in the same call), judged with
-    # the caller's credentials: the owner of a new user namespace holds it there
-    ns = task.children_ns
-    if flags & cf.NEW_NAMESPACES:
-        if not capable(task, user_ns):
-            raise KernelError(errno.EPERM, "clone")
-        if flags & cf.NEWPID:
-            ns = create_pid_ns(kernel, task, user_ns, ns)
+    user_ns, caps, ns = _new_namespaces(kernel, task, flags, "clone")
     # alloc_pid: set_tid numbers need CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE over each
     # level's owner (checkpoint_restore_ns_capable, with the caller's credentials)
     may_choose = [capable(task, level_ns.user_ns) for level_ns in ns.chain] if set_tid else []
@@ -175,20 +184,7 @@ def unshare(kernel: Kernel, task: Task, flags: int) -> None:
         flags |= cf.FS
     if flags & ~profile.unshare_flags:
         raise KernelError(errno.EINVAL, "unshare")  # check_unshare_flags
-    # unshare_userns: a new user namespace with full capabilities in it
-    user_ns = task.user_ns
-    caps = task.caps
-    if flags & cf.NEWUSER:
-        user_ns = create_user_ns(kernel, task)
-        caps = True
-    new_children_ns = task.children_ns
-    if flags & cf.NEW_NAMESPACES:
-        # unshare_nsproxy_namespaces: CAP_SYS_ADMIN over the (possibly new) user ns,
-        # judged with the credentials from before the call
-        if not capable(task, user_ns):
-            raise KernelError(errno.EPERM, "unshare")
-        if flags & cf.NEWPID:
-            new_children_ns = create_pid_ns(kernel, task, user_ns, task.children_ns)
+    user_ns, caps, new_children_ns = _new_namespaces(kernel, task, flags, "unshare")
     # commit: switch_task_namespaces, then commit_creds
     task.children_ns = new_children_ns
     task.user_ns = user_ns
