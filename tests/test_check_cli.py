@@ -158,3 +158,19 @@ def test_an_exit_deferred_by_a_stop_never_completes() -> None:
     trace = run(parse(text, "s"), ModelBackend())
     assert trace.records[3].completions == []
     assert trace.records[4].result == "B exited 3"
+
+
+def test_a_stopped_actor_still_gets_answers_that_need_no_call() -> None:
+    text = (
+        "A: clone NEWPID -> C\nC: fork -> D\nA: kill D STOP\n"
+        "D: kill A TERM\nD: wait A\nD: nspid\nD: state A\nD: getpid\n"
+    )
+    trace = run(parse(text, "s"), ModelBackend())
+    # A is invisible from D: the runner answers kill and wait without D making a call
+    assert [r.result for r in trace.records[3:]] == [
+        "ESRCH",
+        "ECHILD",
+        "[4, 2]",
+        "running",
+        "blocks",
+    ]

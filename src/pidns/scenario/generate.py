@@ -56,7 +56,13 @@ def _step_text(rng: random.Random, actor: str, op: str, names: list[str], fresh:
     if op == "fork":
         return f"{actor}: fork -> {fresh}"
     if op == "clone":
-        return f"{actor}: clone {rng.choice(_CLONE_FLAGS)} -> {fresh}"
+        flags = rng.choice(_CLONE_FLAGS)
+        if rng.random() < 0.25:  # numbers chosen at the innermost level(s): clone3 set_tid
+            tids = [rng.choice([1, 2, 3, 5, 40, 299, 300])]
+            if "NEWPID" in flags and rng.random() < 0.5:
+                tids.append(rng.choice([1, 2, 7, 40, 300]))
+            return f"{actor}: clone {flags} set_tid={','.join(map(str, tids))} -> {fresh}"
+        return f"{actor}: clone {flags} -> {fresh}"
     if op == "unshare":
         return f"{actor}: unshare {rng.choice(_UNSHARE_FLAGS)}"
     if op == "setns":

@@ -27,6 +27,8 @@ _DISPOSITIONS = {
 
 # Lookups the runner makes itself on the real kernel: they never wait for the actor.
 _LOOKUPS = (Op.PIDOF, Op.NSPID, Op.STATE)
+_ESRCH = errnos.name(errnos.number("ESRCH"))
+_ECHILD = errnos.name(errnos.number("ECHILD"))
 
 
 @dataclass(slots=True)
@@ -70,10 +72,25 @@ class ModelBackend:
         actor = self.tasks[step.actor]
         if actor.state is not TaskState.RUNNING:
             return Outcome(ast.SKIPPED)
-        if actor.stopped and step.op not in _LOOKUPS:
+        if actor.stopped and not self._needs_no_call(actor, step):
             self.pending.append(_Pending(step.index, actor, step.actor, None, deferred=step))
             return Outcome(ast.BLOCKS, self._settle())
         return Outcome(self._call(actor, step), self._settle())
+
+    def _needs_no_call(self, actor: Task, step: Step) -> bool:
+        """Steps whose result the runner knows without the actor making a call (the
+        language: a name the actor cannot see is ESRCH for kill, not a child for wait;
+        a reaped setns target is ESRCH; lookups): they do not wait for a stopped actor."""
+        if step.op in _LOOKUPS:
+            return True
+        if step.args.target is None:
+            return False
+        target = self._target(step)
+        if step.op is Op.SETNS:
+            return target.state is TaskState.REAPED
+        if step.op in (Op.WAIT, Op.KILL):
+            return self.kernel.pid_seen_by(actor, target) == 0
+        return False
 
     def _call(self, actor: Task, step: Step) -> str:
         try:
