@@ -176,3 +176,21 @@ def test_sigkill_ends_a_stopped_task_at_once() -> None:
     k.kill_task(a, b, STOP)
     k.kill_task(a, b, KILL)
     assert state(b) is TaskState.ZOMBIE
+
+
+def test_one_siginfo_is_shared_by_every_target_of_a_group_kill() -> None:
+    # found by random scenarios on 6.18.44: once a target cannot see the sender, the
+    # shared siginfo's si_pid stays 0 for the targets after it (newest member first)
+    k = Kernel()
+    a = k.fork(k.init)
+    k.setsid(a)
+    k.sigaction(a, USR2, Disposition.IGNORE)
+    k.clone(a, 0x20000000)  # CLONE_NEWPID: an older member that cannot see a
+    b = k.fork(a)
+    k.sigaction(b, USR2, Disposition.CATCH)
+    k.kill(a, 0, USR2)
+    assert k.caught(b) == [(USR2, k.getpid(a))]  # b came first
+    late = k.clone(a, 0x20000000)
+    k.kill(a, 0, USR2)
+    assert late.pgrp_joined > b.pgrp_joined
+    assert k.caught(b) == [(USR2, 0)]  # the new member was first, and zeroed it

@@ -20,7 +20,7 @@ from pidns.model.errors import KernelError
 from pidns.model.namespace import PidNamespace, UserNamespace, nr_in, publish_numbers
 from pidns.model.profiles import MAX_PID_NS_LEVEL, PID_MAX_DEFAULT, PID_MAX_LIMIT, Profile
 from pidns.model.profiles import get as get_profile
-from pidns.model.task import Disposition, Task, TaskState, capable
+from pidns.model.task import Disposition, Task, TaskState, capable, next_seq
 
 WaitResult = exits.WaitResult
 
@@ -144,6 +144,7 @@ class Kernel:
         old_pgrp.pgrp_users -= 1
         old_session.session_users -= 1
         task.pgrp = task.session = task
+        task.pgrp_joined = next_seq()
         task.pgrp_users += 1
         task.session_users += 1
         exits.release_if_unused(self, old_pgrp)

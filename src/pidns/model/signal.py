@@ -109,15 +109,28 @@ def _may_signal(sender: Task, target: Task, signo: int) -> bool:
     return signo == signals.CONT and sender.session is target.session
 
 
-def _send_from(kernel: Kernel, sender: Task, target: Task, signo: int) -> int:
+class _Info:
+    """The one kernel_siginfo a kill(2) prepares (prepare_kill_siginfo: si_pid is the
+    sender's own pid) and hands to every target. send_signal_locked zeroes si_pid *in
+    it* for a target whose namespace cannot see the sender, so every target after that
+    one gets 0 too: the running kernel shows this for kill(0), kill(-PGID) and kill(-1)."""
+
+    __slots__ = ("si_pid",)
+
+    def __init__(self, sender: Task) -> None:
+        self.si_pid = sender.numbers[-1]
+
+
+def _send_from(kernel: Kernel, sender: Task, target: Task, signo: int, info: _Info) -> int:
     """group_send_sig_info from a user task: 0 or -EPERM; signal 0 only checks."""
     if not _may_signal(sender, target, signo):
         return -errno.EPERM
     if signo:
-        # prepare_kill_siginfo + send_signal_locked's "From an ancestor pid namespace?"
+        # send_signal_locked: "From an ancestor pid namespace?"
         visible = nr_in(sender, target.ns) != 0
-        si_pid = sender.numbers[-1] if visible else 0
-        send(kernel, target, signo, si_pid, force=not visible)
+        if not visible:
+            info.si_pid = 0
+        send(kernel, target, signo, info.si_pid, force=not visible)
     return 0
 
 
@@ -130,7 +143,7 @@ def kill(kernel: Kernel, sender: Task, pid: int, signo: int) -> None:
             target = sender.ns.idr.get(pid)
             if target is None or target.state is TaskState.REAPED:
                 raise KernelError(errno.ESRCH, "kill")
-            err = _send_from(kernel, sender, target, signo)
+            err = _send_from(kernel, sender, target, signo, _Info(sender))
         elif pid == -1:
             err = _kill_all(kernel, sender, signo)
         else:
@@ -148,11 +161,12 @@ def _kill_all(kernel: Kernel, sender: Task, signo: int) -> int:
     ns = sender.ns
     count = 0
     result = 0
-    for task in list(kernel.tasks):
+    info = _Info(sender)
+    for task in list(kernel.tasks):  # for_each_process: the task list, oldest first
         if task is sender or nr_in(task, ns) <= 1:
             continue
         count += 1
-        err = _send_from(kernel, sender, task, signo)
+        err = _send_from(kernel, sender, task, signo, info)
         if err != -errno.EPERM:
             result = err
     return result if count else -errno.ESRCH
@@ -165,10 +179,12 @@ def _kill_group(kernel: Kernel, sender: Task, leader: Task | None, signo: int) -
     members = [t for t in kernel.tasks if t.pgrp is leader]
     if not members:
         return -errno.ESRCH
+    members.sort(key=lambda t: t.pgrp_joined, reverse=True)  # do_each_pid_task order
     success = False
     result = -errno.ESRCH
+    info = _Info(sender)
     for task in members:
-        result = _send_from(kernel, sender, task, signo)
+        result = _send_from(kernel, sender, task, signo, info)
         success = success or result == 0
     return 0 if success else result
 

@@ -53,6 +53,11 @@ class Disposition(enum.IntEnum):
 _seq = itertools.count(1)
 
 
+def next_seq() -> int:
+    """A number later than every one handed out so far (creation and group joins)."""
+    return next(_seq)
+
+
 class Task:
     """One process. Fields hold their invariant in the comment beside them."""
 
@@ -72,6 +77,7 @@ class Task:
         "parent",
         "pending",
         "pgrp",
+        "pgrp_joined",
         "pgrp_users",
         "seq",
         "session",
@@ -92,7 +98,7 @@ class Task:
         parent: Task | None,
         user_ns: UserNamespace,
     ) -> None:
-        self.seq = next(_seq)  # creation order: the kernel's task list order
+        self.seq = next_seq()  # creation order: the kernel's task list order
         self.ns = ns  # task_active_pid_ns: fixed for life
         self.numbers = numbers  # numbers[d] is the pid in ns.chain[d]
         self.children_ns: PidNamespace = ns  # nsproxy->pid_ns_for_children
@@ -110,6 +116,9 @@ class Task:
         # process group and session leaders: tasks whose pid is the pgid / sid; their
         # numbers stay allocated while any unreaped task still uses them
         self.pgrp: Task = self
+        # when it joined that group: the kernel walks a group newest member first
+        # (attach_pid adds at the head of the pid's hlist)
+        self.pgrp_joined = self.seq
         self.session: Task = self
         self.pgrp_users = 0  # unreaped tasks whose pgrp is this task
         self.session_users = 0  # unreaped tasks whose session is this task
