@@ -10,6 +10,7 @@ import pytest
 
 from pidns.cli import main
 from pidns.cli.check import SEED_LOGIN_FLOW
+from pidns.scenario.ast import matches
 from pidns.scenario.backend import ScenarioError, run
 from pidns.scenario.compare import judge
 from pidns.scenario.generate import generate, shrink
@@ -174,3 +175,15 @@ def test_a_stopped_actor_still_gets_answers_that_need_no_call() -> None:
         "running",
         "blocks",
     ]
+
+
+def test_racing_senders_give_alternatives_that_match_either() -> None:
+    text = (
+        "A: unshare NEWPID\nA: fork -> B\nA: signal CHLD catch\nA: fork -> C\n"
+        "A: fork -> D\nB: exit 1\nA: caught\n"
+    )
+    trace = run(parse(text, "s"), ModelBackend())
+    assert trace.records[-1].result == "[CHLD from 4|5]"  # C and D die at once
+    assert matches("[CHLD from 4|5]", "[CHLD from 5]")
+    assert not matches("[CHLD from 4|5]", "[CHLD from 6]")
+    assert not matches("[CHLD from 4]", "[CHLD from 4, CHLD from 5]")

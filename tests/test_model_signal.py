@@ -27,10 +27,25 @@ def test_init_gets_handled_signals_with_si_pid_translated() -> None:  # H1, L10
     member = k.fork(init)
     k.sigaction(init, USR1, Disposition.CATCH)
     k.kill(member, 1, USR1)
+    k.run_handlers()  # the init runs its handler before the next one arrives
     k.kill_task(parent, init, USR1)  # from the parent namespace: si_pid 0 (L08)
-    k.kill(init, 1, USR1)  # from itself: si_pid 1
+    k.kill(init, 1, USR1)  # from itself (it runs, so the last one was handled): si_pid 1
     assert k.caught(init) == [(USR1, 2), (USR1, 0), (USR1, 1)]
     assert k.caught(init) == []
+
+
+def test_signals_of_one_number_merge_until_the_handler_runs() -> None:
+    k = Kernel()
+    parent = k.fork(k.init)
+    k.sigaction(parent, USR1, Disposition.CATCH)
+    a, b = k.fork(parent), k.fork(parent)
+    k.kill_task(a, parent, USR1)
+    k.kill_task(b, parent, USR1)  # still pending: merges (legacy_queue)
+    assert k.caught_candidates(parent) == [(USR1, (k.getpid(a), k.getpid(b)))]
+    k.kill_task(a, parent, USR1)
+    k.run_handlers()
+    k.kill_task(b, parent, USR1)
+    assert k.caught(parent) == [(USR1, k.getpid(a)), (USR1, k.getpid(b))]
 
 
 def test_from_an_ancestor_only_kill_and_stop_are_forced() -> None:  # H1 [G2], L25
@@ -91,6 +106,7 @@ def test_signals_from_an_ancestor_carry_si_pid_0() -> None:  # H5 [G6]
     member = k.fork(init)
     k.sigaction(member, USR2, Disposition.CATCH)
     k.kill_task(parent, member, USR2)
+    k.run_handlers()
     k.kill_task(init, member, USR2)
     assert k.caught(member) == [(USR2, 0), (USR2, 1)]
 
@@ -164,7 +180,7 @@ def test_a_stopped_task_acts_on_signals_only_when_continued() -> None:
     assert state(b) is TaskState.RUNNING and b.stopped
     k.kill_task(a, b, 18)  # SIGCONT: pending signals are taken, lowest number first
     assert state(b) is TaskState.ZOMBIE
-    assert b.caught == [(USR1, k.getpid(a))]  # USR1 (10) was handled before USR2 (12)
+    assert b.caught == [(USR1, (k.getpid(a),))]  # USR1 (10) was taken before USR2 (12)
     result = k.wait(a, b)
     assert result is not None and result.describe() == "killed USR2"
 

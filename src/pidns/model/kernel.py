@@ -117,7 +117,20 @@ class Kernel:
         sig.set_disposition(_running(task), signo, disposition)
 
     def caught(self, task: Task) -> list[tuple[int, int]]:
+        """The signals the task caught since the last call, with their si_pid."""
+        return [(signo, pids[0]) for signo, pids in sig.take_caught(_running(task))]
+
+    def caught_candidates(self, task: Task) -> list[tuple[int, tuple[int, ...]]]:
+        """As ``caught``, with every si_pid the kernel may have kept for each: signals of
+        one number from several senders merge while pending, and which sender's si_pid
+        stays depends on which of them ran first (two tasks dying at once, say)."""
         return sig.take_caught(_running(task))
+
+    def run_handlers(self) -> None:
+        """Let every task run: the handlers of its pending caught signals execute, so
+        later signals of the same number are no longer merged with them."""
+        for task in self.tasks:
+            task.undelivered = None
 
     # ---- ids ----------------------------------------------------------------------------
 
@@ -212,8 +225,10 @@ class Kernel:
 
 
 def _running(task: Task) -> Task:
+    """The caller of a system call: it runs, so its pending handlers have run first."""
     if task.state is not TaskState.RUNNING:
         raise ValueError(f"{task!r} cannot make system calls: it is {task.state}")
+    task.undelivered = None
     return task
 
 

@@ -72,7 +72,14 @@ def _act(kernel: Kernel, target: Task, signo: int, si_pid: int, handler: Disposi
     if handler is Disposition.CATCH:
         if target.caught is None:
             target.caught = []
-        target.caught.append((signo, si_pid))
+        if target.undelivered is None:
+            target.undelivered = {}
+        index = target.undelivered.get(signo)
+        if index is None:
+            target.undelivered[signo] = len(target.caught)
+            target.caught.append((signo, (si_pid,)))
+        elif si_pid not in target.caught[index][1]:  # merges with the pending one
+            target.caught[index] = (signo, (*target.caught[index][1], si_pid))
         return
     action = signals.default_action(signo)
     if action in (Action.TERMINATE, Action.COREDUMP):
@@ -196,8 +203,8 @@ def set_disposition(task: Task, signo: int, disposition: Disposition) -> None:
     task.set_disposition(signo, disposition)
 
 
-def take_caught(task: Task) -> list[tuple[int, int]]:
-    """The signals caught since the last call, each with its si_pid."""
+def take_caught(task: Task) -> list[tuple[int, tuple[int, ...]]]:
+    """The signals caught since the last call, each with its possible si_pids."""
     caught = task.caught or []
     task.caught = None
     return caught

@@ -86,6 +86,7 @@ class Task:
         "stopped",
         "suid",
         "uid",
+        "undelivered",
         "unkillable",
         "user_ns",
         "zombies",
@@ -133,7 +134,14 @@ class Task:
         # signal number -> disposition; shared with children until one of them changes
         # it (copy on write); None means every signal is at SIG_DFL
         self.dispositions: dict[int, Disposition] | None = None
-        self.caught: list[tuple[int, int]] | None = None  # (signal, si_pid) not yet read
+        # (signal, si_pids) caught and not yet read: si_pids[0] is the sender's; more
+        # than one when signals of one number from several senders merged before the
+        # handler ran (which one the kernel keeps depends on who got there first)
+        self.caught: list[tuple[int, tuple[int, ...]]] | None = None
+        # caught signals whose handler has not run yet (signal -> index in ``caught``):
+        # a second one of the same number merges with it (kernel/signal.c:legacy_queue);
+        # cleared when the task runs
+        self.undelivered: dict[int, int] | None = None
         self.is_subreaper = False  # signal->is_child_subreaper
         self.has_child_subreaper = False  # some ancestor is (or was) a subreaper
         self.unkillable = False  # SIGNAL_UNKILLABLE: set on an init (pid 1 in its ns)

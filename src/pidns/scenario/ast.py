@@ -143,6 +143,25 @@ def killed(name: str, signame: str) -> str:
     return f"{name} killed {signame}"
 
 
-def caught_value(items: Sequence[tuple[str, int]]) -> str:
-    """``[("USR1", 0)]`` -> ``"[USR1 from 0]"``."""
+def caught_value(items: Sequence[tuple[str, int | str]]) -> str:
+    """``[("USR1", 0)]`` -> ``"[USR1 from 0]"``. The model may give a pid as ``"4|5"``:
+    either of them (signals that merged, from senders that raced)."""
     return list_value(f"{sig} from {pid}" for sig, pid in items)
+
+
+def matches(value: str, other: str) -> bool:
+    """``value`` equals ``other``, where an ``A|B`` alternative in ``value`` (the model's
+    way of saying "the kernel may keep either") matches either number."""
+    if value == other:
+        return True
+    if "|" not in value or not (value.startswith("[") and other.startswith("[")):
+        return False
+    mine, theirs = value[1:-1].split(", "), other[1:-1].split(", ")
+    if len(mine) != len(theirs):
+        return False
+    for a, b in zip(mine, theirs, strict=True):
+        head, _, choices = a.rpartition(" ")
+        b_head, _, b_pid = b.rpartition(" ")
+        if a != b and not (head == b_head and b_pid in choices.split("|")):
+            return False
+    return True

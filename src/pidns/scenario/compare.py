@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pidns.scenario.ast import ProcessSnapshot, Snapshot
+from pidns.scenario.ast import ProcessSnapshot, Snapshot, matches
 from pidns.scenario.backend import Record, Trace
 
 
@@ -41,12 +41,17 @@ def expectation_failures(trace: Trace) -> list[Failure]:
     return [
         Failure(trace.backend, record)
         for record in trace.records
-        if record.step.expected is not None and record.result != record.step.expected
+        if record.step.expected is not None and not matches(record.result, record.step.expected)
     ]
 
 
-def _completions(record: Record) -> list[tuple[str, str]]:
-    return sorted((c.actor, c.result) for c in record.completions)
+def _completions_match(a: Record, b: Record) -> bool:
+    left = sorted((c.actor, c.result) for c in a.completions)
+    right = sorted((c.actor, c.result) for c in b.completions)
+    return len(left) == len(right) and all(
+        x[0] == y[0] and (matches(x[1], y[1]) or matches(y[1], x[1]))
+        for x, y in zip(left, right, strict=True)
+    )
 
 
 def _snapshot_diff(
@@ -64,8 +69,8 @@ def diverging_steps(left: Trace, right: Trace) -> list[StepDiff]:
     diffs: list[StepDiff] = []
     for index, (a, b) in enumerate(zip(left.records, right.records, strict=False)):
         processes = _snapshot_diff(a.snapshot, b.snapshot)
-        result_differs = a.result != b.result
-        completions_differ = _completions(a) != _completions(b)
+        result_differs = not (matches(a.result, b.result) or matches(b.result, a.result))
+        completions_differ = not _completions_match(a, b)
         if result_differs or completions_differ or processes:
             diffs.append(StepDiff(index, a, b, result_differs, completions_differ, processes))
     return diffs

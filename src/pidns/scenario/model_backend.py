@@ -170,8 +170,10 @@ class ModelBackend:
             assert args.disposition is not None
             k.sigaction(actor, args.signal, _DISPOSITIONS[args.disposition])
         elif op is Op.CAUGHT:
-            caught = k.caught(actor)
-            return ast.caught_value([(signals.name(s), pid) for s, pid in caught])
+            caught = k.caught_candidates(actor)
+            return ast.caught_value(
+                [(signals.name(s), "|".join(map(str, pids))) for s, pids in caught]
+            )
         elif op is Op.SUBREAPER:
             k.set_subreaper(actor, args.on)
         elif op is Op.SETUID:
@@ -200,7 +202,8 @@ class ModelBackend:
         return ast.killed(name, signals.name(result.value))
 
     def _settle(self) -> list[Completion]:
-        """After a step: root reaps its zombies; blocked waits that can finish do."""
+        """After a step: root reaps its zombies; blocked waits that can finish do; then
+        every process takes its caught signals (as the real backend's puppets do)."""
         k = self.kernel
         init = k.init
         while init.zombies:
@@ -242,4 +245,5 @@ class ModelBackend:
         self.pending = still + self.pending
         if ran_deferred:
             done += self._settle()  # what the deferred calls did settles in turn
+        k.run_handlers()
         return done

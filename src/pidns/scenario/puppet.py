@@ -8,10 +8,12 @@ namespaces, credentials and signal dispositions are the kernel's own.
 Signals a puppet catches are blocked and read from a signalfd, which gives ``ssi_pid``
 (Python's handlers do not expose ``si_pid``); a no-op Python handler stays installed so
 that the kernel sees a handler (kernel/signal.c:sig_task_ignored drops SIG_DFL signals
-sent to an init). The idle loop drains the signalfd as soon as it becomes readable. A
+sent to an init). A puppet takes its caught signals when the runner says so, once a
+step has settled (the ``drain`` command, or WAKE for one blocked in wait), and before
+every call: so two signals of one number sent during one step merge into one, as the
+kernel keeps one pending instance of a standard signal, whatever the scheduling. A
 puppet blocked in ``wait`` stays in a real waitpid(2); the runner interrupts it with
-WAKE (SIGRTMAX, the one signal scenarios may not use) when a caught signal is pending,
-so that the puppet drains it as the kernel would have run the handler, then waits again.
+WAKE (SIGRTMAX, the one signal scenarios may not use), it drains, and waits again.
 
 Replies (runner <- puppet), ASCII words:
 ``I n`` a number; ``E errno``; ``N`` (wait: nothing to collect); ``X pid code`` /
@@ -147,15 +149,8 @@ class Puppet:
     def _loop(self) -> None:
         poller = select.poll()
         poller.register(self.channel.fileno(), select.POLLIN)
-        watched_sigfd = -1
         while True:
-            if self.sigfd != watched_sigfd:
-                poller.register(self.sigfd, select.POLLIN)
-                watched_sigfd = self.sigfd
-            events = dict(poller.poll())
-            self._drain()  # caught signals first, before any command is answered
-            if self.channel.fileno() not in events:
-                continue
+            poller.poll()
             try:
                 data = self.channel.recv(MAX_MESSAGE)  # commands never carry descriptors
             except OSError:
@@ -187,7 +182,10 @@ class Puppet:
 
     def _command(self, words: list[str]) -> str | None:
         op, args = words[0], words[1:]
+        self._drain()  # signals caught so far are recorded before the next call
         try:
+            if op == "drain":
+                return None  # the runner's settle: take the caught signals, no reply
             if op == "fork":
                 return self._fork(None, ())
             if op == "clone":

@@ -524,6 +524,7 @@ class _World:
         """
         deadline = time.monotonic() + self.settle_timeout
         rounds = 0
+        asked: set[int] = set()  # host pids told to take their caught signals
         while True:
             self._await_actor(settle)
             self._read_messages(settle, 0)
@@ -535,10 +536,13 @@ class _World:
                 assert settle.actor is not None
                 reasons.append(f"{settle.actor.name}'s call has not returned")
             if not reasons:
-                return
+                # all else at rest: the puppets take their caught signals now, so that
+                # signals of one number sent during the step merge as the kernel merges them
+                reasons = self._take_caught_signals(asked)
+                if not reasons:
+                    return
             if time.monotonic() > deadline:
                 raise BackendError("the world did not settle: " + "; ".join(reasons))
-            self._wake_blocked_catchers()
             if returned:
                 rounds += 1
                 self._read_messages(settle, 0 if rounds < 4 else 0.0002 if rounds < 20 else 0.002)
@@ -627,7 +631,7 @@ class _World:
                 if seen.pending & SIGKILL_BIT:
                     reasons.append(f"{p.name} is stopped with SIGKILL pending")
             else:
-                if seen.pending:
+                if seen.pending & ~seen.blocked:  # blocked ones: caught, taken at the end
                     reasons.append(f"{p.name} has signals pending")
                 call = p.call
                 if call is not None and call.kind == "queued":
@@ -662,20 +666,25 @@ class _World:
         if not _wchan_checked:
             raise BackendError("/proc/PID/wchan shows no kernel symbols; the backend needs them")
 
-    def _wake_blocked_catchers(self) -> None:
-        """A caught signal is pending in a puppet blocked in wait: let it drain it."""
+    def _take_caught_signals(self, asked: set[int]) -> list[str]:
+        """Tell every running puppet with caught signals pending to take them: an idle one
+        by the ``drain`` command, one blocked in wait by WAKE. Returns who has not yet."""
+        reasons: list[str] = []
         for p in self.by_host.values():
+            seen = p.seen
+            if seen.dead or seen.stopped or seen.exiting or not seen.pending & seen.blocked:
+                continue
+            reasons.append(f"{p.name} has caught signals to take")
+            if p.host in asked:
+                continue
+            asked.add(p.host)
             call = p.call
-            if (
-                call is not None
-                and call.kind == "wait"
-                and not p.seen.dead
-                and not p.seen.stopped
-                and p.seen.pending & p.seen.blocked
-                and not p.seen.pending & WAKE_BIT
-            ):
+            if call is None and p.channel is not None:
+                puppet.send(p.channel, "drain")
+            elif call is not None and call.kind == "wait" and not seen.pending & WAKE_BIT:
                 with contextlib.suppress(ProcessLookupError):
                     syscalls.pidfd_send_signal(p.pidfd, puppet.WAKE)
+        return reasons
 
     # ---- snapshots ----------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pidns.scenario.ast import ProcessSnapshot, Snapshot
+from pidns.scenario.ast import ProcessSnapshot, Snapshot, matches
 from pidns.scenario.backend import Record, Trace
 from pidns.scenario.compare import StepDiff, Verdict
 
@@ -63,7 +63,7 @@ def render_trace(trace: Trace) -> list[str]:
     lines = []
     for record in trace.records:
         mark = ""
-        if record.step.expected is not None and record.result != record.step.expected:
+        if record.step.expected is not None and not matches(record.result, record.step.expected):
             mark = f"   <-- expected {record.step.expected}"
         lines.append(f"  {record.step.text:<{width}}  -> {record.result}{mark}")
         for done in record.completions:
@@ -78,7 +78,7 @@ def side_by_side(verdict: Verdict) -> str:
     rwidth = max([len(_result(r)) for r in left.records] + [len(left.backend)])
     lines = [f"  {'step':<{width}}  {left.backend:<{rwidth}}  {right.backend}"]
     for a, b in zip(left.records, right.records, strict=False):
-        same = _result(a) == _result(b) and a.snapshot == b.snapshot
+        same = matches(_result(a), _result(b)) and a.snapshot == b.snapshot
         mark = "" if same else "   <-- differs"
         lines.append(f"  {a.step.text:<{width}}  {_result(a):<{rwidth}}  {_result(b)}{mark}")
     return "\n".join(lines)
