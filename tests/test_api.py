@@ -276,3 +276,10 @@ def test_the_package_exports_lazily() -> None:
     command = [sys.executable, "-c", code]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     assert result.stdout == "ok\n", result.stderr
+
+
+def test_the_command_stays_in_the_callers_process_group() -> None:
+    with pidns.Popen(["sleep", "5"]) as process:
+        assert os.getpgid(process.pid) == os.getpgrp()  # ^C reaches it, as with subprocess
+    with pidns.Popen(["sleep", "5"], forward_to_group=True) as process:
+        assert os.getpgid(process.pid) == process.pid

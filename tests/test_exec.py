@@ -53,7 +53,9 @@ def _exec(*args: str) -> subprocess.Popen[str]:
 
 
 def test_the_command_gets_the_next_pid_in_the_targets_namespace(target: pidns.Popen) -> None:
-    runner = _exec("--target", str(target.pid), "--mount", "--", "sh", "-c", 'echo "$$"; read x')
+    runner = _exec(
+        "--target", str(target.pid), "--mount", "--", "sh", "-c", 'echo "$$"; exec sleep 30'
+    )
     try:
         assert runner.stdout is not None
         inside = int(runner.stdout.readline())

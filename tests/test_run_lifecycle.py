@@ -137,7 +137,7 @@ def test_a_launcher_sigkilled_at_random_moments_never_leaves_anything() -> None:
             time.sleep(delay)
             launcher.kill()
             launcher.wait()
-            left = survivors(marker, timeout=3)
+            left = survivors(marker, timeout=10)
             if left:
                 failures.append((delay, left))
         return failures

@@ -84,7 +84,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
     return predicate()
 
 
-def survivors(marker: str, timeout: float = 5.0) -> list[int]:
+def survivors(marker: str, timeout: float = 10.0) -> list[int]:
     """The processes with ``marker`` still alive after waiting up to ``timeout``."""
     wait_for(lambda: not with_marker(marker), timeout)
     return with_marker(marker)

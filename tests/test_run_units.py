@@ -11,7 +11,7 @@ import pytest
 
 from pidns.cli import exec as exec_cli
 from pidns.cli import run as run_cli
-from pidns.linux import init, spawn, userns
+from pidns.linux import init, launcher, spawn, userns
 
 KNOBS = {
     "user.max_user_namespaces": 15000,
@@ -127,3 +127,20 @@ def test_exec_options_parse() -> None:
     assert exec_cli.parse(["--help"]) is None
     with pytest.raises(exec_cli.UsageError, match="required"):
         exec_cli.parse(["ls"])
+
+
+def test_a_report_read_together_with_the_ready_line_is_kept() -> None:
+    """A quick command's end can reach the launcher in the same read as its start."""
+    read_end, write_end = os.pipe()
+    status = 15  # wait status: killed by SIGTERM
+    os.write(write_end, f"R 2 4242 1000\nX {status} 1000 2000 3000 1 0 - 15\n".encode())
+    namespace = launcher.Namespace(["sh"], 4241, -1, read_end, direct=False)
+    try:
+        namespace.await_ready(0)
+        assert (namespace.pid, namespace.pid_in_namespace) == (4242, 2)
+        assert namespace.command_status == status
+        assert (namespace.returncode, namespace.exit_status) == (-15, 143)
+        assert namespace.orphans_reaped == 1 and namespace.init_forwarded == [15]
+    finally:
+        os.close(read_end)
+        os.close(write_end)

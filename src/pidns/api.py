@@ -151,6 +151,7 @@ class Popen:
                 cwd=None if cwd is None else os.fsdecode(cwd),
                 stdio=stdio,
                 pass_fds=tuple(pass_fds),
+                new_group=False,  # in the caller's process group, as with subprocess
             )
         except BaseException:
             plumbing.close_all()

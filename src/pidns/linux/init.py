@@ -76,6 +76,7 @@ class Plan:
         "id_map",
         "job_control",
         "mount_proc",
+        "new_group",
         "parent_death_signal",
         "pass_fds",
         "path",
@@ -103,6 +104,7 @@ class Plan:
         forward_to_group: bool = False,
         parent_death_signal: bool = False,
         pass_fds: tuple[int, ...] | None = None,
+        new_group: bool = True,
     ) -> None:
         self.argv = argv
         self.path = path  # argv[0] resolved on PATH
@@ -122,6 +124,9 @@ class Plan:
         self.parent_death_signal = parent_death_signal
         # None: the command inherits every inheritable fd; else only 0, 1, 2 and these
         self.pass_fds = pass_fds
+        # the command leads a process group of its own (always with a terminal to give it,
+        # or signals to forward to its group)
+        self.new_group = new_group or terminal >= 0 or forward_to_group
 
 
 def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) -> NoReturn:
@@ -165,7 +170,9 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
                 plan.path, plan.argv, plan.env, stdio=plan.stdio, terminal=plan.terminal
             )
         else:
-            cmd = spawn.spawn(plan.path, plan.argv, plan.env, stdio=plan.stdio)
+            cmd = spawn.spawn(
+                plan.path, plan.argv, plan.env, stdio=plan.stdio, new_group=plan.new_group
+            )
     except OSError as exc:
         err = exc.errno or errno.EIO
         status = spawn.exit_status_for(err) if stage == "exec" else spawn.EXIT_SETUP

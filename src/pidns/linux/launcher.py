@@ -131,23 +131,25 @@ class Namespace:
             lines = self._lines(block=True)
             if not lines:
                 break  # EOF: pid 1 exec'd the command (as_pid_1) or died
-            for line in lines:
+            for index, line in enumerate(lines):
                 if line.startswith("P "):  # from the helper of a multi-threaded caller
                     self.init_pid = self.pid = int(line.split()[1])
                     self.pidfd = syscalls.pidfd_open(self.init_pid)
-                    continue
-                if line.startswith("C "):
+                elif line.startswith("C "):
                     raise _clone_failure(int(line.split()[1]), flags)
-                if line.startswith("R "):
+                elif line.startswith("F "):
+                    self._wait_blocking()
+                    raise _setup_failure(line, self.argv, flags)
+                elif line.startswith("R "):
                     _, vpid, host, t_ready = line.split()
                     self.pid_in_namespace = int(vpid)
                     self.pid = int(host) or 0
                     self.times["ready"] = int(t_ready)
                     os.set_blocking(self.channel, False)
+                    # a quick command's end may have come in the same read
+                    for later in lines[index + 1 :]:
+                        self._take(later)
                     return
-                if line.startswith("F "):
-                    self._wait_blocking()
-                    raise _setup_failure(line, self.argv, flags)
         self.times["ready"] = time.monotonic_ns()
         if self.direct:
             return
@@ -157,10 +159,13 @@ class Namespace:
     def read_channel(self) -> None:
         """Take in what the init has written: terminal stops, and its final report."""
         for line in self._lines(block=False):
-            if line.startswith("T "):
-                self.stops.append(int(line.split()[1]))
-            elif line.startswith("X "):
-                self._take_report(line.split())
+            self._take(line)
+
+    def _take(self, line: str) -> None:
+        if line.startswith("T "):
+            self.stops.append(int(line.split()[1]))
+        elif line.startswith("X "):
+            self._take_report(line.split())
 
     def _take_report(self, fields: list[str]) -> None:
         status, t_spawned, t_exited, t_done, orphans, killed = (int(f) for f in fields[1:7])
@@ -320,11 +325,14 @@ def start(
     parent_death_signal: bool = False,
     namespace_ids: bool = False,
     pass_fds: tuple[int, ...] | None = None,
+    new_group: bool = True,
 ) -> Namespace:
     """Make the namespace and start ``argv`` in it; returns once the command runs.
 
     Raises OSError with the exec errno (FileNotFoundError, PermissionError) when the
     command cannot be executed, SetupError when the namespace cannot be set up.
+    ``new_group``: the command leads a process group of its own (as with tini), rather
+    than staying in the caller's (as with subprocess); always with a terminal to give it.
     ``pass_fds``: None lets the command inherit every inheritable fd (as exec does);
     a tuple closes every other fd but 0, 1, 2 and ``stdio`` in the init first.
     ``parent_death_signal`` arms PR_SET_PDEATHSIG in pid 1 as well as the pidfd watch: only
@@ -360,6 +368,7 @@ def start(
         forward_to_group=options.forward_to_group,
         parent_death_signal=parent_death_signal,
         pass_fds=pass_fds,
+        new_group=new_group,
     )
     launcher_pidfd = syscalls.pidfd_open(os.getpid())
     host_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
