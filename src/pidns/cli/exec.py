@@ -86,7 +86,7 @@ def main(name: str, argv: list[str]) -> int:
 
 
 def _exec(name: str, target: int, mount: bool, command: list[str]) -> int:
-    sfd = launcher.block_signals()
+    sfd = launcher.block_signals()  # the command-line process only: not restored
     terminal, foreground = launcher.foreground_terminal()
     try:
         join.join(target, mount=mount)
@@ -112,6 +112,4 @@ def _exec(name: str, target: int, mount: bool, command: list[str]) -> int:
     finally:
         os.close(me)
     ns = launcher.Namespace(command, child, syscalls.pidfd_open(child))
-    status = launcher.supervise(ns, sfd, terminal=terminal)
-    os.close(sfd)
-    return status
+    return launcher.supervise(ns, sfd, terminal=terminal)

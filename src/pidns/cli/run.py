@@ -6,10 +6,13 @@ argparse, no json unless a report is asked for, nothing from the model.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from pidns.linux import launcher, spawn, userns
+
+TYPE_CHECKING = False  # typing costs start-up time: annotations only
+if TYPE_CHECKING:
+    from typing import IO
 
 EXIT_USAGE = 2
 
@@ -121,6 +124,9 @@ def parse(argv: list[str]) -> Args:
 
 
 def main(name: str, argv: list[str]) -> int:
+    # First of all: from here on a ^C or a TERM is queued for the command, never a
+    # KeyboardInterrupt. (The command-line process only: the mask is not restored.)
+    sfd = launcher.block_signals()
     try:
         args = parse(argv)
     except UsageError as exc:
@@ -137,24 +143,31 @@ def main(name: str, argv: list[str]) -> int:
             print(f"pidns {name}: cannot write the report: {exc}", file=sys.stderr)
             return EXIT_USAGE
     try:
-        status, ns = _run(name, args)
+        status, ns = _run(name, args, sfd)
     except Exception as exc:  # a bug of ours: still one line, never a traceback
         print(f"pidns {name}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return spawn.EXIT_SETUP
     if args.report is not None and ns is not None:
-        import json  # noqa: PLC0415 (kept off the start-up path)
-
-        text = json.dumps(ns.report(), indent=2) + "\n"
-        if report_file is None:
-            sys.stdout.write(text)
-        else:
-            with report_file:
-                report_file.write(text)
+        _write_report(name, ns, report_file)
     return status
 
 
-def _run(name: str, args: Args) -> tuple[int, launcher.Namespace | None]:
-    sfd = launcher.block_signals()
+def _write_report(name: str, ns: launcher.Namespace, report_file: IO[str] | None) -> None:
+    import json  # noqa: PLC0415 (kept off the start-up path)
+
+    text = json.dumps(ns.report(), indent=2) + "\n"
+    try:
+        if report_file is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            with report_file:
+                report_file.write(text)
+    except OSError as exc:
+        print(f"pidns {name}: cannot write the report: {exc}", file=sys.stderr)
+
+
+def _run(name: str, args: Args, sfd: int) -> tuple[int, launcher.Namespace | None]:
     terminal, foreground = launcher.foreground_terminal()
     try:
         ns = launcher.start(
@@ -172,6 +185,4 @@ def _run(name: str, args: Args) -> tuple[int, launcher.Namespace | None]:
         err = exc.errno or 0
         print(f"pidns {name}: {args.argv[0]}: {spawn.describe(err)}", file=sys.stderr)
         return spawn.exit_status_for(err), None
-    status = launcher.supervise(ns, sfd, terminal=terminal)
-    os.close(sfd)
-    return status, ns
+    return launcher.supervise(ns, sfd, terminal=terminal), ns
