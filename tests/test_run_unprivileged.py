@@ -7,6 +7,7 @@ interpreter that a shell would start.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -76,15 +77,17 @@ def test_unprivileged_exit_statuses_and_errors() -> None:
     assert results[3][2] == "pidns run: /etc/shadow: Permission denied\n"
 
 
-def test_unprivileged_orphans_are_reaped_and_the_hosts_proc_is_untouched() -> None:
+def test_unprivileged_storm_of_2000_orphans_and_the_hosts_proc_is_untouched() -> None:
     before = proc_mounts()
-    storm = 'i=0; while [ "$i" -lt 300 ]; do (true &); i=$((i+1)); done; sleep 0.1'
+    storm = 'i=0; while [ "$i" -lt 2000 ]; do (true &); i=$((i+1)); done; sleep 0.1'
     check = "grep -l zombie /proc/[0-9]*/status | wc -l"
     status, out, err = cli_as_nobody(
-        "run", "--json-report", "/dev/null", "--", "sh", "-c", f"{storm}; {check}"
+        "run", "--json-report", "-", "--", "sh", "-c", f"{storm}; {check}"
     )
     assert status == 0, err
-    assert out.strip() == "0"
+    zombies, report = out.split("\n", 1)
+    assert zombies == "0"
+    assert json.loads(report)["orphans_reaped"] == 2000
     assert proc_mounts() == before
 
 
@@ -151,3 +154,15 @@ def test_disabled_user_namespaces_get_a_one_line_cause_and_fix() -> None:
     assert err.count("\n") == 1
     assert "user.max_user_namespaces = 0" in err
     assert "sysctl -w user.max_user_namespaces=" in err
+
+
+def test_unprivileged_wait_all_and_grace() -> None:
+    status, out, err = cli_as_nobody(
+        "run", "--wait-all", "--", "sh", "-c", "(sleep 0.2; echo late) & echo early; exit 4"
+    )
+    assert (status, out) == (4, "early\nlate\n"), err
+    script = "sh -c 'trap \"\" TERM; sleep 30' & sleep 0.1"
+    started = time.monotonic()
+    status, _, err = cli_as_nobody("run", "--wait-all", "--grace", "0.3", "--", "sh", "-c", script)
+    assert status == 0, err
+    assert 0.3 <= time.monotonic() - started < 10
