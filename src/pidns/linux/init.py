@@ -159,8 +159,9 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
                 plan.argv,
                 plan.env,
                 stdio=plan.stdio,
+                new_group=plan.new_group,
                 terminal=plan.terminal,
-                parent_death_signal=SIGKILL,
+                parent_death_signal=SIGKILL,  # no init to watch the launcher: the only line
                 watch_pidfd=launcher_pidfd,
             )
         syscalls.prctl(syscalls.PR_SET_NAME, _NAME_ADDRESS)
