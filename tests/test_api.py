@@ -16,6 +16,7 @@ import pytest
 import pidns
 from pidns.api import DEVNULL, PIPE, STDOUT, SetupError
 from test_run_support import (
+    children,
     in_child,
     needs_root,
     new_marker,
@@ -283,3 +284,18 @@ def test_the_command_stays_in_the_callers_process_group() -> None:
         assert os.getpgid(process.pid) == os.getpgrp()  # ^C reaches it, as with subprocess
     with pidns.Popen(["sleep", "5"], forward_to_group=True) as process:
         assert os.getpgid(process.pid) == process.pid
+
+
+def test_no_descriptor_or_child_is_left_behind_on_any_path() -> None:
+    before = sorted(os.listdir("/proc/self/fd"))
+    kids = children(os.getpid())
+    for _ in range(5):
+        with pytest.raises(PermissionError):
+            pidns.run(["/etc/passwd"])
+        with pytest.raises(SetupError):
+            pidns.run(["true"], cwd="/nonexistent-pidns")
+        pidns.run(["cat"], input=b"x", capture_output=True)
+        with pytest.raises(subprocess.TimeoutExpired):
+            pidns.run(["sleep", "5"], timeout=0.05)
+    assert sorted(os.listdir("/proc/self/fd")) == before
+    assert children(os.getpid()) == kids  # every init was reaped, zombies included

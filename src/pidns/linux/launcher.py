@@ -403,7 +403,11 @@ def start(
     if pidfd < 0:
         os.waitpid(pid, 0)  # the helper
         ns.init_pid = ns.pid = 0
-    ns.await_ready(flags)
+    try:
+        ns.await_ready(flags)
+    except BaseException:
+        ns.close()
+        raise
     if namespace_ids:
         ns.collect_namespace_ids()
     return ns
