@@ -187,3 +187,23 @@ def test_racing_senders_give_alternatives_that_match_either() -> None:
     assert matches("[CHLD from 4|5]", "[CHLD from 5]")
     assert not matches("[CHLD from 4|5]", "[CHLD from 6]")
     assert not matches("[CHLD from 4]", "[CHLD from 4, CHLD from 5]")
+
+
+def test_demo_runs_the_seed_on_both_backends(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "step" in out and "expected" in out and "model" in out and "real" in out
+    row = next(line for line in out.splitlines() if "A: fork -> D" in line)
+    assert row.split()[-3:] == ["ENOMEM", "ENOMEM", "ENOMEM"]
+    assert "differs" not in out
+
+
+def test_check_reports_model_and_kernel_step_by_step_as_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "seed.pidns", SEED_LOGIN_FLOW)
+    assert main(["check", "--json", path]) == 0
+    document = json.loads(capsys.readouterr().out)
+    step = document["scenarios"][0]["steps"][10]  # A: state B => exiting
+    assert step["model"]["result"] == step["real"]["result"] == "exiting"
+    assert step["real"]["snapshot"]["B"]["nspid"] == [3, 1]

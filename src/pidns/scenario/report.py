@@ -72,15 +72,27 @@ def render_trace(trace: Trace) -> list[str]:
 
 
 def side_by_side(verdict: Verdict) -> str:
-    """Both traces in two columns (``pidns demo``)."""
+    """The step, its expectation and both backends' results in columns (``pidns demo``)."""
     left, right = verdict.traces
-    width = max((len(r.step.text) for r in left.records), default=10)
-    rwidth = max([len(_result(r)) for r in left.records] + [len(left.backend)])
-    lines = [f"  {'step':<{width}}  {left.backend:<{rwidth}}  {right.backend}"]
-    for a, b in zip(left.records, right.records, strict=False):
+    calls = [r.step.text.partition("=>")[0].strip() for r in left.records]
+    expected = [r.step.expected or "" for r in left.records]
+    widths = [
+        max([len(c) for c in calls] + [4]),
+        max([len(e) for e in expected] + [8]),
+        max([len(_result(r)) for r in left.records] + [len(left.backend)]),
+    ]
+    head = ("step", "expected", left.backend)
+    lines = [
+        "  "
+        + "  ".join(f"{h:<{w}}" for h, w in zip(head, widths, strict=True))
+        + "  "
+        + right.backend
+    ]
+    for call, want, a, b in zip(calls, expected, left.records, right.records, strict=False):
         same = matches(_result(a), _result(b)) and a.snapshot == b.snapshot
-        mark = "" if same else "   <-- differs"
-        lines.append(f"  {a.step.text:<{width}}  {_result(a):<{rwidth}}  {_result(b)}{mark}")
+        cells = (call, want, _result(a))
+        row = "  ".join(f"{c:<{w}}" for c, w in zip(cells, widths, strict=True))
+        lines.append(f"  {row}  {_result(b)}" + ("" if same else "   <-- differs"))
     return "\n".join(lines)
 
 
