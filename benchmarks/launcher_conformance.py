@@ -17,6 +17,8 @@ launcher supports one):
 - leaks, command exits: a background and a setsid'd sleep outlive the command?
 - leaks, launcher TERMed / SIGKILLed: anything of the namespace left 2 s later?
 
+Each check's processes run in a fresh directory, which names them (/proc/PID/cwd).
+
     python benchmarks/launcher_conformance.py [--json]
 """
 
@@ -26,11 +28,11 @@ import argparse
 import contextlib
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,17 +69,22 @@ def launchers() -> tuple[dict[str, list[str]], list[str]]:
 
 
 def marker() -> str:
-    return f"{random.randint(1000, 9999)}.{random.randint(10**5, 10**6 - 1)}"
+    """A fresh directory to run a check's processes in: /proc/PID/cwd names them without
+    reading their memory (scanning /proc/*/cmdline in a loop was seen to hold back the
+    exit of processes being killed)."""
+    path = tempfile.mkdtemp(prefix="pidns-conformance-")
+    os.chmod(path, 0o755)
+    return path
 
 
 def alive_with(mark: str) -> list[int]:
+    """Live processes whose working directory is ``mark``."""
     pids = []
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    if mark.encode() in f.read().split(b"\0"):
-                        pids.append(int(name))
+                if os.readlink(f"/proc/{name}/cwd") == mark:
+                    pids.append(int(name))
             except OSError:
                 continue
     return pids
@@ -96,10 +103,13 @@ def cleanup(mark: str) -> None:
     for pid in alive_with(mark):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not alive_with(mark), 5)
+    with contextlib.suppress(OSError):
+        os.rmdir(mark)
 
 
 def run(
-    prefix: list[str], script: str, timeout: float = 20, output: bool = True
+    prefix: list[str], script: str, timeout: float = 20, output: bool = True, cwd: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run a check; without ``output``, stdout is not a pipe (a leaked process holding its
     write end would keep the read waiting)."""
@@ -109,6 +119,7 @@ def run(
         stderr=subprocess.DEVNULL,
         text=True,
         timeout=timeout,
+        cwd=cwd,
         start_new_session=True,
         check=False,
     )
@@ -127,19 +138,28 @@ def check_killed(prefix: list[str]) -> Result:
 
 
 def check_forwards(prefix: list[str]) -> Result:
+    mark = marker()
     script = 'trap "exit 7" TERM; echo ready; while :; do sleep 0.02; done'
     process = subprocess.Popen(
-        [*prefix, "sh", "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True
+        [*prefix, "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=mark,
+        start_new_session=True,
     )
     assert process.stdout is not None
     process.stdout.readline()
     process.send_signal(signal.SIGTERM)
     try:
-        return str(process.wait(3))
+        result = str(process.wait(3))
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        process.kill()
         process.wait()
-        return "no (still running)"
+        result = "no (still running)"
+    cleanup(mark)  # what a launcher that does not forward left running
+    process.stdout.close()
+    return result
 
 
 def check_reaps(prefix: list[str]) -> Result:
@@ -148,26 +168,26 @@ def check_reaps(prefix: list[str]) -> Result:
     return "yes" if zombies == "0" else f"no ({zombies} zombie)"
 
 
-def _family(mark: str) -> str:
-    return f"sleep {mark} & setsid sleep {mark} & "
+FAMILY = "sleep 1000 & setsid sleep 1000 & "
 
 
 def check_leak_on_exit(prefix: list[str]) -> Result:
     mark = marker()
-    run(prefix, _family(mark) + "sleep 0.2; exit 0", output=False)
-    left = not wait_until(lambda: not alive_with(mark), SURVIVOR_WAIT)
+    run(prefix, FAMILY + "sleep 0.2; exit 0", output=False, cwd=mark)
+    count = 0 if wait_until(lambda: not alive_with(mark), SURVIVOR_WAIT) else len(alive_with(mark))
     cleanup(mark)
-    return f"LEAKS {len(alive_with(mark)) or ''}".strip() if left else "none"
+    return f"LEAKS {count}" if count else "none"
 
 
 def _leak_on_signal(prefix: list[str], sig: int) -> Result:
     mark = marker()
     process = subprocess.Popen(
-        [*prefix, "sh", "-c", _family(mark) + f"exec sleep {mark}"],
+        [*prefix, "sh", "-c", FAMILY + "exec sleep 1000"],
         stdout=subprocess.DEVNULL,
+        cwd=mark,
         start_new_session=True,
     )
-    if not wait_until(lambda: len(alive_with(mark)) >= 3, 5):
+    if not wait_until(lambda: len(_sleepers(mark)) >= 3, 5):
         process.kill()
         process.wait()
         cleanup(mark)
@@ -181,6 +201,18 @@ def _leak_on_signal(prefix: list[str], sig: int) -> Result:
     count = 0 if wait_until(lambda: not alive_with(mark), SURVIVOR_WAIT) else len(alive_with(mark))
     cleanup(mark)
     return f"LEAKS {count}" if count else "none"
+
+
+def _sleepers(mark: str) -> list[int]:
+    found = []
+    for pid in alive_with(mark):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == "sleep":
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
 
 
 def check_leak_on_term(prefix: list[str]) -> Result:

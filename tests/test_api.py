@@ -16,15 +16,13 @@ import pytest
 import pidns
 from pidns.api import DEVNULL, PIPE, STDOUT, SetupError
 from test_run_support import (
+    Marker,
     children,
     in_child,
     needs_root,
-    new_marker,
     nspid,
     proc_mounts,
-    survivors,
     wait_for,
-    with_marker,
 )
 
 pytestmark = [pytest.mark.real, needs_root]
@@ -135,13 +133,15 @@ def test_only_the_standard_fds_and_pass_fds_reach_the_command() -> None:
 
 
 def test_timeout_kills_the_whole_namespace() -> None:
-    marker = new_marker()
     started = time.monotonic()
-    with pytest.raises(subprocess.TimeoutExpired):
-        pidns.run(["sh", "-c", f"setsid sleep {marker} & sleep {marker}"], timeout=0.5)
+    with Marker() as marker, pytest.raises(subprocess.TimeoutExpired):
+        command = ["sh", "-c", "setsid sleep 1000 & sleep 1000"]
+        try:
+            pidns.run(command, timeout=0.5, cwd=marker.path)
+        finally:
+            assert marker.processes() == []
     assert time.monotonic() - started < 5
-    assert with_marker(marker) == []
-    with pidns.Popen(["sleep", marker]) as process:
+    with pidns.Popen(["sleep", "1000"]) as process:
         with pytest.raises(subprocess.TimeoutExpired):
             process.wait(0.2)
         with pytest.raises(subprocess.TimeoutExpired):
@@ -149,12 +149,13 @@ def test_timeout_kills_the_whole_namespace() -> None:
 
 
 def test_kill_ends_every_process_of_the_namespace() -> None:
-    marker = new_marker()
-    process = pidns.Popen(["sh", "-c", f"sleep {marker} & setsid sleep {marker} & wait"])
-    assert wait_for(lambda: len(with_marker(marker)) == 2)
-    process.kill()
-    assert process.wait(5) == -signal.SIGKILL
-    assert with_marker(marker) == []  # the init is reaped only once its namespace is empty
+    with Marker() as marker:
+        command = ["sh", "-c", "sleep 1000 & setsid sleep 1000 & wait"]
+        process = pidns.Popen(command, cwd=marker.path)
+        assert wait_for(lambda: len(marker.processes("sleep")) == 2)
+        process.kill()
+        assert process.wait(5) == -signal.SIGKILL
+        assert marker.processes() == []  # the init is reaped only once its namespace is empty
 
 
 def test_signals_reach_a_trapping_shell_through_the_init() -> None:
@@ -173,20 +174,22 @@ def test_signals_reach_a_trapping_shell_through_the_init() -> None:
 
 
 def test_leaving_the_with_block_or_dropping_the_object_ends_the_namespace() -> None:
-    marker = new_marker()
-    with pytest.raises(RuntimeError), pidns.Popen(["sh", "-c", f"sleep {marker} & wait"]):
-        assert wait_for(lambda: len(with_marker(marker)) == 1)
+    marker = Marker()
+    command = ["sh", "-c", "sleep 1000 & wait"]
+    with pytest.raises(RuntimeError), pidns.Popen(command, cwd=marker.path):
+        assert wait_for(lambda: len(marker.processes("sleep")) == 1)
         raise RuntimeError("the caller failed")
-    assert with_marker(marker) == []
-    process = pidns.Popen(["sh", "-c", f"sleep {marker} & wait"])
-    assert wait_for(lambda: len(with_marker(marker)) == 1)
+    assert marker.processes() == []
+    process = pidns.Popen(command, cwd=marker.path)
+    assert wait_for(lambda: len(marker.processes("sleep")) == 1)
     init_pid = process.init_pid
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         del process
         gc.collect()
     assert any(issubclass(w.category, ResourceWarning) for w in caught)
-    assert with_marker(marker) == []
+    assert marker.processes() == []
+    marker.close()
     with pytest.raises(ChildProcessError):
         os.waitpid(init_pid, os.WNOHANG)  # reaped too, no zombie left
 
@@ -236,29 +239,30 @@ def test_a_caller_with_threads_gets_the_same_namespace() -> None:
     assert nspid(os.getpid()) == [os.getpid()]  # the caller itself never moved
 
 
-def _killed_caller(marker: str, threads: bool) -> tuple[int, list[int]]:
+def _killed_caller(threads: bool) -> tuple[int, list[int]]:
     """A child starts a namespace (with an extra thread: through the helper fork), then
     is SIGKILLed. Returns its wait status and what survives of the namespace."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover (the child)
-        try:
-            if threads:
-                threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
-            process = pidns.Popen(["sh", "-c", f"sleep {marker} & setsid sleep {marker} & wait"])
-            if wait_for(lambda: len(with_marker(marker)) == 2):
-                os.kill(os.getpid(), signal.SIGKILL)
-            del process
-        finally:
-            os._exit(1)
-    status = os.waitpid(pid, 0)[1]
-    return os.waitstatus_to_exitcode(status), survivors(marker)
+    with Marker() as marker:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child)
+            try:
+                if threads:
+                    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+                command = ["sh", "-c", "sleep 1000 & setsid sleep 1000 & wait"]
+                process = pidns.Popen(command, cwd=marker.path)
+                if wait_for(lambda: len(marker.processes("sleep")) == 2):
+                    os.kill(os.getpid(), signal.SIGKILL)
+                del process
+            finally:
+                os._exit(1)
+        status = os.waitpid(pid, 0)[1]
+        return os.waitstatus_to_exitcode(status), marker.survivors()
 
 
 @pytest.mark.parametrize("threads", [False, True])
 def test_a_killed_caller_takes_its_namespaces_with_it(threads: bool) -> None:
     """The API sets no parent-death signal: only the init's pidfd of the caller notices."""
-    marker = new_marker()
-    status, left = in_child(lambda: _killed_caller(marker, threads), subreaper=True)
+    status, left = in_child(lambda: _killed_caller(threads), subreaper=True)
     assert status == -signal.SIGKILL  # the caller was killed with its namespace running
     assert left == []
 

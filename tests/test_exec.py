@@ -16,19 +16,17 @@ import pidns
 from pidns.linux import syscalls
 from test_run_support import (
     PIDNS,
+    Marker,
     children,
     cli_captured,
     exit_status,
     fork_cli,
     in_child,
     needs_root,
-    new_marker,
     nspid,
     read_line,
     run_cli,
-    survivors,
     wait_for,
-    with_marker,
 )
 
 pytestmark = [pytest.mark.real, needs_root]
@@ -41,9 +39,10 @@ def target() -> Iterator[pidns.Popen]:
         yield process
 
 
-def _exec(*args: str) -> subprocess.Popen[str]:
+def _exec(*args: str, cwd: str | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*PIDNS, "exec", *args],
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -130,26 +129,25 @@ def test_signals_are_forwarded_and_nothing_outlives_a_killed_exec(target: pidns.
     runner.send_signal(signal.SIGTERM)
     assert runner.stdout.readline() == "got-TERM\n"
     assert runner.wait(10) == 3
-    marker = new_marker()
 
     def killed() -> list[int]:  # as a subreaper, to reap the orphaned command at once
-        runner = _exec("--target", str(target.pid), "--", "sleep", marker)
-        assert wait_for(lambda: len(with_marker(marker)) == 2)  # pidns exec, and the sleep
-        runner.kill()  # the joined command has a parent-death signal
-        runner.wait()
-        return survivors(marker)
+        with Marker() as marker:
+            runner = _exec("--target", str(target.pid), "--", "sleep", "1000", cwd=marker.path)
+            assert wait_for(lambda: len(marker.processes("sleep")) == 1)
+            runner.kill()  # the joined command has a parent-death signal
+            runner.wait()
+            return marker.survivors()
 
     assert in_child(killed, subreaper=True) == []
 
 
 def test_the_joined_command_dies_with_the_namespace() -> None:
-    marker = new_marker()
-    with pidns.Popen(["sleep", "60"]) as process:
-        runner = _exec("--target", str(process.pid), "--", "sleep", marker)
-        assert wait_for(lambda: len(with_marker(marker)) == 2)
+    with Marker() as marker, pidns.Popen(["sleep", "60"]) as process:
+        runner = _exec("--target", str(process.pid), "--", "sleep", "1000", cwd=marker.path)
+        assert wait_for(lambda: len(marker.processes("sleep")) == 1)
         process.kill()  # SIGKILL to the init: the kernel kills the whole namespace
         assert runner.wait(10) == 128 + signal.SIGKILL
-    assert with_marker(marker) == []
+        assert marker.processes() == []
 
 
 def test_unprivileged_exec_joins_the_user_namespace_too() -> None:

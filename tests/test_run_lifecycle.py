@@ -1,8 +1,9 @@
 """``pidns run`` as root: signals, the init's reaping, shutdown, and what survives (nothing).
 
-Each test names its processes with a unique ``sleep MARKER`` and checks, through the
-host's /proc, that none of them outlives the run on any path: the command exits, the
-launcher is told to stop (TERM, INT, HUP), the launcher is SIGKILLed (at random moments).
+Each test runs its processes in a fresh directory (``Marker``) and checks, through the
+host's /proc, that none of them (the launcher, the init, the command and what it
+started) outlives the run on any path: the command exits, the launcher is told to stop
+(TERM, INT, HUP), the launcher is SIGKILLed (at random moments).
 """
 
 from __future__ import annotations
@@ -19,37 +20,34 @@ import pytest
 from pidns.linux import syscalls
 from test_run_support import (
     PIDNS,
+    Marker,
     Terminal,
     children,
     in_child,
     needs_root,
-    new_marker,
     nspid,
     run_cli,
     state,
-    survivors,
     wait_for,
-    with_marker,
 )
 
 pytestmark = [pytest.mark.real, needs_root]
 
+# A command with a background child, a setsid'd child, and itself, all sleeping.
+FAMILY = "sleep 1000 & setsid sleep 1000 & exec sleep 1000"
 
-def _start(*args: str) -> subprocess.Popen[str]:
+
+def _start(*args: str, cwd: str | None = None) -> subprocess.Popen[str]:
     """A launcher in its own session, which dies with pytest (if pytest is killed)."""
     return subprocess.Popen(
         [*PIDNS, "run", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=cwd,
         start_new_session=True,
         preexec_fn=lambda: syscalls.set_parent_death_signal(signal.SIGKILL),  # noqa: PLW1509
     )
-
-
-def _family(marker: str) -> str:
-    """A command with a background child, a setsid'd child, and itself, all sleeping."""
-    return f"sleep {marker} & setsid sleep {marker} & exec sleep {marker}"
 
 
 def test_a_trapping_shell_gets_the_launchers_signals() -> None:
@@ -69,56 +67,55 @@ def test_a_trapping_shell_gets_the_launchers_signals() -> None:
 
 
 def test_forward_to_group_reaches_the_commands_process_group() -> None:
-    marker = new_marker()
-    script = f'sleep {marker} & trap "" TERM; echo ready; wait $!; echo "status=$?"'
+    script = 'sleep 1000 & trap "" TERM; echo ready; wait $!; echo "status=$?"'
     for option, expected in (("--forward-to-group", "status=143"), (None, None)):
-        args = [option] if option else []
-        launcher = _start(*args, "--", "sh", "-c", script)
-        assert launcher.stdout is not None
-        assert launcher.stdout.readline() == "ready\n"
-        assert wait_for(lambda: len(with_marker(marker)) == 1)
-        launcher.send_signal(signal.SIGTERM)
-        if expected:
-            assert launcher.stdout.readline() == expected + "\n"
-            assert launcher.wait(10) == 0
-        else:  # only sh got it, and ignores it: the sleep goes on
-            time.sleep(0.3)
-            assert with_marker(marker) and launcher.poll() is None
-            launcher.kill()  # the init notices the launcher's death and ends it all
-            launcher.wait()
-        assert survivors(marker) == []
+        with Marker() as marker:
+            args = [option] if option else []
+            launcher = _start(*args, "--", "sh", "-c", script, cwd=marker.path)
+            assert launcher.stdout is not None
+            assert launcher.stdout.readline() == "ready\n"
+            assert wait_for(lambda: len(marker.processes("sleep")) == 1)
+            launcher.send_signal(signal.SIGTERM)
+            if expected:
+                assert launcher.stdout.readline() == expected + "\n"
+                assert launcher.wait(10) == 0
+            else:  # only sh got it, and ignores it: the sleep goes on
+                time.sleep(0.3)
+                assert marker.processes("sleep") and launcher.poll() is None
+                launcher.kill()  # the init notices the launcher's death and ends it all
+                launcher.wait()
+            assert marker.survivors() == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_signalled_launcher_forwards_then_leaves_nothing(sig: signal.Signals) -> None:
-    marker = new_marker()
-    launcher = _start("--", "sh", "-c", _family(marker))
-    assert wait_for(lambda: len(with_marker(marker)) == 3)
-    launcher.send_signal(sig)
-    assert launcher.wait(10) == 128 + sig
-    assert with_marker(marker) == []  # gone before the launcher exits, not only after
+    with Marker() as marker:
+        launcher = _start("--", "sh", "-c", FAMILY, cwd=marker.path)
+        assert wait_for(lambda: len(marker.processes("sleep")) == 3)
+        launcher.send_signal(sig)
+        assert launcher.wait(10) == 128 + sig
+        assert marker.processes() == []  # gone before the launcher exits, not only after
 
 
 def test_the_command_exiting_ends_background_and_setsid_descendants() -> None:
-    marker = new_marker()
-    script = f"sleep {marker} & setsid sleep {marker} & (setsid sh -c 'sleep {marker} &' &); "
+    script = "sleep 1000 & setsid sleep 1000 & (setsid sh -c 'sleep 1000 &' &); "
     script += "sleep 0.3; exit 5"
-    result = run_cli("run", "--json-report", "-", "--", "sh", "-c", script)
-    assert result.returncode == 5
-    assert with_marker(marker) == []
+    with Marker() as marker:
+        result = run_cli("run", "--json-report", "-", "--", "sh", "-c", script, cwd=marker.path)
+        assert result.returncode == 5
+        assert marker.processes() == []
     report = json.loads(result.stdout)
     assert report["killed_at_shutdown"]["count"] == 3
 
 
 def test_a_sigkilled_launcher_leaves_nothing() -> None:
-    marker = new_marker()
-
     def scenario() -> list[int]:
-        launcher = _start("--", "sh", "-c", _family(marker))
-        assert wait_for(lambda: len(with_marker(marker)) == 3)
-        launcher.kill()
-        launcher.wait()
-        return survivors(marker)
+        with Marker() as marker:
+            launcher = _start("--", "sh", "-c", FAMILY, cwd=marker.path)
+            assert wait_for(lambda: len(marker.processes("sleep")) == 3)
+            launcher.kill()
+            launcher.wait()
+            return marker.survivors()
 
     assert in_child(scenario, subreaper=True) == []
 
@@ -131,15 +128,15 @@ def test_a_launcher_sigkilled_at_random_moments_never_leaves_anything() -> None:
         rng = random.Random(os.getpid())
         failures: list[tuple[float, list[int]]] = []
         for _ in range(24):
-            marker = new_marker()
-            launcher = _start("--", "sh", "-c", _family(marker))
-            delay = rng.uniform(0.0, 0.12)
-            time.sleep(delay)
-            launcher.kill()
-            launcher.wait()
-            left = survivors(marker, timeout=10)
-            if left:
-                failures.append((delay, left))
+            with Marker() as marker:
+                launcher = _start("--", "sh", "-c", FAMILY, cwd=marker.path)
+                delay = rng.uniform(0.0, 0.12)
+                time.sleep(delay)
+                launcher.kill()
+                launcher.wait()
+                left = marker.survivors()
+                if left:
+                    failures.append((delay, left))
         return failures
 
     assert in_child(scenario, subreaper=True, timeout=120) == []
@@ -171,37 +168,38 @@ def test_wait_all_keeps_the_namespace_until_it_is_empty() -> None:
 
 
 def test_wait_all_with_grace_terms_then_kills() -> None:
-    marker = new_marker()
-    stubborn = f"sh -c 'trap \"\" TERM; sleep {marker}; :' &"
-    polite = f"sleep {marker} &"
+    stubborn = "sh -c 'trap \"\" TERM; sleep 1000; :' &"
+    polite = "sleep 1000 &"
     started = time.monotonic()
-    result = run_cli(
-        "run",
-        "--wait-all",
-        "--grace",
-        "0.5",
-        "--json-report",
-        "-",
-        "--",
-        "sh",
-        "-c",
-        f"{stubborn} {polite} sleep 0.2; exit 0",
-    )
-    elapsed = time.monotonic() - started
-    assert result.returncode == 0, result.stderr
-    assert 0.5 <= elapsed < 5
-    report = json.loads(result.stdout)
-    assert report["killed_at_shutdown"]["count"] == 3  # the stubborn sh and both sleeps
-    assert with_marker(marker) == []
+    with Marker() as marker:
+        result = run_cli(
+            "run",
+            "--wait-all",
+            "--grace",
+            "0.5",
+            "--json-report",
+            "-",
+            "--",
+            "sh",
+            "-c",
+            f"{stubborn} {polite} sleep 0.2; exit 0",
+            cwd=marker.path,
+        )
+        elapsed = time.monotonic() - started
+        assert result.returncode == 0, result.stderr
+        assert 0.5 <= elapsed < 5
+        report = json.loads(result.stdout)
+        assert report["killed_at_shutdown"]["count"] == 3  # the stubborn sh and both sleeps
+        assert marker.processes() == []
 
 
 def test_the_command_takes_the_terminal_and_job_control_works() -> None:
-    marker = new_marker()
-    terminal = Terminal()
+    marker = Marker()
+    terminal = Terminal(cwd=marker.path)
     try:
-        terminal.send(f"{' '.join(PIDNS)} run -- sh -c 'exec sleep {marker}'\n")
-        assert wait_for(lambda: len(with_marker(marker)) == 1)
-        (sleeper,) = with_marker(marker)
+        terminal.send(f"{' '.join(PIDNS)} run -- sleep 1000\n")
+        assert wait_for(lambda: len(marker.processes("sleep")) == 1)
+        (sleeper,) = marker.processes("sleep")
         assert nspid(sleeper)[-1] == 2
         # the command leads its own process group, and that group holds the terminal
         assert os.getpgid(sleeper) == sleeper
@@ -218,6 +216,7 @@ def test_the_command_takes_the_terminal_and_job_control_works() -> None:
         terminal.expect(r"READY\$ ")
         terminal.send("echo rc=$?\n")
         terminal.expect(r"rc=130")
-        assert with_marker(marker) == []
+        assert marker.processes("sleep") == []
     finally:
         terminal.close()
+        marker.close()

@@ -12,7 +12,6 @@ import contextlib
 import os
 import pickle
 import pty
-import random
 import re
 import select
 import signal
@@ -54,25 +53,50 @@ def run_cli(*args: str, timeout: float = 30, **kwargs: Any) -> subprocess.Comple
 # -- finding what a test started ----------------------------------------------------------
 
 
-def new_marker() -> str:
-    """A sleep duration nobody else uses: ``sleep MARKER`` names a test's processes."""
-    return f"{random.randint(1000, 9999)}.{random.randint(10**5, 10**6 - 1)}{os.getpid() % 97}"
+class Marker:
+    """A fresh directory for a test's processes to run in, that names them: their
+    /proc/PID/cwd. (Not their arguments: scanning /proc/*/cmdline reads the memory of
+    each process, and doing it in a tight loop was seen, on 6.18, to hold back the exit of
+    processes being killed: a test would then wait for what it itself prevents.)"""
 
+    def __init__(self) -> None:
+        self.path = tempfile.mkdtemp(prefix="pidns-test-")
+        os.chmod(self.path, 0o755)
 
-def with_marker(marker: str) -> list[int]:
-    """Live processes (zombies have no cmdline) with ``marker`` as an argument."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-        except OSError:
-            continue
-        if marker.encode() in args:
+    def processes(self, comm: str | None = None) -> list[int]:
+        """Live processes whose working directory is this one (zombies have none)."""
+        found = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                if os.readlink(f"/proc/{name}/cwd") != self.path:
+                    continue
+                if comm is not None:
+                    with open(f"/proc/{name}/comm") as f:
+                        if f.read().strip() != comm:
+                            continue
+            except OSError:
+                continue
             found.append(int(name))
-    return found
+        return found
+
+    def survivors(self, timeout: float = 10.0) -> list[int]:
+        """What is still alive after waiting up to ``timeout`` for everything to go."""
+        wait_for(lambda: not self.processes(), timeout)
+        return self.processes()
+
+    def close(self) -> None:
+        kill_all(self.processes())
+        wait_for(lambda: not self.processes(), 5)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.path)
+
+    def __enter__(self) -> Marker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -82,12 +106,6 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.01)
     return predicate()
-
-
-def survivors(marker: str, timeout: float = 10.0) -> list[int]:
-    """The processes with ``marker`` still alive after waiting up to ``timeout``."""
-    wait_for(lambda: not with_marker(marker), timeout)
-    return with_marker(marker)
 
 
 def state(pid: int) -> str:
@@ -246,12 +264,14 @@ class Terminal:
     """An interactive bash on a pseudo-terminal (it is the session leader and does job
     control), driven like a user at the keyboard."""
 
-    def __init__(self) -> None:
+    def __init__(self, cwd: str | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
         env.update(PS1="READY$ ", TERM="dumb", HISTFILE="/dev/null")
         pid, fd = pty.fork()
         if pid == 0:  # pragma: no cover (the child)
             try:
+                if cwd is not None:
+                    os.chdir(cwd)
                 os.execvpe("bash", ["bash", "--norc", "--noprofile", "-i"], env)
             finally:
                 os._exit(127)
@@ -288,7 +308,7 @@ class Terminal:
         os.close(self.fd)
 
 
-def fork_cli(args: list[str]) -> tuple[int, int]:
+def fork_cli(args: list[str], cwd: str | None = None) -> tuple[int, int]:
     """``pidns ARGS`` in a forked child (a launcher that can be signalled) with its stdout
     on a pipe: (pid, read end). For children that cannot exec the interpreter."""
     read_end, write_end = os.pipe()
@@ -297,6 +317,8 @@ def fork_cli(args: list[str]) -> tuple[int, int]:
         status = 125
         try:
             os.close(read_end)
+            if cwd is not None:
+                os.chdir(cwd)
             os.dup2(write_end, 1)
             status = cli_main(args)
             sys.stdout.flush()

@@ -18,6 +18,7 @@ import pytest
 from pidns.core import flags as cf
 from pidns.linux import syscalls, userns
 from test_run_support import (
+    Marker,
     cli_as_nobody,
     cli_captured,
     drop_privileges,
@@ -25,15 +26,14 @@ from test_run_support import (
     fork_cli,
     in_child,
     needs_root,
-    new_marker,
     proc_mounts,
     read_line,
-    survivors,
     wait_for,
-    with_marker,
 )
 
 pytestmark = [pytest.mark.real, needs_root]
+
+FAMILY = "sleep 1000 & setsid sleep 1000 & exec sleep 1000"
 
 
 def test_an_unprivileged_caller_is_root_in_a_user_namespace_by_default() -> None:
@@ -104,14 +104,12 @@ def test_unprivileged_signals_are_forwarded_to_a_trapping_shell() -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_an_unprivileged_launcher_stopped_or_killed_leaves_nothing(sig: signal.Signals) -> None:
-    marker = new_marker()
-
     def scenario() -> tuple[int, list[int]]:
-        family = f"sleep {marker} & setsid sleep {marker} & exec sleep {marker}"
-        pid, _ = fork_cli(["run", "--", "sh", "-c", family])
-        assert wait_for(lambda: len(with_marker(marker)) == 3)
-        os.kill(pid, sig)
-        return exit_status(pid), survivors(marker)
+        with Marker() as marker:
+            pid, _ = fork_cli(["run", "--", "sh", "-c", FAMILY], cwd=marker.path)
+            assert wait_for(lambda: len(marker.processes("sleep")) == 3)
+            os.kill(pid, sig)
+            return exit_status(pid), marker.survivors()
 
     status, left = in_child(scenario, nobody=True, subreaper=True)
     assert left == []
@@ -122,16 +120,15 @@ def test_unprivileged_launcher_killed_at_random_moments() -> None:
     def scenario() -> list[float]:
         rng = random.Random(os.getpid())
         failures = []
-        for _ in range(10):
-            marker = new_marker()
-            family = f"sleep {marker} & setsid sleep {marker} & exec sleep {marker}"
-            pid, _ = fork_cli(["run", "--", "sh", "-c", family])
-            delay = rng.uniform(0.0, 0.02)
-            time.sleep(delay)
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            if survivors(marker, timeout=10):
-                failures.append(delay)
+        for _ in range(20):
+            with Marker() as marker:
+                pid, _ = fork_cli(["run", "--", "sh", "-c", FAMILY], cwd=marker.path)
+                delay = rng.uniform(0.0, 0.02)
+                time.sleep(delay)
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                if marker.survivors():
+                    failures.append(delay)
         return failures
 
     assert in_child(scenario, nobody=True, subreaper=True, timeout=120) == []
