@@ -9,8 +9,6 @@ The package imports nothing heavy at start-up: ``run`` and ``Popen`` load on fir
 
 from __future__ import annotations
 
-import importlib
-
 __version__ = "0.1.0"
 
 # Not ``typing.TYPE_CHECKING``: importing typing costs every ``pidns run`` milliseconds;
@@ -26,7 +24,7 @@ def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'pidns' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return getattr(__import__(module, fromlist=[name]), name)  # importlib costs start-up
 
 
 __all__ = ["CompletedProcess", "Popen", "__version__", "run"]

@@ -1,7 +1,7 @@
 """The ``pidns`` command: a dispatcher that imports only the subcommand it runs.
 
 Start-up time matters (``pidns run`` wraps every command), so this module imports
-nothing beyond ``sys`` and ``importlib`` until it knows which subcommand is wanted.
+nothing beyond ``sys`` until it knows which subcommand is wanted (not even importlib).
 
 Exit statuses, shared by every subcommand (documented in docs/cli.md):
 0 success; 1 a check failed or a divergence was found; 2 bad usage or unreadable input;
@@ -10,7 +10,6 @@ Exit statuses, shared by every subcommand (documented in docs/cli.md):
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 EXIT_USAGE = 2
@@ -43,13 +42,13 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0 if args else EXIT_USAGE
     if args[0] == "--version":
-        print(f"pidns {importlib.import_module('pidns').__version__}")
+        print(f"pidns {__import__('pidns').__version__}")
         return 0
     name = args[0]
     entry = COMMANDS.get(name)
     if entry is None:
         print(f"pidns: unknown command {name!r} (see pidns --help)", file=sys.stderr)
         return EXIT_USAGE
-    module = importlib.import_module(entry[0])
+    module = __import__(entry[0], fromlist=["main"])
     result: int = module.main(name, args[1:])
     return result

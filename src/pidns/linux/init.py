@@ -38,9 +38,9 @@ import errno
 import gc
 import os
 import select
-import signal
 import time
 
+from pidns.linux import fastsignal as signal
 from pidns.linux import mounts, spawn, syscalls, userns
 
 TYPE_CHECKING = False  # typing costs `pidns run` milliseconds of start-up: annotations only

@@ -22,10 +22,10 @@ from __future__ import annotations
 import errno
 import os
 import select
-import signal
 import time
 
 from pidns.core import flags as cf
+from pidns.linux import fastsignal as signal
 from pidns.linux import mounts, spawn, syscalls, userns
 from pidns.linux.init import CATCHABLE, Plan, become_init, exit_status, send_line
 

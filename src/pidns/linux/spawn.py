@@ -18,8 +18,8 @@ from __future__ import annotations
 import errno
 import os
 import select
-import signal
 
+from pidns.linux import fastsignal as signal
 from pidns.linux import syscalls
 
 TYPE_CHECKING = False  # collections.abc costs `pidns run` start-up time: annotations only

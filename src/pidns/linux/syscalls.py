@@ -15,11 +15,14 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
-import signal
 import struct
-from collections.abc import Iterable, Sequence
 
 from pidns.core import flags as cf
+from pidns.linux import fastsignal as signal
+
+TYPE_CHECKING = False  # collections.abc costs `pidns run` start-up time: annotations only
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 _libc = ctypes.CDLL(None, use_errno=True)
 # The GIL must stay held across clone3 so the child does not wake up needing a GIL that
