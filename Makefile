@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/check_bench.py
 	$(BIN)/python benchmarks/run_bench.py
 	$(BIN)/python benchmarks/tree_bench.py
+	$(BIN)/python benchmarks/launcher_conformance.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
