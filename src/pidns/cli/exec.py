@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from pidns.cli.options import UsageError, scan
 from pidns.linux import join, launcher, spawn, syscalls
 
 EXIT_USAGE = 2
@@ -26,46 +27,27 @@ exit status: COMMAND's status (128+N if it was killed by signal N); 2 bad usage;
 """
 
 
-class UsageError(Exception):
-    pass
-
-
 def parse(argv: list[str]) -> tuple[int, bool, list[str]] | None:
     """(target, mount, command), or None for --help."""
     target: int | None = None
     mount = False
-    i = 0
-    while i < len(argv):
-        word = argv[i]
-        if word == "--":
-            i += 1
-            break
-        if not word.startswith("-") or word == "-":
-            break
-        name, eq, value = word.partition("=")
+    options, command = scan(argv, ("-t", "--target"))
+    for name, value in options:
         if name in ("-t", "--target"):
-            if not eq:
-                i += 1
-                if i >= len(argv):
-                    raise UsageError(f"{name} needs a pid")
-                value = argv[i]
             if not value.isdigit() or int(value) <= 0:
                 raise UsageError(f"{name} needs a pid (a positive number), not {value!r}")
             target = int(value)
-        elif eq:
-            raise UsageError(f"option {name} takes no value")
-        elif word in ("-m", "--mount"):
+        elif name in ("-m", "--mount"):
             mount = True
-        elif word in ("-h", "--help"):
+        elif name in ("-h", "--help"):
             return None
         else:
-            raise UsageError(f"unknown option {word!r}")
-        i += 1
+            raise UsageError(f"unknown option {name!r}")
     if target is None:
         raise UsageError("--target PID is required")
-    if i >= len(argv):
+    if not command:
         raise UsageError("no command given")
-    return target, mount, argv[i:]
+    return target, mount, command
 
 
 def main(name: str, argv: list[str]) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from pidns.cli.options import UsageError, scan
 from pidns.linux import launcher, spawn, userns
 
 TYPE_CHECKING = False  # typing costs start-up time: annotations only
@@ -42,10 +43,6 @@ exit status: COMMAND's status (128+N if it was killed by signal N); 2 bad usage;
 """
 
 
-class UsageError(Exception):
-    pass
-
-
 class Args:
     __slots__ = ("argv", "help", "options", "report")
 
@@ -74,44 +71,27 @@ def parse(argv: list[str]) -> Args:
     """Options up to ``--`` or the first word that is not one; the rest is the command."""
     args = Args()
     settings: dict[str, object] = {}
-    i = 0
-    while i < len(argv):
-        word = argv[i]
-        if word == "--":
-            i += 1
-            break
-        if not word.startswith("-") or word == "-":
-            break
-        name, eq, value = word.partition("=")
-        if name in _WITH_VALUE:
-            if not eq:
-                i += 1
-                if i >= len(argv):
-                    raise UsageError(f"{name} needs a value")
-                value = argv[i]
-            if name == "--grace":
-                try:
-                    settings["grace"] = float(value)
-                except ValueError:
-                    raise UsageError(f"--grace needs a number of seconds, not {value!r}") from None
-            else:
-                args.report = value
-        elif eq:
-            raise UsageError(f"option {name} takes no value")
-        elif word in ("-h", "--help"):
+    options, args.argv = scan(argv, _WITH_VALUE)
+    for name, value in options:
+        if name == "--grace":
+            try:
+                settings["grace"] = float(value)
+            except ValueError:
+                raise UsageError(f"--grace needs a number of seconds, not {value!r}") from None
+        elif name == "--json-report":
+            args.report = value
+        elif name in ("-h", "--help"):
             args.help = True
             return args
-        elif word in ("-f", "--fork"):
+        elif name in ("-f", "--fork"):
             pass
-        elif word in _FLAGS:
-            key, setting = _FLAGS[word]
+        elif name in _FLAGS:
+            key, setting = _FLAGS[name]
             if key == "map_user" and settings.get(key, setting) != setting:
                 raise UsageError("--map-root-user and --map-current-user exclude each other")
             settings[key] = setting
         else:
-            raise UsageError(f"unknown option {word!r}")
-        i += 1
-    args.argv = argv[i:]
+            raise UsageError(f"unknown option {name!r}")
     if not args.argv:
         raise UsageError("no command given")
     if "grace" in settings and not settings.get("wait_all"):
