@@ -25,7 +25,7 @@ from __future__ import annotations
 import errno
 import os
 
-from pidns.linux import nsfs, procscan
+from pidns.linux import nsfs, proc
 from pidns.render.view import ID_INODE, ID_NS_GET_ID
 
 
@@ -59,7 +59,7 @@ class Discovery:
         self.namespaces = namespaces
         self.id_source = id_source
         self.aligned = aligned  # /proc counts pids in the caller's active namespace
-        self.briefs: dict[int, procscan.Brief] = {}  # the status files read, by pid
+        self.briefs: dict[int, proc.Brief] = {}  # the status files read, by pid
         self.hidden: list[int] = []  # processes whose namespace could not be determined
         self.hidden_namespaces = 0  # of those, the inits: one namespace each
 
@@ -106,7 +106,7 @@ def proc_is_callers(root: str = "/proc") -> bool:
     /proc/self exists only where the caller is visible, and its NSpid has one column
     exactly when the mount's namespace is the caller's own (fs/proc/array.c:task_state).
     """
-    me = procscan.brief("self", root)
+    me = proc.brief("self", root)
     return me is not None and len(me.nspid) == 1
 
 
@@ -155,7 +155,7 @@ class _Finder:
     def __init__(self, root: str) -> None:
         self.root = root
         self.found: dict[int, Namespace] = {}
-        self.briefs: dict[int, procscan.Brief] = {}
+        self.briefs: dict[int, proc.Brief] = {}
         self.hidden: list[int] = []
         self.use_ns_id = True
         self.aligned = proc_is_callers(root)
@@ -191,10 +191,10 @@ class _Finder:
                 found[for_children] = Namespace(for_children, path=path)
         return unreadable
 
-    def brief(self, pid: int) -> procscan.Brief | None:
+    def brief(self, pid: int) -> proc.Brief | None:
         cached = self.briefs.get(pid)
         if cached is None:
-            cached = procscan.brief(pid, self.root)
+            cached = proc.brief(pid, self.root)
             if cached is not None:
                 self.briefs[pid] = cached
         return cached

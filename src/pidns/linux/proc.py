@@ -2,18 +2,35 @@
 
 Every number read here is in the pid namespace of the procfs instance (``root``),
 not the reader's: /proc/PID/status is relative to the mount (fs/proc/array.c:task_state).
+
+``status`` and ``stat`` read one process in full; ``brief`` and ``command`` are the lean
+readers of whole-system scans (``pidns ls``, ``pidns tree``): raw ``os`` calls, only
+the fields a picture needs. The records are NamedTuples: ``dataclasses`` would add
+milliseconds to every command's start-up.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 PF_EXITING = 0x00000004  # include/linux/sched.h
+_CHUNK = 8192
 
 
-@dataclass(frozen=True, slots=True)
-class Status:
+def read(path: str) -> bytes:
+    """The whole of a /proc file (they are generated on read: one open, read to EOF)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = [os.read(fd, _CHUNK)]
+        while len(chunks[-1]) == _CHUNK:
+            chunks.append(os.read(fd, _CHUNK))
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+class Status(NamedTuple):
     """The pid-namespace fields of /proc/PID/status."""
 
     name: str
@@ -34,10 +51,9 @@ def _ints(text: str) -> tuple[int, ...]:
 def status(pid: int | str, root: str = "/proc") -> Status:
     """Parse /proc/PID/status. Raises FileNotFoundError (ENOENT) once the pid is reaped."""
     fields: dict[str, str] = {}
-    with open(f"{root}/{pid}/status", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            fields[key] = value.strip()
+    for line in read(f"{root}/{pid}/status").decode("utf-8", "replace").splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
     return Status(
         name=fields.get("Name", ""),
         state=fields.get("State", "?")[:1],
@@ -51,8 +67,7 @@ def status(pid: int | str, root: str = "/proc") -> Status:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Stat:
+class Stat(NamedTuple):
     """The fields of /proc/PID/stat that pidns uses."""
 
     comm: str
@@ -69,8 +84,7 @@ class Stat:
 
 
 def stat(pid: int | str, root: str = "/proc") -> Stat:
-    with open(f"{root}/{pid}/stat", "rb") as f:
-        raw = f.read().decode("utf-8", "replace")
+    raw = read(f"{root}/{pid}/stat").decode("utf-8", "replace")
     # comm may hold spaces and parentheses: it ends at the last ')'.
     head, _, rest = raw.rpartition(")")
     comm = head.partition("(")[2]
@@ -93,8 +107,7 @@ def ns_inode(pid: int | str, kind: str = "pid", root: str = "/proc") -> int:
 
 
 def cmdline(pid: int | str, root: str = "/proc") -> list[str]:
-    with open(f"{root}/{pid}/cmdline", "rb") as f:
-        raw = f.read()
+    raw = read(f"{root}/{pid}/cmdline")
     return [os.fsdecode(part) for part in raw.split(b"\0") if part]
 
 
@@ -109,6 +122,52 @@ def children(pid: int | str, root: str = "/proc") -> list[int]:
         except OSError:
             continue
     return found
+
+
+class Brief(NamedTuple):
+    """The /proc/PID/status fields of a picture."""
+
+    name: str  # comm, as escaped by the kernel
+    state: str  # the letter: R S D T t Z X P I
+    ppid: int  # 0 when the parent is outside the mount's namespace
+    nspid: tuple[int, ...]  # from the mount's namespace down to the task's own
+
+
+def brief(pid: int | str, root: str = "/proc") -> Brief | None:
+    """The status fields of ``pid`` a scan needs; None once it has been reaped (or was
+    never there). Half the time of ``status`` per process."""
+    try:
+        raw = read(f"{root}/{pid}/status")
+    except OSError:
+        return None
+    name = _field(raw, b"Name:")
+    own = _field(raw, b"\nPid:")
+    nspid = _field(raw, b"\nNSpid:")  # absent before Linux 4.1: then only the pid
+    return Brief(
+        name=name.decode("utf-8", "replace"),
+        state=_field(raw, b"\nState:")[:1].decode("ascii", "replace") or "?",
+        ppid=int(_field(raw, b"\nPPid:") or b"0"),
+        nspid=tuple(int(n) for n in (nspid or own).split()),
+    )
+
+
+def command(pid: int | str, name: str, root: str = "/proc") -> str:
+    """The command line joined by spaces, or ``[name]`` when it has none (kernel threads,
+    zombies), as ps(1) shows it."""
+    try:
+        argv = cmdline(pid, root)
+    except OSError:
+        argv = []
+    return " ".join(argv) if argv else f"[{name}]"
+
+
+def _field(raw: bytes, key: bytes) -> bytes:
+    start = raw.find(key)
+    if start < 0:
+        return b""
+    start += len(key)
+    end = raw.find(b"\n", start)
+    return raw[start : end if end >= 0 else len(raw)].strip()
 
 
 def pids(root: str = "/proc") -> list[int]:

@@ -7,7 +7,7 @@ Pids are counted in the /proc mount's namespace, the picture's root.
 
 from __future__ import annotations
 
-from pidns.linux import namespaces, procscan
+from pidns.linux import namespaces, proc
 from pidns.render.view import NamespaceView, ProcessView, SystemView
 
 # fs/proc/array.c:task_state_array, by the letter /proc/PID/status shows.
@@ -44,7 +44,7 @@ def _picture(found: namespaces.Discovery, pids: list[int], root: str) -> SystemV
     where = {pid: ns.id for ns in spaces for pid in ns.members}
     processes: list[ProcessView] = []
     for pid in sorted(pids):
-        brief = found.briefs.get(pid) or procscan.brief(pid, root)
+        brief = found.briefs.get(pid) or proc.brief(pid, root)
         if brief is None or pid not in where:
             continue  # reaped since listed
         processes.append(
@@ -52,7 +52,7 @@ def _picture(found: namespaces.Discovery, pids: list[int], root: str) -> SystemV
                 pids=brief.nspid,
                 ns=where[pid],
                 ppid=brief.ppid,
-                command=procscan.command(pid, brief.name, root),
+                command=proc.command(pid, brief.name, root),
                 state=STATE_WORDS.get(brief.state, brief.state),
             )
         )

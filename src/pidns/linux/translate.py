@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno
 import os
 
-from pidns.linux import namespaces, nsfs, procscan
+from pidns.linux import namespaces, nsfs, proc
 
 METHOD_IOCTL = "ioctl"  # NS_GET_PID_FROM_PIDNS + NS_GET_PID_IN_PIDNS
 METHOD_NSPID = "nspid"  # /proc/PID/status NSpid + NS_GET_PARENT
@@ -92,7 +92,7 @@ def via_nspid(pid: int, source: int, target: int, root: str = "/proc") -> int:
         raise ProcessLookupError(errno.ESRCH, _no_such(pid))
     for inode in _descendants(found, source_inode):
         for member in spaces[inode].members:
-            status = found.briefs.get(member) or procscan.brief(member, root)
+            status = found.briefs.get(member) or proc.brief(member, root)
             if status is None:  # reaped since listed
                 continue
             if status.nspid[source_level] != pid:
