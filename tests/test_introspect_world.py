@@ -10,7 +10,7 @@
 Every init has PR_SET_PDEATHSIG=SIGKILL and ``close`` SIGKILLs the inits (the kernel then
 kills their namespaces) and reaps everything it started, so nothing outlives a test.
 ``truth`` reads /proc the plain way (readlink, /proc/PID/status, the lead's
-``syscalls.ns_id``) to compare the introspection code against.
+``nsfs.id_or_inode``) to compare the introspection code against.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from pidns.core import flags as cf
-from pidns.linux import proc, syscalls
+from pidns.linux import nsfs, proc, syscalls
 
 pytestmark = pytest.mark.real
 
@@ -101,7 +101,7 @@ def ns_inode(pid: int) -> int:
 def ns_id_of(path: str) -> int:
     fd = os.open(path, os.O_RDONLY)
     try:
-        return syscalls.ns_id(fd)
+        return nsfs.id_or_inode(fd)
     finally:
         os.close(fd)
 

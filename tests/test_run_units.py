@@ -11,6 +11,7 @@ import pytest
 
 from pidns.cli import exec as exec_cli
 from pidns.cli import run as run_cli
+from pidns.cli.options import UsageError
 from pidns.linux import init, launcher, spawn, userns
 
 KNOBS = {
@@ -117,7 +118,7 @@ def test_run_options_parse() -> None:
     options = args.options
     assert (options.wait_all, options.grace, options.map_user) == (True, 2.5, "current")
     assert run_cli.parse(["--", "--as-pid-1"]).argv == ["--as-pid-1"]
-    with pytest.raises(run_cli.UsageError, match="no command"):
+    with pytest.raises(UsageError, match="no command"):
         run_cli.parse(["--no-mount-proc"])
 
 
@@ -125,7 +126,7 @@ def test_exec_options_parse() -> None:
     assert exec_cli.parse(["-t", "5", "-m", "--", "ls"]) == (5, True, ["ls"])
     assert exec_cli.parse(["--target=7", "ls", "-m"]) == (7, False, ["ls", "-m"])
     assert exec_cli.parse(["--help"]) is None
-    with pytest.raises(exec_cli.UsageError, match="required"):
+    with pytest.raises(UsageError, match="required"):
         exec_cli.parse(["ls"])
 
 

@@ -13,7 +13,7 @@ import pytest
 
 import pidns
 from pidns.core import flags as cf
-from pidns.linux import syscalls
+from pidns.linux import nsfs, syscalls
 from test_run_support import in_child, needs_root
 
 pytestmark = [pytest.mark.real, needs_root]
@@ -119,15 +119,15 @@ def test_pid_in_ns_translates_into_a_namespace() -> None:
     with pidns.Popen(["sleep", "60"]) as process:
         fd = os.open(f"/proc/{process.init_pid}/ns/pid", os.O_RDONLY)
         try:
-            assert syscalls.pid_in_ns(fd, process.pid) == 2
-            assert syscalls.pid_in_ns(fd, process.init_pid) == 1
+            assert nsfs.pid_in(fd, process.pid) == 2
+            assert nsfs.pid_in(fd, process.init_pid) == 1
             with pytest.raises(OSError) as caught:
-                syscalls.pid_in_ns(fd, os.getpid())
+                nsfs.pid_in(fd, os.getpid())
             assert caught.value.errno == errno.ESRCH
-            assert syscalls.ns_ioctl(fd, syscalls.NS_GET_NSTYPE) == cf.NEWPID
+            assert syscalls.ns_ioctl(fd, nsfs.NS_GET_NSTYPE) == cf.NEWPID
             again = os.open(f"/proc/{process.pid}/ns/pid", os.O_RDONLY)
             mine = os.open("/proc/self/ns/pid", os.O_RDONLY)
-            assert syscalls.ns_id(fd) == syscalls.ns_id(again) != syscalls.ns_id(mine)
+            assert nsfs.id_or_inode(fd) == nsfs.id_or_inode(again) != nsfs.id_or_inode(mine)
             os.close(again)
             os.close(mine)
         finally:

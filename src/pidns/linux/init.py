@@ -41,7 +41,7 @@ import select
 import time
 
 from pidns.linux import fastsignal as signal
-from pidns.linux import mounts, spawn, syscalls, userns
+from pidns.linux import mounts, nsfs, spawn, syscalls, userns
 
 TYPE_CHECKING = False  # typing costs `pidns run` milliseconds of start-up: annotations only
 if TYPE_CHECKING:
@@ -200,7 +200,7 @@ def _serve(
         if fd > 2:
             os.close(fd)
     try:
-        host_pid = syscalls.pid_in_ns(host_pidns, cmd)
+        host_pid = nsfs.pid_in(host_pidns, cmd)
     except OSError:
         host_pid = 0  # a kernel without NS_GET_PID_IN_PIDNS (before 6.11)
     os.close(host_pidns)

@@ -26,7 +26,7 @@ import time
 
 from pidns.core import flags as cf
 from pidns.linux import fastsignal as signal
-from pidns.linux import mounts, spawn, syscalls, userns
+from pidns.linux import mounts, nsfs, spawn, syscalls, userns
 from pidns.linux.init import CATCHABLE, Plan, become_init, exit_status, send_line
 
 TYPE_CHECKING = False  # typing costs `pidns run` start-up time: annotations only
@@ -308,7 +308,7 @@ class Namespace:
                 continue
             try:
                 new = os.fstat(fd).st_ino != mine[kind]
-                self.namespace_ids[kind] = syscalls.ns_id(fd) if new else None
+                self.namespace_ids[kind] = nsfs.id_or_inode(fd) if new else None
             finally:
                 os.close(fd)
 

@@ -1,8 +1,8 @@
 """The nsfs ioctls on a pid namespace fd (include/uapi/linux/nsfs.h, fs/nsfs.c:ns_ioctl).
 
-A lean module on purpose: ``pidns ls`` and ``pidns tree`` are measured against lsns
-including start-up, and these need only ``fcntl``, not the ctypes machinery of
-``pidns.linux.syscalls`` (whose NS_GET_* constants have the same values).
+The one home of the nsfs ioctls. A lean module on purpose: ``pidns ls`` and ``pidns
+tree`` are measured against lsns including start-up, and these need only ``fcntl``, not
+the ctypes machinery of ``pidns.linux.syscalls``.
 
 Errors the kernel gives (6.18):
 - NS_GET_PARENT: EPERM unless the parent is the caller's active pid namespace or below it.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import os
 import sys
 
 _NSIO = 0xB7
@@ -33,8 +34,11 @@ def _ior(nr: int, size: int) -> int:
 NS_GET_USERNS = _io(0x1)
 NS_GET_PARENT = _io(0x2)
 NS_GET_NSTYPE = _io(0x3)
+NS_GET_OWNER_UID = _io(0x4)
 NS_GET_PID_FROM_PIDNS = _ior(0x6, 4)
+NS_GET_TGID_FROM_PIDNS = _ior(0x7, 4)
 NS_GET_PID_IN_PIDNS = _ior(0x8, 4)
+NS_GET_TGID_IN_PIDNS = _ior(0x9, 4)
 NS_GET_ID = _ior(0xD, 8)
 
 CLONE_NEWPID = 0x20000000  # what NS_GET_NSTYPE returns for a pid namespace
@@ -53,6 +57,15 @@ def namespace_id(fd: int) -> int | None:
             return None
         raise
     return int.from_bytes(buf, sys.byteorder)  # a __u64 in the machine's byte order
+
+
+def id_or_inode(fd: int) -> int:
+    """NS_GET_ID where the kernel has it, else the nsfs inode number (what lsns shows)."""
+    try:
+        found = namespace_id(fd)
+    except OSError:
+        found = None
+    return os.fstat(fd).st_ino if found is None else found
 
 
 def related(fd: int, request: int) -> int | None:

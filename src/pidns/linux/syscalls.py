@@ -54,9 +54,6 @@ MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
 MNT_DETACH = 2
 
-# include/uapi/linux/nsfs.h
-_NSIO = 0xB7
-
 
 def _io(kind: int, nr: int) -> int:
     return (kind << 8) | nr
@@ -69,16 +66,6 @@ def _ior(kind: int, nr: int, size: int) -> int:
 def _iowr(kind: int, nr: int, size: int) -> int:
     return (3 << 30) | (size << 16) | (kind << 8) | nr
 
-
-NS_GET_USERNS = _io(_NSIO, 0x1)
-NS_GET_PARENT = _io(_NSIO, 0x2)
-NS_GET_NSTYPE = _io(_NSIO, 0x3)
-NS_GET_OWNER_UID = _io(_NSIO, 0x4)
-NS_GET_PID_FROM_PIDNS = _ior(_NSIO, 0x6, 4)
-NS_GET_TGID_FROM_PIDNS = _ior(_NSIO, 0x7, 4)
-NS_GET_PID_IN_PIDNS = _ior(_NSIO, 0x8, 4)
-NS_GET_TGID_IN_PIDNS = _ior(_NSIO, 0x9, 4)
-NS_GET_ID = _ior(_NSIO, 0xD, 8)
 
 # include/uapi/linux/pidfd.h
 _PIDFS = 0xFF
@@ -270,16 +257,6 @@ def ns_ioctl(fd: int, request: int, arg: int = 0) -> int:
     return int(fcntl.ioctl(fd, request, arg))
 
 
-def ns_id(fd: int) -> int:
-    """NS_GET_ID: the namespace's 64-bit id (kernel >= 6.x); falls back to the inode."""
-    buf = bytearray(8)
-    try:
-        fcntl.ioctl(fd, NS_GET_ID, buf, True)
-    except OSError:
-        return os.fstat(fd).st_ino
-    return int(struct.unpack("Q", bytes(buf))[0])
-
-
 # The new mount API (fs/fsopen.c, fs/namespace.c): the same numbers on every architecture.
 SYS_MOVE_MOUNT = 429
 SYS_FSOPEN = 430
@@ -406,13 +383,6 @@ def read_signals(fd: int) -> list[SigInfo]:
             return found
 
 
-def pid_in_ns(ns_fd: int, pid: int) -> int:
-    """NS_GET_PID_IN_PIDNS: ``pid`` (a number in the caller's pid namespace) as the pid
-    namespace ``ns_fd`` sees it (fs/nsfs.c:ns_ioctl). ESRCH when it cannot see it;
-    ENOTTY on kernels without the ioctl."""
-    return int(fcntl.ioctl(ns_fd, NS_GET_PID_IN_PIDNS, pid))
-
-
 __all__ = [
     "clone",
     "clone_bare",
@@ -421,9 +391,7 @@ __all__ = [
     "fsopen",
     "mount",
     "move_mount",
-    "ns_id",
     "ns_ioctl",
-    "pid_in_ns",
     "pidfd_open",
     "pidfd_send_signal",
     "prctl",

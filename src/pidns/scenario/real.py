@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from pidns.core import errnos, signals
 from pidns.core import flags as cf
-from pidns.linux import proc, syscalls
+from pidns.linux import nsfs, proc, syscalls
 from pidns.scenario import ast, puppet
 from pidns.scenario.ast import Completion, Op, Outcome, ProcessSnapshot, Scenario, Snapshot, Step
 from pidns.scenario.backend import BackendError, Trace, UnsupportedStep, run
@@ -320,7 +320,7 @@ class _World:
         chain = [os.fstat(fd).st_ino]
         try:
             while len(chain) < depth:
-                parent = syscalls.ns_ioctl(fd, syscalls.NS_GET_PARENT)
+                parent = syscalls.ns_ioctl(fd, nsfs.NS_GET_PARENT)
                 os.close(fd)
                 fd = parent
                 chain.append(os.fstat(fd).st_ino)
