@@ -227,16 +227,17 @@ def test_inside_a_namespace_without_its_own_proc_the_host_proc_is_the_root() -> 
                     os.write(write_end, json.dumps(report).encode())
                 finally:
                     os._exit(0)
-            os.write(write_end, inner.to_bytes(4, "little"))
-            os.waitpid(inner, 0)
+            os.waitpid(inner, 0)  # its report is written: the pid goes after it
+            os.write(write_end, b"\n" + str(inner).encode())
         finally:
             os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as reader:
         raw = reader.read()
     os.waitpid(creator, 0)
-    inner_host_pid = int.from_bytes(raw[:4], "little")
-    report = json.loads(raw[4:])
+    text, _, pid = raw.rpartition(b"\n")
+    inner_host_pid = int(pid)
+    report = json.loads(text)
     assert report["aligned"] is False
     assert report["me"] == 1
     rows = {row["init"]: row for row in report["ls"]["namespaces"]}
