@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pidns.scenario import report
+from pidns.scenario.ast import Scenario
 from pidns.scenario.backend import Backend, ScenarioError, run
 from pidns.scenario.compare import Verdict, judge
 from pidns.scenario.model_backend import ModelBackend
@@ -81,8 +82,7 @@ class _Worlds:
 KERNEL_PROFILE = "6.18"  # the semantics of the kernels the real backend runs on
 
 
-def _run_both(worlds: _Worlds, scenario_text: str | None, path: str) -> Verdict:
-    scenario = parse(scenario_text, path) if scenario_text is not None else parse_file(path)
+def _run_both(worlds: _Worlds, scenario: Scenario) -> Verdict:
     if scenario.profile != KERNEL_PROFILE:
         verdict = judge([run(scenario, worlds.model())])
         verdict.notes.append(
@@ -112,18 +112,17 @@ def _emit(verdicts: list[Verdict], as_json: bool, verbose: bool, extra: dict[str
     return EXIT_FAIL if failed else EXIT_OK
 
 
-def _read_all(paths: list[str]) -> list[str] | None:
-    """Parse every file before anything runs: on the first error print it, return None."""
+def _read_all(paths: list[str]) -> list[Scenario] | None:
+    """Parse every file before anything runs (an unreadable file is a ScenarioError too):
+    on the first error print it and return None."""
+    scenarios = []
     for path in paths:
         try:
-            parse_file(path)
+            scenarios.append(parse_file(path))
         except ScenarioError as err:
             print(err.render(), file=sys.stderr)
             return None
-        except OSError as err:
-            print(f"pidns: cannot read {path}: {err.strerror}", file=sys.stderr)
-            return None
-    return paths
+    return scenarios
 
 
 def sim(argv: list[str]) -> int:
@@ -133,19 +132,21 @@ def sim(argv: list[str]) -> int:
     parser.add_argument("--png", metavar="OUT", help="the same picture as PNG")
     parser.add_argument("--world-level", type=int, default=1, help="kernel level of the world")
     args = parser.parse_args(argv)
-    if _read_all(args.files) is None:
+    scenarios = _read_all(args.files)
+    if scenarios is None:
         return EXIT_USAGE
     verdicts = []
-    for path in args.files:
+    for scenario in scenarios:
         try:
             backend = ModelBackend(world_level=args.world_level)
-            trace = run(parse_file(path), backend)
+            trace = run(scenario, backend)
         except ScenarioError as err:
             print(err.render(), file=sys.stderr)
             return EXIT_USAGE
         verdicts.append(judge([trace]))
+        several = len(scenarios) > 1
         for fmt, out in (("svg", args.svg), ("png", args.png)):
-            if out and (status := _picture(backend, out, fmt, path, len(args.files) > 1)):
+            if out and (status := _picture(backend, out, fmt, scenario.path, several)):
                 return status
     return _emit(verdicts, args.json, True if not args.json else args.verbose, {})
 
@@ -191,15 +192,16 @@ def check(argv: list[str]) -> int:
         parser.error("give scenario files, or --random N")
     if args.random is not None and args.random < 0:
         parser.error("--random needs a count >= 0")
-    if _read_all(args.files) is None:
+    scenarios = _read_all(args.files)
+    if scenarios is None:
         return EXIT_USAGE
     worlds = _Worlds()
     verdicts: list[Verdict] = []
     extra: dict[str, Any] = {}
     try:
-        for path in args.files:
+        for scenario in scenarios:
             try:
-                verdicts.append(_run_both(worlds, None, path))
+                verdicts.append(_run_both(worlds, scenario))
             except ScenarioError as err:
                 print(err.render(), file=sys.stderr)
                 return EXIT_USAGE
@@ -227,14 +229,14 @@ def _random_batch(
         name = f"random-{seed}-{number}.pidns"
         text = generate(rng, steps=steps, world_level=worlds.world_level)
         try:
-            verdict = _run_both(worlds, text, name)
+            verdict = _run_both(worlds, parse(text, name))
         except ScenarioError as err:  # the generator's own bug: report, never hide
             raise SetupError(f"generated scenario {name} is invalid: {err}") from None
         if not verdict.ok:
             small = shrink(text, _fails_on(worlds))
             path = _save(save, name, small, seed, number, text)
             saved.append(path)
-            verdict = _run_both(worlds, small, path)
+            verdict = _run_both(worlds, parse(small, path))
         verdicts.append(verdict)
     return saved
 
@@ -242,7 +244,7 @@ def _random_batch(
 def _fails_on(worlds: _Worlds) -> Callable[[str], bool]:
     def still_fails(text: str) -> bool:
         try:
-            return not _run_both(worlds, text, "<shrinking>").ok
+            return not _run_both(worlds, parse(text, "<shrinking>")).ok
         except ScenarioError:
             return False
 
@@ -268,7 +270,7 @@ def demo(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     worlds = _Worlds()
     try:
-        verdict = _run_both(worlds, SEED_LOGIN_FLOW, "seed-login-flow.pidns")
+        verdict = _run_both(worlds, parse(SEED_LOGIN_FLOW, "seed-login-flow.pidns"))
     except SetupError as err:
         print(f"pidns demo: {err}", file=sys.stderr)
         return EXIT_SETUP
