@@ -83,10 +83,6 @@ class Kernel:
         ns = create.open_ns_link(self, _running(task), target, for_children)
         create.setns(self, task, ns)
 
-    def setns_to(self, task: Task, ns: PidNamespace) -> None:
-        """setns with a namespace file already open (e.g. a bind mount or a held fd)."""
-        create.setns(self, _running(task), ns)
-
     # ---- exit and wait ----------------------------------------------------------------
 
     def exit(self, task: Task, code: int) -> None:
@@ -209,9 +205,6 @@ class Kernel:
         if from_ns is not None and nr_in(task, from_ns) == 0:
             return ()
         return task.numbers[start:]
-
-    def level_of(self, ns: PidNamespace) -> int:
-        return ns.level
 
     def live_tasks(self) -> Iterator[Task]:
         return iter(self.tasks)

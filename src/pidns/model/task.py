@@ -16,8 +16,6 @@ import enum
 import itertools
 from typing import TYPE_CHECKING
 
-from pidns.core import signals
-
 if TYPE_CHECKING:
     from pidns.model.namespace import PidNamespace, UserNamespace
 
@@ -193,10 +191,6 @@ class Task:
         if self.exit_status & 0x7F:
             return False, self.exit_status & 0x7F
         return True, (self.exit_status >> 8) & 0xFF
-
-    def describe_status(self) -> str:
-        normal, value = self.exited_status()
-        return f"exited {value}" if normal else f"killed {signals.name(value)}"
 
 
 def capable(task: Task, target: UserNamespace) -> bool:
