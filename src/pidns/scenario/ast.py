@@ -127,10 +127,6 @@ def pid_value(pid: int) -> str:
     return str(pid)
 
 
-def errno_value(name: str) -> str:
-    return name
-
-
 def list_value(items: Iterable[object]) -> str:
     return "[" + ", ".join(str(i) for i in items) + "]"
 

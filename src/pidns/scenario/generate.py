@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from pidns.scenario.ast import BLOCKS, Scenario
+from pidns.scenario.ast import BLOCKS
 from pidns.scenario.backend import ScenarioError, UnsupportedStep
 from pidns.scenario.model_backend import ModelBackend
 from pidns.scenario.parser import parse
@@ -186,7 +186,3 @@ def shrink(text: str, still_fails: Callable[[str], bool], budget: int = 200) -> 
 
 def _render_plain(header: str, lines: list[str]) -> str:
     return "".join(f"{line}\n" for line in [header, *lines])
-
-
-def as_scenario(text: str, name: str) -> Scenario:
-    return parse(text, name)
