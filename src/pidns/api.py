@@ -70,10 +70,6 @@ class CompletedProcess(subprocess.CompletedProcess[Any]):
         return {} if self._namespace is None else self._namespace.report()
 
 
-def _environment(env: Mapping[str, str] | None) -> dict[str, str] | None:
-    return None if env is None else {os.fsdecode(k): os.fsdecode(v) for k, v in env.items()}
-
-
 def _command(args: Args, shell: bool) -> tuple[list[str], Any]:
     if isinstance(args, (str, bytes, os.PathLike)):
         if shell:

@@ -61,7 +61,6 @@ class _Worlds:
     """Makes backends whose worlds sit at the same kernel level."""
 
     def __init__(self) -> None:
-        self._real: Any = None
         self.world_level = 1
         self.mapped_uids: frozenset[int] | None = None
 

@@ -77,17 +77,3 @@ def parse(text: str) -> int:
             raise ValueError(f"unknown clone flag {part.strip()!r}")
         value |= BY_NAME[name]
     return value
-
-
-def format_flags(value: int) -> str:
-    """The flag word as the scenario language writes it (``"NEWPID|NEWUSER"``, ``"0"``)."""
-    if value == 0:
-        return "0"
-    names = [name for name, bit in BY_NAME.items() if name != "NEWTIME" and value & bit == bit]
-    rest = value & ~sum(BY_NAME[n] for n in names)
-    if rest & NEWTIME:
-        names.append("NEWTIME")
-        rest &= ~NEWTIME
-    if rest:
-        names.append(hex(rest))
-    return "|".join(names)

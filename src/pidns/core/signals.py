@@ -78,7 +78,3 @@ def default_action(num: int) -> Action:
     if num in _COREDUMP:
         return Action.COREDUMP
     return Action.TERMINATE
-
-
-def is_catchable(num: int) -> bool:
-    return num not in (KILL, STOP)

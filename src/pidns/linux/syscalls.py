@@ -32,8 +32,6 @@ _libc_gil.syscall.restype = ctypes.c_long
 _libc.syscall.restype = ctypes.c_long
 
 SYS_CLONE3 = 435  # the same number on every architecture (asm-generic and x86)
-SYS_PIDFD_SEND_SIGNAL = 424
-SYS_SETNS = {"x86_64": 308, "aarch64": 268}.get(os.uname().machine, 308)
 
 PR_SET_PDEATHSIG = 1
 PR_GET_PDEATHSIG = 2
@@ -61,10 +59,6 @@ def _io(kind: int, nr: int) -> int:
 
 def _ior(kind: int, nr: int, size: int) -> int:
     return (2 << 30) | (size << 16) | (kind << 8) | nr
-
-
-def _iowr(kind: int, nr: int, size: int) -> int:
-    return (3 << 30) | (size << 16) | (kind << 8) | nr
 
 
 # include/uapi/linux/pidfd.h

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pidns.core import errnos
-from pidns.scenario.ast import BLOCKS, SKIPPED, Completion, Op, Outcome, Scenario, Snapshot, Step
+from pidns.scenario.ast import BLOCKS, SKIPPED, Completion, Outcome, Scenario, Snapshot, Step
 
 
 class ScenarioError(Exception):
@@ -76,9 +76,6 @@ class Trace:
     scenario: Scenario
     records: list[Record] = field(default_factory=list)
     error: str | None = None  # the backend failed (not a divergence): why
-
-
-CREATING_OPS = (Op.FORK, Op.CLONE)
 
 
 BUSY = "busy"  # the result of a step whose actor was still blocked (non-strict runs only)

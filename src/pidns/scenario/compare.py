@@ -90,10 +90,6 @@ class Verdict:
     def ok(self) -> bool:
         return not (self.failures or self.diffs or self.errors)
 
-    @property
-    def diverges(self) -> bool:
-        return bool(self.diffs)
-
 
 def judge(traces: list[Trace]) -> Verdict:
     verdict = Verdict(traces)
