@@ -57,10 +57,6 @@ def _io(kind: int, nr: int) -> int:
     return (kind << 8) | nr
 
 
-def _ior(kind: int, nr: int, size: int) -> int:
-    return (2 << 30) | (size << 16) | (kind << 8) | nr
-
-
 # include/uapi/linux/pidfd.h
 _PIDFS = 0xFF
 PIDFD_GET_PID_NAMESPACE = _io(_PIDFS, 5)
