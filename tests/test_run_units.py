@@ -12,52 +12,83 @@ import pytest
 from pidns.cli import exec as exec_cli
 from pidns.cli import run as run_cli
 from pidns.cli.options import UsageError
-from pidns.linux import init, launcher, spawn, userns
+from pidns.linux import diagnose, init, launcher, spawn, userns
 
-KNOBS = {
+KNOBS: dict[str, int | None] = {
     "user.max_user_namespaces": 15000,
+    "user.max_pid_namespaces": 15000,
     "kernel.unprivileged_userns_clone": None,
     "kernel.apparmor_restrict_unprivileged_userns": None,
 }
 
 
+def explain(err: int, sysctls: dict[str, int | None], step: str = "clone", seccomp: int = 0) -> str:
+    """The one-line message for a failed step of an unprivileged caller, with these
+    sysctls and seccomp mode (the rest of the facts as found here)."""
+    facts = diagnose.Facts()
+    facts.sysctls = sysctls
+    facts.status = facts.status._replace(cap_eff=0, seccomp=seccomp)
+    facts.container = None
+    return str(diagnose.refusal(step, err, user=True, facts=facts))
+
+
 @pytest.mark.parametrize(
-    ("knob", "value", "err", "names"),
+    ("knob", "value", "step", "err", "names"),
     [
-        ("user.max_user_namespaces", 0, errno.ENOSPC, "sysctl -w user.max_user_namespaces="),
-        ("kernel.unprivileged_userns_clone", 0, errno.EPERM, "unprivileged_userns_clone=1"),
         (
+            "user.max_user_namespaces",
+            0,
+            "clone",
+            errno.ENOSPC,
+            "sysctl -w user.max_user_namespaces=",
+        ),
+        (
+            "kernel.unprivileged_userns_clone",
+            0,
+            "clone",
+            errno.EPERM,
+            "unprivileged_userns_clone=1",
+        ),
+        (  # the namespace is made; writing its maps is denied
             "kernel.apparmor_restrict_unprivileged_userns",
             1,
+            "user_namespace",
             errno.EPERM,
             "apparmor_restrict_unprivileged_userns=0",
         ),
     ],
 )
 def test_each_disabling_knob_is_named_with_its_fix(
-    knob: str, value: int, err: int, names: str
+    knob: str, value: int, step: str, err: int, names: str
 ) -> None:
-    text = userns.explain(err, {**KNOBS, knob: value})
+    text = explain(err, {**KNOBS, knob: value}, step)
     assert f"{knob} = {value}" in text
     assert names in text
     assert "\n" not in text
 
 
 def test_other_user_namespace_failures_are_explained_too() -> None:
-    assert "limit is reached" in userns.explain(errno.ENOSPC, KNOBS)
-    assert "user.max_user_namespaces = 15000" in userns.explain(errno.ENOSPC, KNOBS)
-    assert "seccomp" in userns.explain(errno.EPERM, KNOBS)
-    assert userns.explain(errno.ENOMEM, KNOBS).endswith(os.strerror(errno.ENOMEM))
+    assert "limit is reached" in explain(errno.ENOSPC, KNOBS)
+    assert "user.max_user_namespaces = 15000" in explain(errno.ENOSPC, KNOBS)
+    assert "seccomp" not in explain(errno.EPERM, KNOBS)  # no filter here: not the cause
+    seccomp = explain(errno.EPERM, KNOBS, seccomp=diagnose.SECCOMP_FILTER)
+    assert "seccomp filter" in seccomp
+    assert "--security-opt seccomp=unconfined" in seccomp
+    assert "Docker's default profile" in explain(errno.ENOSYS, KNOBS, seccomp=2)
+    assert "apparmor" in explain(
+        errno.EPERM, {**KNOBS, "kernel.apparmor_restrict_unprivileged_userns": 1}, "mount"
+    )
+    assert explain(errno.ENOMEM, KNOBS).endswith(os.strerror(errno.ENOMEM))
     # AppArmor's restriction shows as EPERM/EACCES, not as a limit
     apparmor = {**KNOBS, "kernel.apparmor_restrict_unprivileged_userns": 1}
-    assert "limit" in userns.explain(errno.ENOSPC, apparmor)
+    assert "limit" in explain(errno.ENOSPC, apparmor)
 
 
 def test_the_sysctls_are_read_from_proc() -> None:
-    values = userns.read_sysctls()
+    values = diagnose.read_sysctls()
     with open("/proc/sys/user/max_user_namespaces") as f:
         assert values["user.max_user_namespaces"] == int(f.read())
-    assert set(values) == {name for name, _ in userns.SYSCTLS}
+    assert set(values) == {name for name, _ in diagnose.SYSCTLS}
 
 
 def test_id_maps_and_status() -> None:

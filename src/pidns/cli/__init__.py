@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("pidns.cli.check", "run scenarios on the model and the kernel, report divergences"),
     "demo": ("pidns.cli.check", "the seed's login flow on both backends, side by side"),
     "login-test": ("pidns.cli.login", "the seed's PAM login flow, for real"),
+    "doctor": ("pidns.cli.doctor", "what this environment allows, and why not"),
 }
 
 

@@ -80,6 +80,11 @@ def _cwd() -> str | None:
 
 def _explain(err: int, target: int) -> str:
     if err == errno.EPERM:
+        from pidns.linux import diagnose  # noqa: PLC0415 (only once setns failed)
+
+        facts = diagnose.Facts()
+        if facts.status.seccomp == diagnose.SECCOMP_FILTER:  # refused before any check
+            return str(diagnose.refusal("setns", err, user=False, facts=facts))
         return (
             f"not permitted to join the namespaces of process {target} (that needs ptrace "
             "access to it and CAP_SYS_ADMIN over the user namespace that owns them)"

@@ -26,7 +26,7 @@ import time
 
 from pidns.core import flags as cf
 from pidns.linux import fastsignal as signal
-from pidns.linux import mounts, nsfs, spawn, syscalls, userns
+from pidns.linux import nsfs, spawn, syscalls, userns
 from pidns.linux.init import CATCHABLE, Plan, become_init, exit_status, send_line
 
 TYPE_CHECKING = False  # typing costs `pidns run` start-up time: annotations only
@@ -428,49 +428,23 @@ def _describe(wait_status: int) -> str:
 
 
 def _clone_failure(err: int, flags: int) -> SetupError:
-    if flags & cf.NEWUSER:
-        return SetupError(err, userns.explain(err, userns.read_sysctls()))
-    if err == errno.EPERM:
-        text = "creating a pid namespace needs CAP_SYS_ADMIN; try --map-root-user"
-    elif err == errno.ENOSPC:
-        text = "the pid namespace limit is reached (sysctl user.max_pid_namespaces, or 32 levels)"
-    else:
-        text = f"cannot create the namespaces: {os.strerror(err)}"
-    return SetupError(err, text)
+    from pidns.linux import diagnose  # noqa: PLC0415 (only once something failed)
+
+    return SetupError(err, str(diagnose.refusal("clone", err, user=bool(flags & cf.NEWUSER))))
 
 
 def _setup_failure(line: str, argv: list[str], flags: int) -> OSError:
     """The exception for an ``F`` line of the init."""
+    from pidns.linux import diagnose  # noqa: PLC0415 (only once something failed)
+
     head, _, text = line.partition("\t")
     _, _status, err_text, stage = head.split()
     err = int(err_text)
     if stage == "exec":
         return OSError(err, text, argv[0])
-    in_userns = bool(flags & cf.NEWUSER)
-    if stage == "user_namespace" and err == errno.EACCES and not _dumpable():
-        # /proc/PID files of a non-dumpable process belong to root (fs/proc/base.c:
-        # task_dump_owner), so it cannot write its own uid_map.
-        return SetupError(
-            err,
-            "cannot write the user namespace's id maps: this process is not dumpable "
-            "(it changed uid without exec); exec pidns instead, or prctl(PR_SET_DUMPABLE, 1)",
-        )
-    if in_userns and err in (errno.EPERM, errno.EACCES) and stage in ("user_namespace", "mount"):
-        return SetupError(err, userns.explain(err, userns.read_sysctls()))
-    if stage == "proc" and err in (errno.EPERM, errno.EACCES):
-        sysctls = userns.read_sysctls() if in_userns else {}
-        if sysctls.get("kernel.apparmor_restrict_unprivileged_userns") == 1:
-            return SetupError(err, userns.explain(err, sysctls))
-        return SetupError(
-            err, f"cannot mount a fresh /proc: {text}; {mounts.mount_failure_hint(in_userns)}"
-        )
-    where = {
-        "user_namespace": "cannot write the user namespace's id maps",
-        "mount": "cannot make the mounts private",
-        "proc": "cannot mount a fresh /proc",
-        "cwd": "cannot change to the working directory",
-    }.get(stage, "cannot set the namespace up")
-    return SetupError(err, f"{where}: {text}")
+    if stage == "setup":  # not an OSError in the init: its text says what
+        return SetupError(err or errno.EIO, f"cannot set the namespace up: {text}")
+    return SetupError(err, str(diagnose.refusal(stage, err, user=bool(flags & cf.NEWUSER))))
 
 
 # -- the command-line launcher -------------------------------------------------------------
@@ -549,8 +523,3 @@ def _take_terminal_back(terminal: int, group: int) -> None:
             os.tcsetpgrp(terminal, os.getpgrp())
     except OSError:
         pass
-
-
-def _dumpable() -> bool:
-    """prctl(PR_GET_DUMPABLE)."""
-    return bool(syscalls.prctl(syscalls.PR_GET_DUMPABLE))

@@ -21,20 +21,12 @@ def make_private_recursive(root: str = "/") -> None:
     syscalls.mount(None, root, None, syscalls.MS_REC | syscalls.MS_PRIVATE)
 
 
-def mount_proc(target: str = "/proc") -> None:
-    """A procfs for the caller's pid namespace, over ``target``.
+def mount_proc(target: str = "/proc", *, subset_pid: bool = False) -> None:
+    """A procfs for the caller's pid namespace, over ``target``; with ``subset_pid``, one
+    with only the process directories (``subset=pid``, fs/proc/root.c, 5.8+).
 
     Inside a user namespace the kernel allows it only when an existing procfs is fully
-    visible in this mount namespace (fs/namespace.c:mnt_already_visible); otherwise EPERM.
+    visible in this mount namespace (fs/namespace.c:mnt_already_visible); otherwise EPERM
+    (why, and what to do instead: linux/diagnose.py).
     """
-    syscalls.mount("proc", target, "proc", PROC_FLAGS)
-
-
-def mount_failure_hint(in_user_namespace: bool) -> str:
-    """What to tell the user when the /proc mount is refused with EPERM."""
-    if in_user_namespace:
-        return (
-            "an unprivileged /proc needs the host's /proc fully visible (no file or "
-            "directory mounted over parts of it); use --no-mount-proc"
-        )
-    return "use --no-mount-proc"
+    syscalls.mount("proc", target, "proc", PROC_FLAGS, "subset=pid" if subset_pid else None)
