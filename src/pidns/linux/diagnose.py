@@ -436,7 +436,7 @@ def _sysctl_checks(facts: Facts) -> list[Check]:
             continue
         state, cause = OK, ""
         if name.startswith("user.max_") and value == 0:
-            state, cause = REFUSED, f"0 refuses every {name[9:-12]} namespace"
+            state, cause = REFUSED, f"0 refuses every {name[9:-11]} namespace"
         elif name == "kernel.unprivileged_userns_clone" and value == 0:
             state = NOTE if facts.privileged else REFUSED
             cause = "0 refuses user namespaces to unprivileged callers"
