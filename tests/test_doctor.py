@@ -217,3 +217,20 @@ def test_a_failure_is_one_line_in_the_unit_of_the_facts() -> None:
     assert "subset=pid" in allowed.fix
     assert facts.proc.option("hidepid") == "invisible"
     assert os.sep not in str(why).split(";")[1].split()[0]  # "use", not a path
+
+
+def test_kernel_features_come_from_the_probe_module() -> None:
+    def scenario() -> tuple[int, str, str]:
+        from pidns.linux import features  # noqa: PLC0415
+
+        os.environ[features.ENV] = "per_ns_pid_max"
+        features.forget()
+        return cli_captured(["doctor", "--json"])
+
+    status, out, _ = in_child(scenario)
+    doc = json.loads(out)
+    assert row(doc, "feature pidfd_open")["state"] == "ok"
+    missing = row(doc, "feature per_ns_pid_max")
+    assert missing["state"] == "note"
+    assert missing["detail"].startswith("missing: a pid_max per pid namespace (Linux 6.14)")
+    assert status == 0  # a missing feature with a fallback does not stop isolation

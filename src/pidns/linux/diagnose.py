@@ -548,6 +548,7 @@ def examine() -> Examination:
             + (f", hidepid={hidepid}: other users' processes hidden" if hidepid else ""),
         )
     )
+    checks += _feature_checks()
     checks.append(_subids())
     checks.append(_fallback_check())
     pid_ok = results["pid"].ok
@@ -566,6 +567,26 @@ def examine() -> Examination:
             "pidns run --fallback subreaper runs commands without pid isolation"
         )
     return Examination(checks, full, pid_ok, summary)
+
+
+def _feature_checks() -> list[Check]:
+    """One row per kernel feature of the probe module (linux/features.py)."""
+    from pidns.linux import features  # noqa: PLC0415
+
+    checks = []
+    for name, row in features.FEATURES.items():
+        try:
+            present = features.has(name)
+        except OSError as exc:
+            checks.append(Check(f"feature {name}", NOTE, f"cannot tell: {exc.strerror}"))
+            continue
+        if present:
+            checks.append(Check(f"feature {name}", OK, f"{row.what} (Linux {row.since})"))
+        else:
+            instead = f"; pidns uses {row.fallback}" if row.fallback else ""
+            detail = f"missing: {row.what} (Linux {row.since}){instead}"
+            checks.append(Check(f"feature {name}", NOTE, detail))
+    return checks
 
 
 def _fallback_check() -> Check:
