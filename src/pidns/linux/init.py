@@ -13,22 +13,32 @@ The loop (``Init.serve``) waits on that signalfd and on a pidfd of the launcher,
 the launcher before clone3, so the init learns of the launcher's death however early it
 happens (a pidfd polls readable once its process has exited: kernel/pid.c:pidfd_poll).
 
-Shutdown policy:
-- the command exits: every other process of the namespace is SIGKILLed at once
-  (kill(-1), kernel/signal.c:kill_something_info, reaches every process of the namespace
-  and of the namespaces below it, not the init itself), unless ``wait_all``: then the init
-  waits until the namespace is empty, after TERM to everyone and KILL ``grace`` seconds
-  later when a grace period is set;
-- the launcher dies: SIGKILL to everything and exit (the kernel would do the same when
-  pid 1 exits: kernel/pid_namespace.c:zap_pid_ns_processes);
+Shutdown policy (one ``shutdown(sig)``: ``sig`` to every process left, then, unless it
+was SIGKILL, SIGKILL to whatever remains ``grace`` seconds later, DEFAULT_GRACE without one):
+- the command exits: ``kill_signal`` (SIGKILL unless set) to every other process of the
+  namespace (kill(-1), kernel/signal.c:kill_something_info, reaches every process of the
+  namespace and of the namespaces below it, not the init itself), unless ``wait_all``:
+  then the init waits until the namespace is empty, after ``kill_signal`` (SIGTERM unless
+  set) when a grace period is set;
+- the ``timeout`` runs out: ``kill_signal`` (SIGTERM unless set) to every process, and the
+  run counts as timed out (exit 124, as timeout(1));
+- the launcher dies: ``launcher_death_signal`` (SIGKILL unless set) to everything; with
+  SIGKILL the init exits at once (the kernel then kills the rest when pid 1 exits:
+  kernel/pid_namespace.c:zap_pid_ns_processes);
 - the init exits with the command's status (N, or 128+S), and reports the exact wait
   status to the launcher on the status channel.
 
+Signals the init forwards go through ``rewrite`` first (FROM -> TO, TO 0 drops it, as
+dumb-init's -r); with ``verbose`` it logs on its stderr what it forwards, reaps and
+kills, as tini -v does.
+
 Status channel (a pipe to the launcher), one ASCII line per message:
+``N <kind>=<inode> ...``: the init's namespaces (with ``namespace_inodes``), then
 ``R <pid in ns> <host pid> <t>``: the command runs; ``F <status> <errno> <stage>\\t<text>``:
 setup failed; ``T <signal>``: the command was stopped by a terminal signal;
-``X <wait status> <t spawned> <t exited> <t done> <orphans> <killed> <pids,> <signals,>``:
-the end. Times are CLOCK_MONOTONIC nanoseconds.
+``X <wait status> <t spawned> <t exited> <t done> <orphans> <killed> <pids,> <signals,>
+<flags>``: the end (flags: ``t`` the timeout ran out, ``-`` none).
+Times are CLOCK_MONOTONIC nanoseconds.
 """
 
 from __future__ import annotations
@@ -56,6 +66,7 @@ CATCHABLE = tuple(
     sorted(int(s) for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP))
 )
 MAX_LISTED = 1000  # pids and signals listed in the report; counts are always exact
+DEFAULT_GRACE = 10.0  # seconds between a catchable shutdown signal and SIGKILL (docker's)
 
 
 class Plan:
@@ -75,14 +86,21 @@ class Plan:
         "grace",
         "id_map",
         "job_control",
+        "kill_signal",
+        "launcher_death_signal",
         "mount_proc",
+        "namespace_inodes",
         "new_group",
         "parent_death_signal",
         "pass_fds",
         "path",
+        "pid_file",
+        "rewrite",
         "stdio",
         "terminal",
+        "timeout",
         "uid",
+        "verbose",
         "wait_all",
     )
 
@@ -105,6 +123,13 @@ class Plan:
         parent_death_signal: bool = False,
         pass_fds: tuple[int, ...] | None = None,
         new_group: bool = True,
+        kill_signal: int = 0,
+        launcher_death_signal: int = SIGKILL,
+        timeout: float | None = None,
+        rewrite: dict[int, int] | None = None,
+        verbose: bool = False,
+        pid_file: int = -1,
+        namespace_inodes: bool = False,
     ) -> None:
         self.argv = argv
         self.path = path  # argv[0] resolved on PATH
@@ -127,6 +152,14 @@ class Plan:
         # the command leads a process group of its own (always with a terminal to give it,
         # or signals to forward to its group)
         self.new_group = new_group or terminal >= 0 or forward_to_group
+        self.kill_signal = kill_signal  # 0: SIGKILL at the shutdown, SIGTERM at the timeout
+        self.launcher_death_signal = launcher_death_signal  # to everything if the launcher dies
+        self.timeout = timeout  # seconds from the command's start
+        self.rewrite = rewrite or {}  # signal -> signal to forward instead (0: drop it)
+        self.verbose = verbose
+        self.pid_file = pid_file  # an fd open for writing: the command's host pid, before exec
+        self.namespace_inodes = namespace_inodes  # report them (N line): the init may exit
+        # as soon as the command does, and an exited process's /proc/PID/ns links go with it
 
 
 def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) -> NoReturn:
@@ -137,7 +170,9 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
         if plan.id_map is not None:
             stage = "user namespace"
             userns.write_id_maps(plan.id_map, plan.uid, plan.gid)
-        if plan.parent_death_signal:
+        if plan.parent_death_signal and plan.launcher_death_signal == SIGKILL:
+            # (a catchable launcher_death_signal is the pidfd watch's alone: the kernel's
+            # signal would kill the init, and with it the namespace, at once)
             syscalls.set_parent_death_signal(SIGKILL)
         if plan.mount_proc:
             stage = "mount"
@@ -148,7 +183,8 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
             stage = "cwd"
             os.chdir(plan.cwd)
         if plan.pass_fds is not None:
-            keep = {0, 1, 2, channel, launcher_pidfd, host_pidns, plan.terminal, *plan.stdio}
+            keep = {0, 1, 2, channel, launcher_pidfd, host_pidns, plan.terminal, plan.pid_file}
+            keep |= set(plan.stdio)
             _close_fds_except(keep | set(plan.pass_fds))
             for fd in plan.pass_fds:
                 os.set_inheritable(fd, True)
@@ -161,19 +197,13 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
                 stdio=plan.stdio,
                 new_group=plan.new_group,
                 terminal=plan.terminal,
-                parent_death_signal=SIGKILL,  # no init to watch the launcher: the only line
+                # no init to watch the launcher: the only line
+                parent_death_signal=plan.launcher_death_signal,
                 watch_pidfd=launcher_pidfd,
             )
         syscalls.prctl(syscalls.PR_SET_NAME, _NAME_ADDRESS)
         sfd = syscalls.signalfd(CATCHABLE)
-        if plan.terminal >= 0:
-            cmd = spawn.fork_exec(
-                plan.path, plan.argv, plan.env, stdio=plan.stdio, terminal=plan.terminal
-            )
-        else:
-            cmd = spawn.spawn(
-                plan.path, plan.argv, plan.env, stdio=plan.stdio, new_group=plan.new_group
-            )
+        cmd, host_pid = _start_command(plan, host_pidns)
     except OSError as exc:
         err = exc.errno or errno.EIO
         status = spawn.exit_status_for(err) if stage == "exec" else spawn.EXIT_SETUP
@@ -184,37 +214,91 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
         send_line(channel, f"F {spawn.EXIT_SETUP} 0 setup\t{type(exc).__name__}: {exc}")
         os._exit(spawn.EXIT_SETUP)
     try:
-        status = _serve(plan, cmd, sfd, channel, launcher_pidfd, host_pidns)
+        status = _serve(plan, cmd, host_pid, sfd, channel, launcher_pidfd)
     except BaseException:  # a bug of ours after the command started: end it all
         _kill_all(SIGKILL)
         os._exit(spawn.EXIT_SETUP)
     os._exit(exit_status(status))
 
 
-def _serve(
-    plan: Plan, cmd: int, sfd: int, channel: int, launcher_pidfd: int, host_pidns: int
-) -> int:
+def _start_command(plan: Plan, host_pidns: int) -> tuple[int, int]:
+    """Start the command: (its pid here, its pid in the launcher's namespace, 0 if unknown).
+
+    posix_spawn unless code must run between fork and exec: giving it the terminal, or
+    writing the pid file before it runs (the child then waits at a gate until it is).
+    """
+    host_pid = 0
+
+    def ready(pid: int) -> None:
+        nonlocal host_pid
+        host_pid = _host_pid(host_pidns, pid)
+        if plan.pid_file >= 0:
+            try:
+                os.write(plan.pid_file, f"{host_pid}\n".encode())
+            finally:
+                os.close(plan.pid_file)
+
+    if plan.terminal >= 0 or plan.pid_file >= 0:
+        cmd = spawn.fork_exec(
+            plan.path,
+            plan.argv,
+            plan.env,
+            stdio=plan.stdio,
+            terminal=plan.terminal,
+            new_group=plan.new_group,
+            ready=ready,
+        )
+    else:
+        cmd = spawn.spawn(
+            plan.path, plan.argv, plan.env, stdio=plan.stdio, new_group=plan.new_group
+        )
+        ready(cmd)
+    os.close(host_pidns)
+    return cmd, host_pid
+
+
+def _namespace_inodes() -> list[str]:
+    """``kind=inode`` of each of the init's namespaces (statusfd.KINDS)."""
+    found = []
+    for kind in ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"):
+        try:
+            found.append(f"{kind}={os.stat(f'/proc/self/ns/{kind}').st_ino}")
+        except OSError:
+            continue
+    return found
+
+
+def _host_pid(host_pidns: int, pid: int) -> int:
+    try:
+        return nsfs.pid_in(host_pidns, pid)
+    except OSError:
+        return 0  # a kernel without NS_GET_PID_IN_PIDNS (before 6.11)
+
+
+def _serve(plan: Plan, cmd: int, host_pid: int, sfd: int, channel: int, launcher_pidfd: int) -> int:
     """Report the command started, serve until the namespace is empty, report the end."""
     t_spawned = time.monotonic_ns()
     for fd in set(plan.stdio):  # stderr may be stdout's fd (STDOUT)
         if fd > 2:
             os.close(fd)
-    try:
-        host_pid = nsfs.pid_in(host_pidns, cmd)
-    except OSError:
-        host_pid = 0  # a kernel without NS_GET_PID_IN_PIDNS (before 6.11)
-    os.close(host_pidns)
+    if plan.namespace_inodes:
+        send_line(channel, "N " + " ".join(_namespace_inodes()))
     send_line(channel, f"R {cmd} {host_pid} {t_spawned}")
     init = Init(plan, cmd, sfd, launcher_pidfd, channel)
+    if plan.verbose:
+        init.log(f"started {plan.argv[0]} as pid {cmd} (host pid {host_pid})")
     status = init.serve()
     t_done = time.monotonic_ns()
     killed = ",".join(str(p) for p in init.killed[:MAX_LISTED]) or "-"
     signals = ",".join(str(s) for s in init.forwarded[:MAX_LISTED]) or "-"
+    flags = "t" if init.timed_out else "-"
     send_line(
         channel,
         f"X {status} {t_spawned} {init.t_exited} {t_done} {init.orphans} "
-        f"{init.killed_count} {killed} {signals}",
+        f"{init.killed_count} {killed} {signals} {flags}",
     )
+    if plan.verbose:
+        init.log(f"the namespace is empty; exiting with {exit_status(status)}")
     return status
 
 
@@ -282,7 +366,19 @@ class Init:
         self.killed_count = 0
         self.forwarded: list[int] = []
         self.shutting_down = False
+        self.timed_out = False
+        self.abandoned = False  # the launcher is gone
         self.deadline: float | None = None  # when the grace period ends (monotonic)
+        self.timeout_at: float | None = None
+        if plan.timeout is not None:
+            self.timeout_at = time.monotonic() + plan.timeout
+
+    def log(self, text: str) -> None:
+        """One line on the init's stderr (``--verbose``); a closed stderr is no error."""
+        try:
+            os.write(2, f"pidns-init: {text}\n".encode())
+        except OSError:
+            return
 
     def serve(self) -> int:
         """Run until the command has exited and no child is left; its wait status."""
@@ -293,16 +389,29 @@ class Init:
         while True:
             if self.cmd_status is not None and self.empty:
                 return self.cmd_status
+            if self.abandoned and self.empty:
+                os._exit(128 + self.plan.launcher_death_signal)
             timeout = None
-            if self.deadline is not None:
-                timeout = max(0.0, (self.deadline - time.monotonic()) * 1000)
+            wake = [t for t in (self.deadline, self.timeout_at) if t is not None]
+            if wake:
+                timeout = max(0.0, (min(wake) - time.monotonic()) * 1000)
             for fd, _events in poller.poll(timeout):
                 if fd == self.launcher_pidfd:
+                    poller.unregister(fd)
                     self.abandon()
             for info in syscalls.read_signals(self.sfd):
                 self.on_signal(info)
-            if self.deadline is not None and time.monotonic() >= self.deadline:
+            now = time.monotonic()
+            if self.timeout_at is not None and now >= self.timeout_at:
+                self.timeout_at = None
+                self.timed_out = True
+                if self.plan.verbose:
+                    self.log(f"the timeout of {self.plan.timeout:g} s ran out")
+                self.shutdown(self.plan.kill_signal or SIGTERM)
+            if self.deadline is not None and now >= self.deadline:
                 self.deadline = None
+                if self.plan.verbose:
+                    self.log("the grace period is over: SIGKILL to every process left")
                 _kill_all(SIGKILL)
                 self.reap()
 
@@ -315,12 +424,24 @@ class Init:
             self.forward(info.signo)
 
     def forward(self, sig: int) -> None:
-        """To the command (or its process group); once it is gone, to every process left."""
+        """To the command (or its process group); once it is gone, to every process left.
+        ``rewrite`` first: FROM becomes TO, and a TO of 0 drops it."""
+        received = sig
+        sig = self.plan.rewrite.get(sig, sig)
+        if self.plan.verbose and sig != received:
+            self.log(f"rewriting {_name(received)} to {_name(sig) if sig else 'nothing'}")
+        if not sig:
+            return
         self.forwarded.append(sig)
         if self.cmd_status is not None:
+            if self.plan.verbose:
+                self.log(f"forwarding {_name(sig)} to every process left")
             _kill_all(sig)
             return
         target = -self.cmd if self.plan.forward_to_group else self.cmd
+        if self.plan.verbose:
+            whom = f"process group {self.cmd}" if target < 0 else f"pid {self.cmd}"
+            self.log(f"forwarding {_name(sig)} to {whom}")
         try:
             os.kill(target, sig)
         except ProcessLookupError:
@@ -344,25 +465,61 @@ class Init:
                         send_line(self.channel, f"T {stop}")
                 continue
             if pid == self.cmd:
+                if self.plan.verbose:
+                    self.log(f"the command (pid {pid}) {_describe(status)}")
                 self.command_exited(status)
             elif self.shutting_down:
                 self.killed_count += 1
                 self.killed.append(pid)
+                if self.plan.verbose:
+                    self.log(f"reaped pid {pid} ({_describe(status)}) at the shutdown")
             else:
                 self.orphans += 1
+                if self.plan.verbose:
+                    self.log(f"reaped orphan pid {pid} ({_describe(status)})")
 
     def command_exited(self, status: int) -> None:
         self.cmd_status = status
         self.t_exited = time.monotonic_ns()
+        self.timeout_at = None
         if not self.plan.wait_all:
-            self.shutting_down = True
-            _kill_all(SIGKILL)
+            self.shutdown(self.plan.kill_signal or SIGKILL)
         elif self.plan.grace is not None:
-            self.shutting_down = True
-            _kill_all(SIGTERM)
-            self.deadline = time.monotonic() + self.plan.grace
+            self.shutdown(self.plan.kill_signal or SIGTERM)
 
-    def abandon(self) -> NoReturn:
-        """The launcher is gone: nobody will collect a status, so end everything now."""
-        _kill_all(SIGKILL)
-        os._exit(128 + SIGKILL)
+    def shutdown(self, sig: int) -> None:
+        """``sig`` to every process left; unless it is SIGKILL, SIGKILL after the grace."""
+        self.shutting_down = True
+        if self.plan.verbose:
+            self.log(f"shutdown: {_name(sig)} to every process left")
+        _kill_all(sig)
+        if sig != SIGKILL:
+            grace = DEFAULT_GRACE if self.plan.grace is None else self.plan.grace
+            end = time.monotonic() + grace
+            self.deadline = end if self.deadline is None else min(self.deadline, end)
+
+    def abandon(self) -> None:
+        """The launcher is gone: nobody will collect a status, so end everything. With
+        SIGKILL, at once; with a catchable signal, it first, SIGKILL after the grace."""
+        sig = self.plan.launcher_death_signal
+        if self.plan.verbose:
+            self.log(f"the launcher died: {_name(sig)} to every process")
+        if sig == SIGKILL:
+            _kill_all(SIGKILL)
+            os._exit(128 + SIGKILL)
+        self.abandoned = True
+        self.timeout_at = None
+        self.shutdown(sig)
+
+
+def _name(sig: int) -> str:
+    """SIGTERM for 15 (the log only: the enum-based module is imported then)."""
+    from pidns.core import signals  # noqa: PLC0415 (only with --verbose)
+
+    return "SIG" + signals.name(sig)
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"was killed by {_name(os.WTERMSIG(status))}"
+    return f"exited {os.WEXITSTATUS(status)}"

@@ -37,6 +37,7 @@ SIGCHLD = int(signal.SIGCHLD)
 SIGCONT = int(signal.SIGCONT)
 SIGKILL = int(signal.SIGKILL)
 SIGSTOP = int(signal.SIGSTOP)
+EXIT_TIMEOUT = 124  # timeout(1)'s status when the time ran out
 
 
 class SetupError(OSError):
@@ -49,7 +50,20 @@ class SetupError(OSError):
 class Options:
     """How to build the namespace: the options of ``pidns run`` and of the Python API."""
 
-    __slots__ = ("as_pid_1", "forward_to_group", "grace", "map_user", "mount_proc", "wait_all")
+    __slots__ = (
+        "as_pid_1",
+        "forward_to_group",
+        "grace",
+        "kill_signal",
+        "launcher_death_signal",
+        "map_user",
+        "mount_proc",
+        "remap_exit",
+        "rewrite",
+        "timeout",
+        "verbose",
+        "wait_all",
+    )
 
     def __init__(
         self,
@@ -60,19 +74,43 @@ class Options:
         wait_all: bool = False,
         grace: float | None = None,
         forward_to_group: bool = False,
+        kill_signal: int = 0,
+        launcher_death_signal: int = SIGKILL,
+        timeout: float | None = None,
+        rewrite: dict[int, int] | None = None,
+        remap_exit: tuple[int, ...] = (),
+        verbose: bool = False,
     ) -> None:
         if map_user is not None and map_user not in userns.MAPPINGS:
             raise ValueError(f"map_user must be one of {userns.MAPPINGS}, not {map_user!r}")
-        if as_pid_1 and (wait_all or grace is not None or forward_to_group):
-            raise ValueError("as_pid_1 has no init: wait_all, grace and forward_to_group need one")
+        needs_init = {
+            "wait_all": wait_all,
+            "grace": grace is not None,
+            "forward_to_group": forward_to_group,
+            "kill_signal": bool(kill_signal),
+            "timeout": timeout is not None,
+            "rewrite": bool(rewrite),
+            "verbose": verbose,
+        }
+        if as_pid_1 and any(needs_init.values()):
+            wanted = ", ".join(name for name, on in needs_init.items() if on)
+            raise ValueError(f"as_pid_1 has no init, and {wanted} need one")
         if grace is not None and not grace >= 0:
             raise ValueError(f"grace must be a number of seconds >= 0, not {grace!r}")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
         self.mount_proc = mount_proc
         self.as_pid_1 = as_pid_1
         self.map_user = map_user  # None: map to root only when the caller is unprivileged
         self.wait_all = wait_all
         self.grace = grace
         self.forward_to_group = forward_to_group
+        self.kill_signal = kill_signal  # 0: the defaults (KILL at the shutdown, TERM on timeout)
+        self.launcher_death_signal = launcher_death_signal
+        self.timeout = timeout
+        self.rewrite = dict(rewrite or {})
+        self.remap_exit = remap_exit  # exit statuses that count as 0 (tini's -e)
+        self.verbose = verbose
 
 
 class Namespace:
@@ -101,6 +139,9 @@ class Namespace:
         self.launcher_forwarded: list[int] = []
         self.stops: list[int] = []  # terminal stops reported, not yet acted on
         self.namespace_ids: dict[str, int | None] = {}
+        self.timed_out = False  # the init's --timeout ran out
+        self.namespace_inodes: dict[str, int] = {}  # kind -> nsfs inode, from the init
+        self.remap_exit: tuple[int, ...] = ()  # statuses that count as 0
         self.times: dict[str, int] = {"start": time.monotonic_ns()}
         self._buffer = b""
 
@@ -140,6 +181,11 @@ class Namespace:
                 elif line.startswith("F "):
                     self._wait_blocking()
                     raise _setup_failure(line, self.argv, flags)
+                elif line.startswith("N "):
+                    self.namespace_inodes = dict(
+                        (kind, int(ino))
+                        for kind, _, ino in (f.partition("=") for f in line.split()[1:])
+                    )
                 elif line.startswith("R "):
                     _, vpid, host, t_ready = line.split()
                     self.pid_in_namespace = int(vpid)
@@ -175,6 +221,7 @@ class Namespace:
         self.killed_at_shutdown = killed
         self.killed_pids = [] if fields[7] == "-" else [int(p) for p in fields[7].split(",")]
         self.init_forwarded = [] if fields[8] == "-" else [int(s) for s in fields[8].split(",")]
+        self.timed_out = "t" in fields[9]
 
     # -- waiting -----------------------------------------------------------------------
 
@@ -240,8 +287,15 @@ class Namespace:
 
     @property
     def exit_status(self) -> int | None:
+        """The status ``pidns run`` exits with: 124 if the timeout ran out (as timeout(1)),
+        else the command's (N, or 128+S), 0 if it is one of ``remap_exit`` (tini's -e)."""
         status = self.command_status if self.command_status is not None else self.wait_status
-        return None if status is None else exit_status(status)
+        if status is None:
+            return None
+        if self.timed_out:
+            return EXIT_TIMEOUT
+        code = exit_status(status)
+        return 0 if code in self.remap_exit else code
 
     # -- signals -----------------------------------------------------------------------
 
@@ -326,6 +380,8 @@ def start(
     namespace_ids: bool = False,
     pass_fds: tuple[int, ...] | None = None,
     new_group: bool = True,
+    pid_file: int = -1,
+    namespace_inodes: bool = False,
 ) -> Namespace:
     """Make the namespace and start ``argv`` in it; returns once the command runs.
 
@@ -338,6 +394,9 @@ def start(
     ``parent_death_signal`` arms PR_SET_PDEATHSIG in pid 1 as well as the pidfd watch: only
     for a single-threaded launcher, since the signal fires when the *thread* that forked
     exits (kernel/exit.c:forget_original_parent).
+    ``pid_file``: an fd open for writing; the init writes the command's host pid to it,
+    and closes it, before the command runs. ``namespace_inodes``: the init reports the
+    nsfs inodes of its namespaces (``Namespace.namespace_inodes``).
     """
     if not argv:
         raise ValueError("no command given")
@@ -369,6 +428,13 @@ def start(
         parent_death_signal=parent_death_signal,
         pass_fds=pass_fds,
         new_group=new_group,
+        kill_signal=options.kill_signal,
+        launcher_death_signal=options.launcher_death_signal,
+        timeout=options.timeout,
+        rewrite=options.rewrite,
+        verbose=options.verbose,
+        pid_file=pid_file,
+        namespace_inodes=namespace_inodes,
     )
     launcher_pidfd = syscalls.pidfd_open(os.getpid())
     host_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
@@ -400,6 +466,7 @@ def start(
     for fd in (launcher_pidfd, host_pidns, write_end):
         os.close(fd)
     ns = Namespace(argv, pid, pidfd, read_end, direct=options.as_pid_1)
+    ns.remap_exit = options.remap_exit
     if pidfd < 0:
         os.waitpid(pid, 0)  # the helper
         ns.init_pid = ns.pid = 0

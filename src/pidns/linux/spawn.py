@@ -24,7 +24,7 @@ from pidns.linux import syscalls
 
 TYPE_CHECKING = False  # collections.abc costs `pidns run` start-up time: annotations only
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 EXIT_SETUP = 125
 EXIT_NOT_EXECUTABLE = 126
@@ -45,6 +45,19 @@ def exit_status_for(err: int) -> int:
 def describe(err: int) -> str:
     """The shell's words for an exec failure (``command not found`` rather than ENOENT)."""
     return "command not found" if err in _NOT_FOUND else os.strerror(err)
+
+
+def socket_activation(
+    env: Mapping[str, str], launcher_pid: int, command_pid: int
+) -> dict[str, str]:
+    """The command's environment under socket activation: systemd hands fds 3.. to the
+    process LISTEN_PID names (sd_listen_fds(3) ignores them in any other), so when that is
+    the launcher, the command, which inherits them, must find its own pid there (as
+    catatonit rewrites it). Any other LISTEN_PID is not ours, and is left alone."""
+    result = dict(env)
+    if "LISTEN_FDS" in result and result.get("LISTEN_PID") == str(launcher_pid):
+        result["LISTEN_PID"] = str(command_pid)
+    return result
 
 
 def resolve(name: str, env: Mapping[str, str] | None = None) -> str:
@@ -136,21 +149,34 @@ def fork_exec(
     terminal: int = -1,
     parent_death_signal: int = 0,
     watch_pidfd: int = -1,
+    ready: Callable[[int], None] | None = None,
 ) -> int:
     """fork, prepare (new group, terminal foreground, stdio, parent-death signal), exec.
-    Returns the child's pid once it has exec'd; raises OSError(errno) if exec failed."""
+    Returns the child's pid once it has exec'd; raises OSError(errno) if exec failed.
+    ``ready(pid)`` runs in the parent while the child, prepared, waits to exec."""
     read_end, write_end = os.pipe()  # close-on-exec: EOF means the exec happened
+    gate_read, gate_write = os.pipe() if ready is not None else (-1, -1)
     pid = os.fork()
     if pid == 0:
         try:
             os.close(read_end)
             _prepare_child(stdio, terminal, new_group, parent_death_signal, watch_pidfd)
+            if gate_read >= 0:
+                os.close(gate_write)
+                os.read(gate_read, 1)  # EOF: the parent is done with ready()
+                os.close(gate_read)
             os.execve(path, list(argv), env)
         except OSError as exc:
             os.write(write_end, str(exc.errno or errno.EIO).encode())
         finally:
             os._exit(EXIT_SETUP)
     os.close(write_end)
+    if ready is not None:
+        os.close(gate_read)
+        try:
+            ready(pid)
+        finally:
+            os.close(gate_write)
     try:
         report = os.read(read_end, 32)
     finally:
