@@ -17,10 +17,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pidns.model import profiles
 from pidns.scenario import report
 from pidns.scenario.ast import Scenario
 from pidns.scenario.backend import Backend, ScenarioError, run
-from pidns.scenario.compare import Verdict, judge
+from pidns.scenario.compare import Verdict, judge, judge_release
 from pidns.scenario.model_backend import ModelBackend
 from pidns.scenario.parser import parse, parse_file
 
@@ -58,14 +59,20 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 class _Worlds:
-    """Makes backends whose worlds sit at the same kernel level."""
+    """Makes backends whose worlds sit at the same kernel level, and knows the profile of
+    the kernel the real backend runs on (``profiles.select``: the running release, or
+    ``--profile``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, override: str | None = None) -> None:
         self.world_level = 1
         self.mapped_uids: frozenset[int] | None = None
+        self.release = os.uname().release
+        self.kernel = profiles.select(self.release, override)
 
-    def model(self) -> ModelBackend:
-        return ModelBackend(world_level=self.world_level, mapped_uids=self.mapped_uids)
+    def model(self, profile: str | None = None) -> ModelBackend:
+        return ModelBackend(
+            world_level=self.world_level, mapped_uids=self.mapped_uids, profile=profile
+        )
 
     def real(self) -> Backend:
         try:
@@ -78,20 +85,17 @@ class _Worlds:
         return backend
 
 
-KERNEL_PROFILE = "6.18"  # the semantics of the kernels the real backend runs on
-
-
 def _run_both(worlds: _Worlds, scenario: Scenario) -> Verdict:
-    if scenario.profile != KERNEL_PROFILE:
-        verdict = judge([run(scenario, worlds.model())])
-        verdict.notes.append(
-            f"profile {scenario.profile} runs on the model only: the running kernel is today's"
-        )
-        return verdict
+    """The scenario on the model and on the kernel. When its ``%profile`` has other
+    semantics than the kernel's release, the kernel is compared with the model of its
+    release, and the file's expectations with the model of its profile."""
     real = worlds.real()  # first: it tells the model where its world sits
-    model_trace = run(scenario, worlds.model())  # strict: a busy actor is a scenario error
-    real_trace = run(scenario, real, strict=False)
-    return judge([model_trace, real_trace])
+    own = run(scenario, worlds.model())  # strict: a busy actor is a scenario error
+    if profiles.same_semantics(profiles.get(scenario.profile), worlds.kernel):
+        return judge([own, run(scenario, real, strict=False)])
+    own.backend = f"model {scenario.profile}"
+    model = run(scenario, worlds.model(worlds.kernel.name), strict=False)
+    return judge_release(own, model, run(scenario, real, strict=False), worlds.release)
 
 
 def _emit(verdicts: list[Verdict], as_json: bool, verbose: bool, extra: dict[str, Any]) -> int:
@@ -99,7 +103,13 @@ def _emit(verdicts: list[Verdict], as_json: bool, verbose: bool, extra: dict[str
     if as_json:
         document = {
             "scenarios": [report.verdict_json(v) for v in verdicts],
-            "summary": {"scenarios": len(verdicts), "failed": failed, **extra},
+            "summary": {
+                "scenarios": len(verdicts),
+                "failed": failed,
+                "unsupported": sum(1 for v in verdicts if v.ok and v.unsupported),
+                "kernel": os.uname().release,
+                **extra,
+            },
         }
         print(json.dumps(document, indent=1))
     else:
@@ -107,6 +117,9 @@ def _emit(verdicts: list[Verdict], as_json: bool, verbose: bool, extra: dict[str
             print(report.render_text(verdict, verbose))
         ran = len(verdicts)
         tail = f", {failed} failed" if failed else ""
+        unsupported = sum(1 for v in verdicts if v.ok and v.unsupported)
+        if unsupported:
+            tail += f" ({unsupported} unsupported on this kernel)"
         print(f"{ran - failed} of {ran} scenario(s) passed{tail}")
     return EXIT_FAIL if failed else EXIT_OK
 
@@ -179,7 +192,11 @@ def check(argv: list[str]) -> int:
     parser.add_argument("--random", type=int, metavar="N", help="check N random scenarios")
     parser.add_argument("--seed", type=int, help="seed of the random scenarios (default: time)")
     parser.add_argument("--steps", type=int, default=14, help="steps per random scenario")
-    parser.add_argument("--profile", default="6.18", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile",
+        metavar="RELEASE",
+        help="model the kernel as this release (default: the release it reports)",
+    )
     parser.add_argument(
         "--save",
         metavar="DIR",
@@ -194,7 +211,10 @@ def check(argv: list[str]) -> int:
     scenarios = _read_all(args.files)
     if scenarios is None:
         return EXIT_USAGE
-    worlds = _Worlds()
+    try:
+        worlds = _Worlds(args.profile)
+    except ValueError as err:
+        parser.error(str(err))
     verdicts: list[Verdict] = []
     extra: dict[str, Any] = {}
     try:
@@ -226,7 +246,9 @@ def _random_batch(
     for number in range(count):
         rng = random.Random(f"{seed}:{number}")
         name = f"random-{seed}-{number}.pidns"
-        text = generate(rng, steps=steps, world_level=worlds.world_level)
+        text = generate(
+            rng, steps=steps, profile=worlds.kernel.name, world_level=worlds.world_level
+        )
         try:
             verdict = _run_both(worlds, parse(text, name))
         except ScenarioError as err:  # the generator's own bug: report, never hide

@@ -1,14 +1,17 @@
-"""Where the seed (v3.8) and today (v6.18) differ: one table, one home.
+"""Where kernel releases differ, from the seed (v3.8) to today (v6.18): one table, one home.
 
-Every rule of the model that changed between the 2012 patch ("pidns: Support unsharing
-the pid namespace", merged for v3.8) and v6.18 reads its behaviour from a `Profile`;
-nothing else in the model branches on a version. docs/profiles.md lists the same table
-with the kernel history behind each row (reference: kernel-pidns-semantics.md, section L).
+Every rule of the model that changed since the 2012 patch ("pidns: Support unsharing
+the pid namespace", merged for v3.8) reads its behaviour from a `Profile`; nothing else
+in the model branches on a version. Each field's history is one row of ``HISTORY``: its
+value from 3.8 on, and each release that changed it; ``for_release("6.1.192")`` gives
+the profile of any release from 3.8 on. docs/profiles.md lists the same rows with the
+kernel history behind each and the booted kernel that verified it.
 """
 
 from __future__ import annotations
 
 import errno
+import re
 from dataclasses import dataclass
 
 from pidns.core import flags as cf
@@ -26,7 +29,7 @@ _UNSHARE_3_8 = _UNSHARE_6_18 & ~(cf.NEWCGROUP | cf.NEWTIME)
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    name: str
+    name: str  # the release it describes: "3.8", "6.1", "6.18"
     # L1: kernel/fork.c:ksys_unshare adds CLONE_THREAD for CLONE_NEWPID (removed in 3.12).
     unshare_newpid_implies_thread: bool
     # A2: kernel/fork.c:check_unshare_flags, the flags unshare accepts at all.
@@ -61,51 +64,112 @@ class Profile:
     # kernel/user_namespace.c:create_user_ns refuses a parent deeper than 32 levels: ENOSPC
     # since 4.9 (EUSERS from 3.16); 3.8 had no limit (None).
     user_ns_too_deep_errno: int | None
+    # kernel/signal.c:send_signal_locked zeroes si_pid for a target that cannot see the
+    # sender *in the one kernel_siginfo* a group kill (kill(0), kill(-PGID), kill(-1))
+    # hands to every target, so the targets after it get 0 too. Booted: 3.8.13, 6.1.192
+    # and 6.12.117 give each target its own si_pid; 6.18.44 shares the zero.
+    group_kill_shares_siginfo: bool
 
 
-V6_18 = Profile(
-    name="6.18",
-    unshare_newpid_implies_thread=False,
-    unshare_flags=_UNSHARE_6_18,
-    newpid_refuses_parent=False,
-    pending_ns_refuses=cf.THREAD,
-    too_deep_errno=errno.ENOSPC,
-    pid_space_full_errno=errno.EAGAIN,
-    per_ns_pid_max=True,
-    low_pids_before_wrap=True,
-    checks_creator_userns=True,
-    subreaper_walk_bounded_by_level=True,
-    subreaper_propagates=True,
-    has_pid_for_children_link=True,
-    has_set_tid=True,
-    user_ns_too_deep_errno=errno.ENOSPC,
-)
+# Each field: its value in 3.8, then (release, new value) for every release that changed it.
+HISTORY: dict[str, tuple[object, tuple[tuple[str, object], ...]]] = {
+    # 3.12, "pidns: Don't have unshare(CLONE_NEWPID) imply CLONE_THREAD".
+    "unshare_newpid_implies_thread": (True, (("3.12", False),)),
+    "unshare_flags": (_UNSHARE_3_8, (("4.6", _UNSHARE_3_8 | cf.NEWCGROUP), ("5.6", _UNSHARE_6_18))),
+    # 3.12, "fork: unify and tighten up CLONE_NEWUSER/CLONE_NEWPID checks".
+    "newpid_refuses_parent": (True, (("3.12", False),)),
+    # 3.12 moved the check to SIGHAND (vfork allowed), 4.3 to THREAD; a second NEWPID is
+    # refused by copy_pid_ns in every release.
+    "pending_ns_refuses": (cf.VM | cf.NEWPID, (("3.12", cf.SIGHAND), ("4.3", cf.THREAD))),
+    "too_deep_errno": (errno.EINVAL, (("4.9", errno.ENOSPC),)),
+    # 4.7, "fork: report pid reservation failure properly" (alloc_pid's -EAGAIN).
+    "pid_space_full_errno": (errno.ENOMEM, (("4.7", errno.EAGAIN),)),
+    "per_ns_pid_max": (False, (("6.14", True),)),
+    # 4.15, "pid: replace pid bitmap implementation with IDR API".
+    "low_pids_before_wrap": (False, (("4.15", True),)),
+    # 4.8, "userns,pidns: Verify the userns for new pid namespaces".
+    "checks_creator_userns": (False, (("4.8", True),)),
+    "subreaper_walk_bounded_by_level": (False, (("4.11", True),)),
+    "subreaper_propagates": (False, (("4.15", True),)),
+    "has_pid_for_children_link": (False, (("4.12", True),)),
+    "has_set_tid": (False, (("5.5", True),)),
+    # 3.11, "userns: limit the maximum depth of user_namespace->parent chain" (EUSERS);
+    # 4.9 made it ENOSPC with the ucounts.
+    "user_ns_too_deep_errno": (None, (("3.11", errno.EUSERS), ("4.9", errno.ENOSPC))),
+    # Between 6.12.117 (each target its own si_pid) and 6.18.44 (shared): the first
+    # release after the last one booted without it.
+    "group_kill_shares_siginfo": (False, (("6.13", True),)),
+}
 
-V3_8 = Profile(
-    name="3.8",
-    unshare_newpid_implies_thread=True,
-    unshare_flags=_UNSHARE_3_8,
-    newpid_refuses_parent=True,
-    pending_ns_refuses=cf.VM | cf.NEWPID,
-    too_deep_errno=errno.EINVAL,
-    pid_space_full_errno=errno.ENOMEM,
-    per_ns_pid_max=False,
-    low_pids_before_wrap=False,
-    checks_creator_userns=False,
-    subreaper_walk_bounded_by_level=False,
-    subreaper_propagates=False,
-    has_pid_for_children_link=False,
-    has_set_tid=False,
-    user_ns_too_deep_errno=None,
-)
+OLDEST = (3, 8)
+_RELEASE = re.compile(r"(\d+)\.(\d+)")
+NEWEST = "6.18"  # the newest release the model describes; later ones get its semantics
+
+
+def release_numbers(release: str) -> tuple[int, int]:
+    """``"6.1.0-41-amd64"`` -> ``(6, 1)``: major and minor of a kernel release.
+
+    Raises ValueError for text that does not start with ``MAJOR.MINOR``."""
+    match = _RELEASE.match(release)
+    if match is None:
+        raise ValueError(f"not a kernel release: {release!r} (e.g. 6.1 or 6.1.0-41-amd64)")
+    major, minor = int(match[1]), int(match[2])
+    return major, minor
+
+
+def since(field_name: str) -> str:
+    """The last release that changed ``field_name`` ("3.8" if none did)."""
+    changes = HISTORY[field_name][1]
+    return changes[-1][0] if changes else "3.8"
+
+
+_CACHE: dict[tuple[int, int], Profile] = {}
+
+
+def for_release(release: str) -> Profile:
+    """The semantics of kernel ``release`` (3.8 or later; any suffix is ignored).
+
+    Raises ValueError for a release older than 3.8 or text that is none."""
+    numbers = release_numbers(release)
+    if numbers < OLDEST:
+        raise ValueError(f"kernel {release} is older than 3.8, the oldest release modelled")
+    found = _CACHE.get(numbers)
+    if found is None:
+        values: dict[str, object] = {}
+        for name, (first, changes) in HISTORY.items():
+            values[name] = first
+            for changed_in, value in changes:
+                if numbers >= release_numbers(changed_in):
+                    values[name] = value
+        found = Profile(name=f"{numbers[0]}.{numbers[1]}", **values)  # type: ignore[arg-type]
+        _CACHE[numbers] = found
+    return found
+
+
+V6_18 = for_release("6.18")
+V3_8 = for_release("3.8")
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (V6_18, V3_8)}
 DEFAULT = V6_18
 
 
 def get(name: str) -> Profile:
+    """A profile by release: "6.18", "3.8", or any release from 3.8 on ("6.1")."""
+    found = PROFILES.get(name)
+    if found is not None:
+        return found
     try:
-        return PROFILES[name]
-    except KeyError:
-        known = ", ".join(PROFILES)
-        raise ValueError(f"unknown kernel profile {name!r} (known: {known})") from None
+        return for_release(name)
+    except ValueError as err:
+        raise ValueError(f"unknown kernel profile {name!r}: {err}") from None
+
+
+def select(running_release: str, override: str | None = None) -> Profile:
+    """The one choice of profile for a kernel: ``override`` (``--profile``) if given, else
+    the profile of the release the kernel reports (uname -r)."""
+    return get(override) if override else for_release(running_release)
+
+
+def same_semantics(a: Profile, b: Profile) -> bool:
+    """Whether two profiles agree on every rule (names aside)."""
+    return all(getattr(a, name) == getattr(b, name) for name in HISTORY)

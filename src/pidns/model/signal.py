@@ -118,9 +118,10 @@ def _may_signal(sender: Task, target: Task, signo: int) -> bool:
 
 class _Info:
     """The one kernel_siginfo a kill(2) prepares (prepare_kill_siginfo: si_pid is the
-    sender's own pid) and hands to every target. send_signal_locked zeroes si_pid *in
-    it* for a target whose namespace cannot see the sender, so every target after that
-    one gets 0 too: the running kernel shows this for kill(0), kill(-PGID) and kill(-1)."""
+    sender's own pid) and hands to every target. Since 6.13 (profile row
+    ``group_kill_shares_siginfo``) send_signal_locked zeroes si_pid *in it* for a target
+    whose namespace cannot see the sender, so every target after that one gets 0 too
+    (kill(0), kill(-PGID), kill(-1)); 3.8 to 6.12 zero only that target's own copy."""
 
     __slots__ = ("si_pid",)
 
@@ -135,9 +136,10 @@ def _send_from(kernel: Kernel, sender: Task, target: Task, signo: int, info: _In
     if signo:
         # send_signal_locked: "From an ancestor pid namespace?"
         visible = nr_in(sender, target.ns) != 0
-        if not visible:
+        si_pid = info.si_pid if visible else 0
+        if not visible and kernel.profile.group_kill_shares_siginfo:
             info.si_pid = 0
-        send(kernel, target, signo, info.si_pid, force=not visible)
+        send(kernel, target, signo, si_pid, force=not visible)
     return 0
 
 

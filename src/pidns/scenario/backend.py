@@ -76,6 +76,7 @@ class Trace:
     scenario: Scenario
     records: list[Record] = field(default_factory=list)
     error: str | None = None  # the backend failed (not a divergence): why
+    unsupported: bool = False  # the error is an UnsupportedStep: the kernel lacks a feature
 
 
 BUSY = "busy"  # the result of a step whose actor was still blocked (non-strict runs only)
@@ -125,6 +126,7 @@ def run(scenario: Scenario, backend: Backend, strict: bool = True) -> Trace:
             trace.records.append(Record(step, outcome.result, outcome.completions, snapshot))
     except BackendError as err:
         trace.error = str(err) or type(err).__name__
+        trace.unsupported = isinstance(err, UnsupportedStep)
     finally:
         backend.close()
     return trace

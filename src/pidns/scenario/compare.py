@@ -85,6 +85,9 @@ class Verdict:
     diffs: list[StepDiff] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # a backend could not run it
     notes: list[str] = field(default_factory=list)  # e.g. why only one backend ran
+    # a backend stopped at a step it cannot perform here (e.g. a feature the kernel
+    # lacks): why. Not a failure; the steps before it are still compared.
+    unsupported: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -94,15 +97,48 @@ class Verdict:
 def judge(traces: list[Trace]) -> Verdict:
     verdict = Verdict(traces)
     for trace in traces:
-        if trace.error:
+        if trace.error and trace.unsupported:
+            verdict.unsupported = trace.error
+        elif trace.error:
             verdict.errors.append(f"{trace.backend}: {trace.error}")
         verdict.failures += expectation_failures(trace)
     if len(traces) == 2:
         left, right = traces
         verdict.diffs = diverging_steps(left, right)
-        if len(left.records) != len(right.records) and not verdict.errors:
+        if verdict.unsupported:  # the shorter trace ends at the step it could not perform
+            verdict.diffs = [d for d in verdict.diffs if d.index < min_records(traces) - 1]
+        elif len(left.records) != len(right.records) and not verdict.errors:
             verdict.errors.append(
                 f"{left.backend} ran {len(left.records)} steps, {right.backend} "
                 f"{len(right.records)}"
             )
+    return verdict
+
+
+def min_records(traces: list[Trace]) -> int:
+    return min(len(t.records) for t in traces)
+
+
+def judge_release(own: Trace, model: Trace, real: Trace, release: str) -> Verdict:
+    """A scenario written for one profile (``own``: the model of its ``%profile``), run on a
+    kernel of another release (``model``: the model of that release; ``real``: the
+    kernel). The kernel is judged against the model of its release, step by step; the
+    file's expectations hold where the two profiles agree, and are checked on ``own``
+    everywhere. A step where the releases differ gets a note instead."""
+    verdict = judge([model, real])
+    differ: set[int] = set()
+    for index, step in enumerate(own.scenario.steps):
+        a = own.records[index] if index < len(own.records) else None
+        b = model.records[index] if index < len(model.records) else None
+        if a is None or b is None or not (matches(a.result, b.result) and a.snapshot == b.snapshot):
+            differ.add(index)
+            if step.expected is not None and a is not None and b is not None:
+                verdict.notes.append(
+                    f"line {step.line}: {step.text}: Linux {release} gives {b.result} "
+                    f"(profile {own.scenario.profile}: {a.result})"
+                )
+    verdict.failures = [f for f in verdict.failures if f.record.step.index not in differ]
+    verdict.failures = expectation_failures(own) + verdict.failures
+    if own.error:
+        verdict.errors.insert(0, f"{own.backend}: {own.error}")
     return verdict

@@ -44,13 +44,20 @@ class _Pending:
 
 
 class ModelBackend:
-    """A world on the model kernel. ``world_level`` is the world's kernel level."""
+    """A world on the model kernel. ``world_level`` is the world's kernel level;
+    ``profile`` (a release) overrides the scenario's own ``%profile``."""
 
     name = "model"
 
-    def __init__(self, world_level: int = 1, mapped_uids: frozenset[int] | None = None) -> None:
+    def __init__(
+        self,
+        world_level: int = 1,
+        mapped_uids: frozenset[int] | None = None,
+        profile: str | None = None,
+    ) -> None:
         self.world_level = world_level
         self.mapped_uids = mapped_uids
+        self.profile = profile
         self.kernel = Kernel(root_level=world_level)
         self.tasks: dict[str, Task] = {}
         self.names: dict[Task, str] = {}
@@ -60,7 +67,9 @@ class ModelBackend:
 
     def start(self, scenario: Scenario) -> None:
         self.kernel = Kernel(
-            profile=scenario.profile, root_level=self.world_level, mapped_uids=self.mapped_uids
+            profile=self.profile or scenario.profile,
+            root_level=self.world_level,
+            mapped_uids=self.mapped_uids,
         )
         self.tasks = {}
         self.names = {}

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 from pidns.core import errnos, signals
 from pidns.core import flags as cf
+from pidns.model import profiles
 from pidns.scenario import ast
 from pidns.scenario.ast import Args, Disposition, Op, Scenario, State, Step
 from pidns.scenario.backend import ScenarioError
 
-PROFILES = ("6.18", "3.8")
 ROOT = "root"
 ANY = "any"
 NOHANG = "nohang"
@@ -216,7 +216,7 @@ class _Parser:
         for number, raw in enumerate(lines, 1):
             self.line(_Line(self.path, number, raw))
         return Scenario(
-            self.path, tuple(self.steps), self.profile or PROFILES[0], tuple(self.names)
+            self.path, tuple(self.steps), self.profile or profiles.DEFAULT.name, tuple(self.names)
         )
 
     def line(self, line: _Line) -> None:
@@ -272,14 +272,15 @@ class _Parser:
             raise line.error(words[0].column, f"unknown directive {words[0].text!r} (%profile)")
         if len(words) != 2:
             col = words[2].column if len(words) > 2 else words[0].column + len(words[0].text)
-            raise line.error(col, "usage: %profile 6.18|3.8")
+            raise line.error(col, "usage: %profile RELEASE (6.18, 6.1, 3.8: 3.8 or later)")
         if self.profile is not None:
             raise line.error(words[0].column, "%profile given twice")
         if self.steps:
             raise line.error(words[0].column, "%profile must come before the first step")
-        if words[1].text not in PROFILES:
-            raise line.error(words[1].column, f"unknown profile {words[1].text!r} (6.18 or 3.8)")
-        self.profile = words[1].text
+        try:
+            self.profile = profiles.get(words[1].text).name
+        except ValueError as err:
+            raise line.error(words[1].column, str(err)) from None
 
     # ---- names ----
 

@@ -176,10 +176,6 @@ class RealBackend:
         self.mapped_uids: frozenset[int] | None = frozenset({0}) if self.userns else None
 
     def start(self, scenario: Scenario) -> None:
-        if scenario.profile != "6.18":
-            raise UnsupportedStep(
-                f"profile {scenario.profile}: the running kernel has 6.18 semantics"
-            )
         self.close()
         self.world = _World(self.userns, self.settle_timeout)
         self.world.make()

@@ -40,6 +40,10 @@ def render_text(verdict: Verdict, verbose: bool = False) -> str:
     scenario = verdict.traces[0].scenario
     backends = " and ".join(t.backend for t in verdict.traces)
     steps = len(scenario.steps)
+    if verdict.ok and verdict.unsupported:
+        head = f"skip  {scenario.path} ({verdict.unsupported})"
+        head += "".join(f"\n  note: {n}" for n in verdict.notes)
+        return head
     if verdict.ok:
         head = f"ok    {scenario.path} ({steps} steps on {backends})"
         head += "".join(f"\n  note: {n}" for n in verdict.notes)
@@ -143,6 +147,7 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
         "backends": [t.backend for t in verdict.traces],
         "errors": verdict.errors,
         "notes": verdict.notes,
+        "unsupported": verdict.unsupported,
         "failed_expectations": [
             {"backend": f.backend, "step": f.record.step.index + 1, "line": f.record.step.line}
             for f in verdict.failures

@@ -1,0 +1,129 @@
+"""Version-aware profiles: every rule's history, the profile of any release from 3.8 on, the
+one selection function `pidns check` uses, and --profile as its override."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pidns.cli import main
+from pidns.core import flags as cf
+from pidns.model import Kernel, KernelError, profiles
+from pidns.scenario.backend import run
+from pidns.scenario.model_backend import ModelBackend
+from pidns.scenario.parser import parse
+
+ROOT = Path(__file__).parent.parent
+GROUP_KILL = ROOT / "examples" / "43_group_kill_shares_one_siginfo.pidns"
+
+
+def test_the_two_named_profiles_are_their_releases() -> None:
+    assert profiles.get("3.8") is profiles.V3_8
+    assert profiles.get("6.18") is profiles.V6_18
+    assert profiles.V3_8.too_deep_errno == errno.EINVAL
+    assert profiles.V6_18.too_deep_errno == errno.ENOSPC
+
+
+def test_every_row_changes_in_order_and_flips_exactly_at_its_release() -> None:
+    for name, (first, changes) in profiles.HISTORY.items():
+        releases = [profiles.release_numbers(r) for r, _ in changes]
+        assert releases == sorted(releases) and len(set(releases)) == len(releases), name
+        assert getattr(profiles.V3_8, name) == first, name
+        previous = first
+        for release, value in changes:
+            major, minor = profiles.release_numbers(release)
+            before = profiles.for_release(f"{major}.{minor - 1}" if minor else f"{major - 1}.99")
+            assert getattr(before, name) == previous, (name, release)
+            assert getattr(profiles.for_release(release), name) == value, (name, release)
+            previous = value
+
+
+def test_debians_6_1_is_between_the_two() -> None:
+    p = profiles.for_release("6.1.0-57-amd64")
+    assert p.name == "6.1"
+    assert (p.too_deep_errno, p.pid_space_full_errno) == (errno.ENOSPC, errno.EAGAIN)
+    assert not p.per_ns_pid_max and not p.group_kill_shares_siginfo
+    assert p.has_set_tid and p.has_pid_for_children_link and not p.newpid_refuses_parent
+    assert not profiles.same_semantics(p, profiles.V6_18)
+    assert profiles.same_semantics(profiles.for_release("6.18.44-fc-v857"), profiles.V6_18)
+    assert profiles.same_semantics(profiles.for_release("7.2"), profiles.V6_18)
+
+
+@pytest.mark.parametrize("text", ["2.6.32", "3.7", "linux", "", "6"])
+def test_releases_before_3_8_or_no_release_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        profiles.for_release(text)
+
+
+def test_select_takes_the_running_release_unless_overridden() -> None:
+    assert profiles.select("3.8.13-pidns").name == "3.8"
+    assert profiles.select("6.1.0-57-amd64").name == "6.1"
+    assert profiles.select("6.1.0-57-amd64", "6.18") is profiles.V6_18
+    with pytest.raises(ValueError, match=r"older than 3\.8"):
+        profiles.select("6.18.1", "3.2")
+
+
+def test_a_model_of_an_intermediate_release_uses_its_rows() -> None:
+    k = Kernel(profile="4.8")  # nesting errno changed in 4.9
+    task = k.init
+    for _ in range(profiles.MAX_PID_NS_LEVEL):
+        task = k.clone(task, cf.NEWPID)
+    with pytest.raises(KernelError) as refused:
+        k.clone(task, cf.NEWPID)
+    assert refused.value.errno == errno.EINVAL
+
+
+@pytest.mark.parametrize(("profile", "last"), [("3.8", "2"), ("6.1", "2"), ("6.18", "0")])
+def test_a_group_kill_shares_the_zeroed_siginfo_only_from_6_13(profile: str, last: str) -> None:
+    text = GROUP_KILL.read_text().replace("=> [USR2 from 0]", "")
+    trace = run(parse(text, "43"), ModelBackend(profile=profile))
+    assert trace.records[-1].result == f"[USR2 from {last}]"
+    assert trace.records[6].result == "[USR2 from 2]"  # the first kill: B is visited first
+
+
+def test_profile_header_accepts_any_release_and_check_notes_where_releases_differ(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Written for 6.1 and run on this kernel (6.18 semantics): the kernel is judged by the
+    # model of its own release; the file's 6.1 expectation gets a note instead of a failure.
+    path = tmp_path / "g.pidns"
+    path.write_text(GROUP_KILL.read_text().replace("[USR2 from 0]", "[USR2 from 2]"))
+    path.write_text("%profile 6.1\n" + path.read_text())
+    if not profiles.for_release(os.uname().release).group_kill_shares_siginfo:
+        pytest.skip("this kernel predates the shared siginfo")
+    assert main(["check", "--json", str(path)]) == 0
+    scenario = json.loads(capsys.readouterr().out)["scenarios"][0]
+    assert scenario["ok"] and scenario["profile"] == "6.1"
+    assert any("gives [USR2 from 0] (profile 6.1: [USR2 from 2])" in n for n in scenario["notes"])
+
+
+def test_check_profile_overrides_the_running_release(capsys: pytest.CaptureFixture[str]) -> None:
+    if not profiles.for_release(os.uname().release).group_kill_shares_siginfo:
+        pytest.skip("this kernel predates the shared siginfo")
+    # Told the kernel is a 6.1, check models it so, and the kernel disagrees at step 13.
+    assert main(["check", "--profile", "6.1", str(GROUP_KILL)]) == 1
+    out = capsys.readouterr().out
+    assert "step 13, line 17" in out and "model: [USR2 from 2]" in out
+    assert main(["check", "--profile", "6.18", str(GROUP_KILL)]) == 0
+
+
+def test_check_refuses_a_profile_that_is_no_release(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--profile", "2.6", str(GROUP_KILL)]) == 2
+    assert "older than 3.8" in capsys.readouterr().err
+
+
+def test_docs_show_every_row_with_its_release() -> None:
+    text = (ROOT / "docs" / "profiles.md").read_text()
+    rows = {
+        line.split("|")[-2].strip().strip("`"): line
+        for line in text.splitlines()
+        if line.startswith("| ") and line.rstrip().endswith("` |")
+    }
+    for name, (_first, changes) in profiles.HISTORY.items():
+        assert name in rows, name
+        for release, _value in changes:
+            assert f"({release}" in rows[name] or f" {release})" in rows[name], (name, release)
