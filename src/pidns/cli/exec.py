@@ -68,7 +68,7 @@ def main(name: str, argv: list[str]) -> int:
 
 
 def _exec(name: str, target: int, mount: bool, command: list[str]) -> int:
-    sfd = launcher.block_signals()  # the command-line process only: not restored
+    sfd, inherited = launcher.block_signals()  # the command-line process only: not restored
     terminal, foreground = launcher.foreground_terminal()
     try:
         join.join(target, mount=mount)
@@ -86,6 +86,7 @@ def _exec(name: str, target: int, mount: bool, command: list[str]) -> int:
             terminal=terminal if foreground else -1,
             parent_death_signal=int(launcher.SIGKILL),
             watch_pidfd=me,
+            inherited=inherited,
         )
     except OSError as exc:
         err = exc.errno or 0

@@ -195,7 +195,7 @@ def parse(argv: list[str]) -> Args:
 def main(name: str, argv: list[str]) -> int:
     # First of all: from here on a ^C or a TERM is queued for the command, never a
     # KeyboardInterrupt. (The command-line process only: the mask is not restored.)
-    sfd = launcher.block_signals()
+    sfd, inherited = launcher.block_signals()
     try:
         args = parse(argv)
     except UsageError as exc:
@@ -222,7 +222,7 @@ def main(name: str, argv: list[str]) -> int:
     if args.status_fd >= 0:
         os.set_inheritable(args.status_fd, False)  # the init's, not the command's
     try:
-        status, ns = _run(name, args, sfd, pid_file)
+        status, ns = _run(name, args, sfd, inherited, pid_file)
     except Exception as exc:  # a bug of ours: still one line, never a traceback
         print(f"pidns {name}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return spawn.EXIT_SETUP
@@ -267,7 +267,9 @@ def _write_report(name: str, ns: launcher.Namespace, report_file: IO[str] | None
         print(f"pidns {name}: cannot write the report: {exc}", file=sys.stderr)
 
 
-def _run(name: str, args: Args, sfd: int, pid_file: int) -> tuple[int, launcher.Namespace | None]:
+def _run(
+    name: str, args: Args, sfd: int, inherited: spawn.Inherited, pid_file: int
+) -> tuple[int, launcher.Namespace | None]:
     terminal, foreground = launcher.foreground_terminal()
     command_pid = 1 if args.options.as_pid_1 else 2  # the init's first child is pid 2
     env = spawn.socket_activation(os.environ, os.getpid(), command_pid)
@@ -283,6 +285,7 @@ def _run(name: str, args: Args, sfd: int, pid_file: int) -> tuple[int, launcher.
             namespace_ids=args.report is not None,
             pid_file=pid_file,
             namespace_inodes=args.status_fd >= 0,
+            inherited=inherited,
         )
     except launcher.SetupError as exc:
         print(f"pidns {name}: {exc}", file=sys.stderr)

@@ -61,10 +61,7 @@ SIGCHLD = int(signal.SIGCHLD)
 SIGKILL = int(signal.SIGKILL)
 SIGTERM = int(signal.SIGTERM)
 TERMINAL_STOPS = (int(signal.SIGTSTP), int(signal.SIGTTIN), int(signal.SIGTTOU))
-# Everything a process can catch (glibc keeps 32 and 33 for itself: valid_signals omits them).
-CATCHABLE = tuple(
-    sorted(int(s) for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP))
-)
+CATCHABLE = spawn.CATCHABLE
 MAX_LISTED = 1000  # pids and signals listed in the report; counts are always exact
 DEFAULT_GRACE = 10.0  # seconds between a catchable shutdown signal and SIGKILL (docker's)
 
@@ -85,6 +82,7 @@ class Plan:
         "gid",
         "grace",
         "id_map",
+        "inherited",
         "job_control",
         "kill_signal",
         "launcher_death_signal",
@@ -130,6 +128,7 @@ class Plan:
         verbose: bool = False,
         pid_file: int = -1,
         namespace_inodes: bool = False,
+        inherited: spawn.Inherited = spawn.NOTHING_INHERITED,
     ) -> None:
         self.argv = argv
         self.path = path  # argv[0] resolved on PATH
@@ -160,6 +159,7 @@ class Plan:
         self.pid_file = pid_file  # an fd open for writing: the command's host pid, before exec
         self.namespace_inodes = namespace_inodes  # report them (N line): the init may exit
         # as soon as the command does, and an exited process's /proc/PID/ns links go with it
+        self.inherited = inherited  # the caller's signal state, for the command
 
 
 def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) -> NoReturn:
@@ -167,6 +167,17 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
     gc.disable()  # a collection would touch (and copy on write) the whole inherited heap
     stage = "setup"
     try:
+        if SIGCHLD in plan.inherited.ignored:
+            # An init whose SIGCHLD is ignored has its children reaped for it
+            # (kernel/signal.c:do_notify_parent autoreaps): it would never see the
+            # command's status. Every other disposition is moot: all are blocked, and a
+            # blocked signal is queued even when ignored (kernel/signal.c:sig_ignored).
+            signal.signal(SIGCHLD, signal.SIG_DFL)
+        if plan.new_group and not plan.as_pid_1:
+            # Out of the launcher's process group: a kill(-PGID) of that group (timeout,
+            # kill %1, a service manager) then reaches the init once, through the
+            # launcher, rather than also directly (tini and dumb-init deliver it once).
+            os.setpgid(0, 0)
         if plan.id_map is not None:
             stage = "user namespace"
             userns.write_id_maps(plan.id_map, plan.uid, plan.gid)
@@ -200,6 +211,7 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
                 # no init to watch the launcher: the only line
                 parent_death_signal=plan.launcher_death_signal,
                 watch_pidfd=launcher_pidfd,
+                inherited=plan.inherited,
             )
         syscalls.prctl(syscalls.PR_SET_NAME, _NAME_ADDRESS)
         sfd = syscalls.signalfd(CATCHABLE)
@@ -238,7 +250,7 @@ def _start_command(plan: Plan, host_pidns: int) -> tuple[int, int]:
             finally:
                 os.close(plan.pid_file)
 
-    if plan.terminal >= 0 or plan.pid_file >= 0:
+    if plan.terminal >= 0 or plan.pid_file >= 0 or spawn.needs_fork(plan.inherited):
         cmd = spawn.fork_exec(
             plan.path,
             plan.argv,
@@ -247,12 +259,22 @@ def _start_command(plan: Plan, host_pidns: int) -> tuple[int, int]:
             terminal=plan.terminal,
             new_group=plan.new_group,
             ready=ready,
+            inherited=plan.inherited,
         )
     else:
         cmd = spawn.spawn(
-            plan.path, plan.argv, plan.env, stdio=plan.stdio, new_group=plan.new_group
+            plan.path,
+            plan.argv,
+            plan.env,
+            stdio=plan.stdio,
+            new_group=plan.new_group,
+            inherited=plan.inherited,
         )
         ready(cmd)
+    if not plan.new_group:
+        # The command stays in the caller's group (as with subprocess); the init leaves
+        # it once the command is in it, for the reason given in become_init.
+        os.setpgid(0, 0)
     os.close(host_pidns)
     return cmd, host_pid
 

@@ -37,6 +37,8 @@ SIGCHLD = int(signal.SIGCHLD)
 SIGCONT = int(signal.SIGCONT)
 SIGKILL = int(signal.SIGKILL)
 SIGSTOP = int(signal.SIGSTOP)
+WALL = 0x40000000  # include/uapi/linux/wait.h: __WALL, any child whatever its exit signal
+EXIT_LOST = spawn.EXIT_SETUP << 8  # the wait status of exit(125): pid 1's status was lost
 EXIT_TIMEOUT = 124  # timeout(1)'s status when the time ran out
 
 
@@ -227,7 +229,16 @@ class Namespace:
 
     def _reap(self, options: int) -> int | None:
         if self.wait_status is None:
-            pid, status = os.waitpid(self.init_pid, options)
+            try:
+                # __WALL: pid 1 is a child with exit signal 0 (see start)
+                pid, status = os.waitpid(self.init_pid, options | WALL)
+            except ChildProcessError:
+                # reaped for us: a multi-threaded caller that ignores SIGCHLD (its helper
+                # forks with SIGCHLD). The init's report, when it came, has the status.
+                pid, status = (
+                    self.init_pid,
+                    (self.command_status if self.command_status is not None else EXIT_LOST),
+                )
             if pid == 0:
                 return None
             self.wait_status = status
@@ -382,6 +393,7 @@ def start(
     new_group: bool = True,
     pid_file: int = -1,
     namespace_inodes: bool = False,
+    inherited: spawn.Inherited | None = None,
 ) -> Namespace:
     """Make the namespace and start ``argv`` in it; returns once the command runs.
 
@@ -397,6 +409,8 @@ def start(
     ``pid_file``: an fd open for writing; the init writes the command's host pid to it,
     and closes it, before the command runs. ``namespace_inodes``: the init reports the
     nsfs inodes of its namespaces (``Namespace.namespace_inodes``).
+    ``inherited``: the signal state the command starts with, as exec gives it (default:
+    the calling thread's ignored signals and mask now; ``block_signals`` takes it first).
     """
     if not argv:
         raise ValueError("no command given")
@@ -435,14 +449,25 @@ def start(
         verbose=options.verbose,
         pid_file=pid_file,
         namespace_inodes=namespace_inodes,
+        inherited=spawn.Inherited.from_caller() if inherited is None else inherited,
     )
+    if options.as_pid_1 and signal.getsignal(SIGCHLD) == signal.SIG_IGN:
+        # pid 1 is then the command itself, and an exec'd child's exit signal is SIGCHLD
+        # again whatever clone3 was told: the kernel would reap it for this caller, and
+        # its status would be lost (kernel/signal.c:do_notify_parent).
+        raise SetupError(
+            errno.EINVAL, "as_pid_1 needs SIGCHLD not ignored (the kernel would reap pid 1)"
+        )
     launcher_pidfd = syscalls.pidfd_open(os.getpid())
     host_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     read_end, write_end = os.pipe()
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, CATCHABLE)
     try:
         if threads == 1:
-            pid, pidfd = syscalls.clone_bare(flags, want_pidfd=True)
+            # exit signal 0: a caller that ignores SIGCHLD (inherited through exec) would
+            # have a SIGCHLD child reaped for it, and lose its status; the kernel autoreaps
+            # only children whose exit signal is SIGCHLD (kernel/signal.c:do_notify_parent).
+            pid, pidfd = syscalls.clone_bare(flags, exit_signal=0, want_pidfd=True)
         else:
             pid, pidfd = _fork_helper(), -1
         if pid == 0:
@@ -468,7 +493,7 @@ def start(
     ns = Namespace(argv, pid, pidfd, read_end, direct=options.as_pid_1)
     ns.remap_exit = options.remap_exit
     if pidfd < 0:
-        os.waitpid(pid, 0)  # the helper
+        _reap_helper(pid)
         ns.init_pid = ns.pid = 0
     try:
         ns.await_ready(flags)
@@ -478,6 +503,13 @@ def start(
     if namespace_ids:
         ns.collect_namespace_ids()
     return ns
+
+
+def _reap_helper(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        return  # reaped for us: the caller ignores SIGCHLD
 
 
 def _fork_helper() -> int:
@@ -517,10 +549,15 @@ def _setup_failure(line: str, argv: list[str], flags: int) -> OSError:
 # -- the command-line launcher -------------------------------------------------------------
 
 
-def block_signals() -> int:
-    """Block every catchable signal in the calling thread; a signalfd that reads them."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, CATCHABLE)
-    return syscalls.signalfd(CATCHABLE)
+def block_signals() -> tuple[int, spawn.Inherited]:
+    """Take the command-line process over: block every catchable signal, and stop
+    ignoring SIGCHLD (the kernel would reap pid 1 for us and lose its status). Returns a
+    signalfd that reads them all, and the signal state before, for the command."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, CATCHABLE)
+    inherited = spawn.Inherited.from_caller(before)
+    if SIGCHLD in inherited.ignored:
+        signal.signal(SIGCHLD, signal.SIG_DFL)
+    return syscalls.signalfd(CATCHABLE), inherited
 
 
 def foreground_terminal() -> tuple[int, bool]:
@@ -549,6 +586,10 @@ def supervise(ns: Namespace, sfd: int, *, terminal: int = -1) -> int:
     if channel >= 0:
         poller.register(channel, select.POLLIN)
     while ns.wait_status is None:
+        while ns.stops:  # before waiting: a stop may have come with the ready line
+            ns.stops.pop()
+            if terminal >= 0:
+                os.kill(os.getpid(), SIGSTOP)
         ready = [fd for fd, _ in poller.poll()]
         if sfd in ready:
             for info in syscalls.read_signals(sfd):
@@ -563,10 +604,6 @@ def supervise(ns: Namespace, sfd: int, *, terminal: int = -1) -> int:
             if ns.channel < 0:
                 poller.unregister(channel)
                 channel = -1
-            while ns.stops:
-                ns.stops.pop()
-                if terminal >= 0:
-                    os.kill(os.getpid(), SIGSTOP)
         if ns.pidfd in ready:
             ns.poll()
     if terminal >= 0:

@@ -24,14 +24,22 @@ from pidns.linux import syscalls
 
 TYPE_CHECKING = False  # collections.abc costs `pidns run` start-up time: annotations only
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 EXIT_SETUP = 125
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
 
-# Python ignores these two at start-up (Python/pylifecycle.c); a command must not inherit that.
+# Python ignores these two at start-up (Python/pylifecycle.c); a command must not inherit
+# that (subprocess's restore_signals rule).
 RESTORED_SIGNALS = (int(signal.SIGPIPE), int(signal.SIGXFSZ))
+# Everything a process can catch (glibc keeps 32 and 33 for itself: valid_signals omits them).
+CATCHABLE = tuple(
+    sorted(int(s) for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP))
+)
+# Every signal a disposition can be set for, glibc's internal 32 and 33 included.
+_SETTABLE = tuple(s for s in range(1, 65) if s not in (int(signal.SIGKILL), int(signal.SIGSTOP)))
+SIGCHLD = int(signal.SIGCHLD)
 
 # errnos that mean "there is nothing to execute here" (fs/namei.c lookups)
 _NOT_FOUND = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG)
@@ -81,6 +89,35 @@ def resolve(name: str, env: Mapping[str, str] | None = None) -> str:
     raise OSError(err, describe(err), name)
 
 
+class Inherited:
+    """The signal state a command gets, as exec would give it from the caller of pidns
+    (fs/exec.c:begin_new_exec -> flush_signal_handlers: handlers reset to SIG_DFL, ignored
+    signals stay ignored, the mask is kept), with subprocess's restore_signals rule for
+    the two Python itself ignores. Taken before pidns blocks anything, so that the init
+    and launcher never depend on it and the command never sees pidns's own changes."""
+
+    __slots__ = ("ignored", "mask")
+
+    def __init__(self, ignored: tuple[int, ...], mask: tuple[int, ...]) -> None:
+        self.ignored = ignored
+        self.mask = mask
+
+    @classmethod
+    def from_caller(cls, mask: Iterable[int] | None = None) -> Inherited:
+        """The calling thread's ignored signals and ``mask`` (default: its mask now)."""
+        ignored = tuple(
+            s
+            for s in CATCHABLE
+            if s not in RESTORED_SIGNALS and signal.getsignal(s) == signal.SIG_IGN
+        )
+        if mask is None:
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+        return cls(ignored, tuple(sorted(int(s) for s in mask)))
+
+
+NOTHING_INHERITED = Inherited((), ())
+
+
 def spawn(
     path: str,
     argv: Sequence[str],
@@ -88,23 +125,31 @@ def spawn(
     *,
     stdio: Sequence[int] = (-1, -1, -1),
     new_group: bool = True,
+    inherited: Inherited = NOTHING_INHERITED,
 ) -> int:
     """posix_spawn ``path``: fds ``stdio`` (-1 = inherit) become 0, 1, 2; with ``new_group``
-    the child leads a new process group (setpgid(0, 0)). Every signal is unblocked in the
-    child and SIGPIPE/SIGXFSZ get their default action back. Returns the child's pid."""
-    actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio) if fd >= 0]
-    kwargs: dict[str, object] = {}
-    if new_group:
-        kwargs["setpgroup"] = 0
-    return os.posix_spawn(
+    the child leads a new process group (setpgid(0, 0)). The child's signal state is
+    ``inherited``: every other signal, glibc's internal ones included, gets SIG_DFL, and
+    the mask is ``inherited.mask``. Each signal ``inherited`` ignores must be ignored in
+    the caller too: posix_spawn can reset a disposition, never set one (``needs_fork``).
+    Returns the child's pid."""
+    ignored = set(inherited.ignored)
+    return syscalls.posix_spawn(
         path,
-        list(argv),
-        env,
-        file_actions=actions,
-        setsigmask=(),
-        setsigdef=RESTORED_SIGNALS,
-        **kwargs,  # type: ignore[arg-type]
+        argv,
+        env.items(),
+        dup2=[(fd, target) for target, fd in enumerate(stdio) if fd >= 0],
+        pgroup=0 if new_group else None,
+        sigdefault=[s for s in _SETTABLE if s not in ignored],
+        sigmask=inherited.mask,
     )
+
+
+def needs_fork(inherited: Inherited) -> bool:
+    """Whether only a forked child can give the command ``inherited`` (an ignored SIGCHLD:
+    the init itself must not ignore it, kernel/signal.c:do_notify_parent would reap its
+    children for it)."""
+    return SIGCHLD in inherited.ignored
 
 
 def _prepare_child(
@@ -113,6 +158,7 @@ def _prepare_child(
     new_group: bool,
     parent_death_signal: int,
     watch_pidfd: int,
+    inherited: Inherited,
 ) -> None:
     """What a forked child does before exec. Signals are still blocked, SIGTTOU included,
     so tcsetpgrp from a background group is not stopped (drivers/tty/tty_jobctrl.c:
@@ -130,9 +176,13 @@ def _prepare_child(
         # names the right process) is readable once it has exited (kernel/pid.c:pidfd_poll).
         if watch_pidfd >= 0 and _readable(watch_pidfd):
             os._exit(EXIT_SETUP)
-    for sig in RESTORED_SIGNALS:
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    ignored = set(inherited.ignored)
+    for sig in CATCHABLE:  # handlers are reset by exec itself; what is ignored is not
+        if sig in ignored:
+            signal.signal(sig, signal.SIG_IGN)
+        elif signal.getsignal(sig) == signal.SIG_IGN or sig in RESTORED_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, inherited.mask)
 
 
 def _readable(fd: int) -> bool:
@@ -150,6 +200,7 @@ def fork_exec(
     parent_death_signal: int = 0,
     watch_pidfd: int = -1,
     ready: Callable[[int], None] | None = None,
+    inherited: Inherited = NOTHING_INHERITED,
 ) -> int:
     """fork, prepare (new group, terminal foreground, stdio, parent-death signal), exec.
     Returns the child's pid once it has exec'd; raises OSError(errno) if exec failed.
@@ -160,7 +211,7 @@ def fork_exec(
     if pid == 0:
         try:
             os.close(read_end)
-            _prepare_child(stdio, terminal, new_group, parent_death_signal, watch_pidfd)
+            _prepare_child(stdio, terminal, new_group, parent_death_signal, watch_pidfd, inherited)
             if gate_read >= 0:
                 os.close(gate_write)
                 os.read(gate_read, 1)  # EOF: the parent is done with ready()
@@ -198,9 +249,10 @@ def exec_command(
     terminal: int = -1,
     parent_death_signal: int = 0,
     watch_pidfd: int = -1,
+    inherited: Inherited = NOTHING_INHERITED,
 ) -> None:
     """Become the command (execve); returns only by raising OSError."""
-    _prepare_child(stdio, terminal, new_group, parent_death_signal, watch_pidfd)
+    _prepare_child(stdio, terminal, new_group, parent_death_signal, watch_pidfd, inherited)
     try:
         os.execve(path, list(argv), env)
     except OSError as exc:
