@@ -55,7 +55,7 @@ def test_threads_after_unshare_are_einval_vm_is_fine_today() -> None:  # A7, L2
     k = Kernel()
     a = k.fork(k.init)
     k.unshare(a, cf.NEWPID)
-    assert errno_of(k.clone, a, cf.THREAD | cf.SIGHAND | cf.VM) == "EINVAL"
+    assert errno_of(k.clone_thread, a, cf.THREAD | cf.SIGHAND | cf.VM) == "EINVAL"
     first = k.clone(a, cf.VM | cf.VFORK)  # a vfork child becomes pid 1 if first
     assert k.getpid(first) == 1
     old = Kernel(profile="3.8")
@@ -67,11 +67,11 @@ def test_threads_after_unshare_are_einval_vm_is_fine_today() -> None:  # A7, L2
 def test_flag_combinations_copy_process_refuses() -> None:  # B1
     k = Kernel()
     a = k.fork(k.init)
-    assert errno_of(k.clone, a, cf.THREAD) == "EINVAL"
+    assert errno_of(k.clone_thread, a, cf.THREAD) == "EINVAL"
     assert errno_of(k.clone, a, cf.SIGHAND) == "EINVAL"
     assert errno_of(k.clone, a, cf.NEWNS | cf.FS) == "EINVAL"
     assert errno_of(k.clone, a, cf.NEWUSER | cf.FS) == "EINVAL"
-    assert errno_of(k.clone, a, cf.THREAD | cf.SIGHAND | cf.VM | cf.NEWPID) == "EINVAL"
+    assert errno_of(k.clone_thread, a, cf.THREAD | cf.SIGHAND | cf.VM | cf.NEWPID) == "EINVAL"
 
 
 def test_clone_parent_from_init_is_einval() -> None:  # B2, G03, L4

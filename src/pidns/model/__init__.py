@@ -15,22 +15,29 @@ Files follow the kernel's lifecycle split: ``namespace`` (pid numbers, namespace
 
 from pidns.model.errors import KernelError, Unmodeled, WouldBlock
 from pidns.model.exit import WaitResult
-from pidns.model.kernel import Kernel
+from pidns.model.kernel import PTHREAD_FLAGS, Kernel, WaitFor
 from pidns.model.namespace import PidNamespace, UserNamespace
+from pidns.model.pidfd import PIDFD_THREAD, Pidfd
 from pidns.model.profiles import PROFILES, Profile
-from pidns.model.task import Disposition, Task, TaskState
+from pidns.model.task import Caller, Disposition, Task, TaskState, Thread
 
 __all__ = [
+    "PIDFD_THREAD",
     "PROFILES",
+    "PTHREAD_FLAGS",
+    "Caller",
     "Disposition",
     "Kernel",
     "KernelError",
     "PidNamespace",
+    "Pidfd",
     "Profile",
     "Task",
     "TaskState",
+    "Thread",
     "Unmodeled",
     "UserNamespace",
+    "WaitFor",
     "WaitResult",
     "WouldBlock",
 ]

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pidns.core import flags as cf
-from pidns.model.errors import KernelError, Unmodeled
+from pidns.model.errors import KernelError
 from pidns.model.namespace import PidNamespace, UserNamespace, alloc_numbers, publish_numbers
 from pidns.model.profiles import MAX_PID_NS_LEVEL, PID_MAX_LIMIT
-from pidns.model.task import Task, TaskState, capable
+from pidns.model.task import Caller, Task, TaskState, Thread, capable
 
 if TYPE_CHECKING:
     from pidns.model.kernel import Kernel
@@ -66,20 +66,22 @@ def create_pid_ns(
 
 
 def _new_namespaces(
-    kernel: Kernel, task: Task, flags: int, call: str
+    kernel: Kernel, caller: Caller, flags: int, call: str
 ) -> tuple[UserNamespace, bool, PidNamespace]:
     """The namespaces a clone or an unshare makes, in the kernel's order: first the user
     namespace (copy_creds / unshare_userns), with full capabilities in it; then, with
     CAP_SYS_ADMIN over that (possibly new) user namespace judged with the caller's
     credentials, the others (copy_namespaces / unshare_nsproxy_namespaces): EPERM.
     Returns the credentials' user namespace and capabilities, and the pid namespace for
-    the children (a new one with CLONE_NEWPID, a child of pid_ns_for_children)."""
+    the children (a new one with CLONE_NEWPID, a child of the calling thread's
+    pid_ns_for_children)."""
+    task = caller.group
     user_ns = task.user_ns
     caps = task.caps
     if flags & cf.NEWUSER:
         user_ns = create_user_ns(kernel, task)
         caps = True
-    ns = task.children_ns
+    ns = caller.children_ns
     if flags & cf.NEW_NAMESPACES:
         if not capable(task, user_ns):  # the owner of a new user ns holds it there
             raise KernelError(errno.EPERM, call)
@@ -88,14 +90,18 @@ def _new_namespaces(
     return user_ns, caps, ns
 
 
-def copy_process(kernel: Kernel, task: Task, flags: int, set_tid: Sequence[int]) -> Task:
-    """kernel/fork.c:kernel_clone + copy_process for a new thread-group leader."""
+def copy_process(
+    kernel: Kernel, caller: Caller, flags: int, set_tid: Sequence[int], exit_signal: int = 17
+) -> Task | Thread:
+    """kernel/fork.c:kernel_clone + copy_process: a new thread group (its leader), or
+    with CLONE_THREAD a new thread of the caller's group."""
     profile = kernel.profile
+    task = caller.group
     if flags:
-        _check_clone_flags(kernel, task, flags, set_tid)
+        _check_clone_flags(kernel, caller, flags, set_tid)
     elif set_tid and not profile.has_set_tid:
         raise KernelError(errno.ENOSYS, "clone3")
-    user_ns, caps, ns = _new_namespaces(kernel, task, flags, "clone")
+    user_ns, caps, ns = _new_namespaces(kernel, caller, flags, "clone")
     # alloc_pid: set_tid numbers need CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE over each
     # level's owner (checkpoint_restore_ns_capable, with the caller's credentials)
     may_choose = [capable(task, level_ns.user_ns) for level_ns in ns.chain] if set_tid else []
@@ -105,8 +111,20 @@ def copy_process(kernel: Kernel, task: Task, flags: int, set_tid: Sequence[int])
         if flags & cf.NEWPID:
             del kernel.namespaces[ns]
         raise
+    if flags & cf.THREAD:
+        # a thread: its own tid in every level, the caller's nsproxy and signal mask
+        thread = Thread(task, tuple(numbers), caller.children_ns)
+        thread.blocked = caller.blocked
+        publish_numbers(thread)
+        if task.threads is None:
+            task.threads = {}
+        task.threads[thread] = None
+        return thread
     child = Task(ns, tuple(numbers), None, user_ns)
     _inherit(task, child, caps)
+    child.blocked = caller.blocked  # the calling thread's mask
+    # CLONE_PARENT takes the caller's own exit signal (kernel/fork.c:copy_process)
+    child.exit_signal = task.exit_signal if flags & cf.PARENT else exit_signal
     # CLONE_PARENT: the child becomes the caller's sibling (kernel/fork.c:copy_process)
     parent = task.parent if flags & cf.PARENT and task.parent is not None else task
     child.parent = parent
@@ -121,8 +139,9 @@ def copy_process(kernel: Kernel, task: Task, flags: int, set_tid: Sequence[int])
     return child
 
 
-def _check_clone_flags(kernel: Kernel, task: Task, flags: int, set_tid: Sequence[int]) -> None:
+def _check_clone_flags(kernel: Kernel, caller: Caller, flags: int, set_tid: Sequence[int]) -> None:
     profile = kernel.profile
+    task = caller.group
     if flags & ~_CLONE3_FLAGS or flags & cf.DETACHED:
         raise KernelError(errno.EINVAL, "clone3")  # clone3_args_valid
     if set_tid and not profile.has_set_tid:
@@ -145,12 +164,10 @@ def _check_clone_flags(kernel: Kernel, task: Task, flags: int, set_tid: Sequence
         raise KernelError(errno.EINVAL, "copy_process")
     if flags & cf.THREAD and flags & (cf.NEWUSER | cf.NEWPID):
         raise KernelError(errno.EINVAL, "copy_process")
-    if flags & profile.pending_ns_refuses and task.ns is not task.children_ns:
-        # after unshare(NEWPID)/setns the caller may not share its thread group (today)
-        # or its memory or make another pid namespace (3.8)
+    if flags & profile.pending_ns_refuses and task.ns is not caller.children_ns:
+        # after unshare(NEWPID)/setns the calling thread may not share its thread group
+        # (today) or its memory or make another pid namespace (3.8); other threads may
         raise KernelError(errno.EINVAL, "copy_process")
-    if flags & cf.THREAD:
-        raise Unmodeled("the model has no threads: CLONE_THREAD would succeed here")
 
 
 def _inherit(parent: Task, child: Task, caps: bool) -> None:
@@ -169,13 +186,17 @@ def _inherit(parent: Task, child: Task, caps: bool) -> None:
     session.session_users += 1
 
 
-def unshare(kernel: Kernel, task: Task, flags: int) -> None:
+def unshare(kernel: Kernel, caller: Caller, flags: int) -> None:
     """kernel/fork.c:ksys_unshare for the pid and user namespaces.
 
     Profile: in 3.8 CLONE_NEWPID implies CLONE_THREAD (then VM, then SIGHAND); today
-    it implies nothing. A single-threaded caller passes the thread checks either way.
+    it implies nothing. check_unshare_flags refuses THREAD, SIGHAND and VM unless the
+    caller is the only thread of its group (EINVAL), so unshare(NEWUSER) needs a single
+    thread (it implies THREAD), and in 3.8 unshare(NEWPID) does too. The new
+    pid_ns_for_children is the calling thread's alone.
     """
     profile = kernel.profile
+    task = caller.group
     if profile.unshare_newpid_implies_thread and flags & cf.NEWPID:
         flags |= cf.THREAD | cf.VM | cf.SIGHAND
     if flags & cf.NEWUSER:
@@ -184,14 +205,18 @@ def unshare(kernel: Kernel, task: Task, flags: int) -> None:
         flags |= cf.FS
     if flags & ~profile.unshare_flags:
         raise KernelError(errno.EINVAL, "unshare")  # check_unshare_flags
-    user_ns, caps, new_children_ns = _new_namespaces(kernel, task, flags, "unshare")
+    if flags & (cf.THREAD | cf.SIGHAND | cf.VM) and len(task.live_threads()) > 1:
+        raise KernelError(errno.EINVAL, "unshare")  # !thread_group_empty(current)
+    user_ns, caps, new_children_ns = _new_namespaces(kernel, caller, flags, "unshare")
     # commit: switch_task_namespaces, then commit_creds
-    task.children_ns = new_children_ns
+    caller.children_ns = new_children_ns
     task.user_ns = user_ns
     task.caps = caps
 
 
-def open_ns_link(kernel: Kernel, task: Task, target: Task, for_children: bool) -> PidNamespace:
+def open_ns_link(
+    kernel: Kernel, task: Task, target: Task | Thread, for_children: bool
+) -> PidNamespace:
     """Opening /proc/TARGET/ns/pid or pid_for_children (fs/proc/namespaces.c).
 
     ``pid`` names the target's active namespace (kernel/pid_namespace.c:pidns_get) and
@@ -203,16 +228,24 @@ def open_ns_link(kernel: Kernel, task: Task, target: Task, for_children: bool) -
         raise KernelError(errno.ESRCH, "open")
     if for_children and not kernel.profile.has_pid_for_children_link:
         raise KernelError(errno.ENOENT, "open")
-    if not _may_inspect(kernel, task, target):
+    if not may_inspect(kernel, task, target.group):
         raise KernelError(errno.EACCES, "open")
     if not for_children:
         return target.ns
-    if target.state is not TaskState.RUNNING or target.children_ns.child_reaper is None:
+    if not has_nsproxy(target) or target.children_ns.child_reaper is None:
         raise KernelError(errno.ENOENT, "open")
     return target.children_ns
 
 
-def _may_inspect(kernel: Kernel, task: Task, target: Task) -> bool:
+def has_nsproxy(thread: Task | Thread) -> bool:
+    """The thread still runs: exit_task_namespaces drops nsproxy as it exits (a group's
+    leader that exit(2)ed while other threads run has none)."""
+    if isinstance(thread, Thread):
+        return thread.alive
+    return thread.state is TaskState.RUNNING and not thread.leader_exited
+
+
+def may_inspect(kernel: Kernel, task: Task, target: Task) -> bool:
     """kernel/ptrace.c:__ptrace_may_access for PTRACE_MODE_READ_FSCREDS, then
     security/commoncap.c:cap_ptrace_access_check (a failure shows as EACCES on open).
 
@@ -236,15 +269,17 @@ def _may_inspect(kernel: Kernel, task: Task, target: Task) -> bool:
     return capable(task, target.user_ns)
 
 
-def setns(kernel: Kernel, task: Task, target_ns: PidNamespace) -> None:
-    """kernel/pid_namespace.c:pidns_install: only pid_ns_for_children changes."""
+def setns(kernel: Kernel, caller: Caller, target_ns: PidNamespace) -> None:
+    """kernel/pid_namespace.c:pidns_install: only the calling thread's
+    pid_ns_for_children changes."""
+    task = caller.group
     if not capable(task, target_ns.user_ns) or not capable(task, task.user_ns):
         raise KernelError(errno.EPERM, "setns")
     active = task.ns
     if not active.is_ancestor_of(target_ns):
         # "Only allow entering the current active pid namespace or a child of it"
         raise KernelError(errno.EINVAL, "setns")
-    task.children_ns = target_ns
+    caller.children_ns = target_ns
 
 
 __all__ = ["copy_process", "open_ns_link", "setns", "unshare"]

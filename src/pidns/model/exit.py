@@ -13,6 +13,11 @@ kernel/pid_namespace.c:zap_pid_ns_processes. The rules, in one place:
    reaps its own children, and sleeps until every other pid of the namespace is
    released, zombies with an outside parent included; only then does it become a zombie.
 3. A zombie is reaped by its parent's wait, or at once when the parent ignores SIGCHLD.
+4. Threads: a group exit (exit_group, a fatal signal, exec) ends every thread; a thread
+   that exit(2)s alone is released at once (a leader stays, as the group's tgid, until
+   the group ends); the group ends with its last thread and reports the leader's code.
+   While another thread runs, an init's namespace lives on (find_child_reaper moves
+   child_reaper to a live thread; the model keeps it on the group).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pidns.core import errnos, signals
 from pidns.model import signal as sig
 from pidns.model.errors import KernelError, Unmodeled, WouldBlock
 from pidns.model.namespace import PidNamespace, nr_in, release_numbers
-from pidns.model.task import Disposition, Task, TaskState
+from pidns.model.task import Caller, Disposition, Task, TaskState, Thread
 
 if TYPE_CHECKING:
     from pidns.model.kernel import Kernel
@@ -43,6 +48,9 @@ def do_exit(kernel: Kernel, task: Task, status: int) -> None:
     task.move_to(TaskState.EXITING)
     task.exit_status = status
     task.stopped = False
+    task.shared_pending = None
+    for thread in list(task.threads or ()):
+        release_thread(kernel, thread)  # zap_other_threads: they exit and are released
     if is_reaper:
         # find_child_reaper: the namespace's init is leaving
         zap_pid_ns_processes(kernel, ns, task)
@@ -57,8 +65,8 @@ def zap_pid_ns_processes(kernel: Kernel, ns: PidNamespace, init: Task) -> None:
     ns.adding = False  # disable_pid_allocation
     init.set_disposition(signals.CHLD, Disposition.IGNORE)
     for nr in sorted(ns.idr):
-        victim = ns.idr[nr]
-        if nr >= 2 and victim.state is TaskState.RUNNING:
+        victim = ns.idr[nr].group  # a thread's number reaches its group
+        if nr >= 2 and victim.state is TaskState.RUNNING and victim is not init:
             sig.send(kernel, victim, signals.KILL, 0, force=True)  # SEND_SIG_PRIV
     sig.flush_fatal(kernel)
     # kernel_wait4(-1) until ECHILD: reap the zombies made before SIGCHLD was ignored;
@@ -81,14 +89,17 @@ def exit_notify(kernel: Kernel, task: Task) -> None:
 
 
 def notify_parent(kernel: Kernel, child: Task) -> bool:
-    """kernel/signal.c:do_notify_parent: SIGCHLD to the parent, with si_pid in the
-    parent's namespace. Returns True when the child is to be reaped at once (autoreap:
-    the parent's SIGCHLD disposition is SIG_IGN)."""
+    """kernel/signal.c:do_notify_parent: the child's exit signal (SIGCHLD unless clone
+    chose another; none for 0) to the parent, with si_pid in the parent's namespace.
+    Returns True when the child is to be reaped at once (autoreap: the exit signal is
+    SIGCHLD and the parent's SIGCHLD disposition is SIG_IGN)."""
     parent = child.parent
     assert parent is not None
-    if parent.disposition(signals.CHLD) is Disposition.IGNORE:
+    signo = child.exit_signal
+    if signo == signals.CHLD and parent.disposition(signals.CHLD) is Disposition.IGNORE:
         return True
-    sig.send(kernel, parent, signals.CHLD, nr_in(child, parent.ns), force=False)
+    if signo:
+        sig.send(kernel, parent, signo, nr_in(child, parent.ns), force=False)
     return False
 
 
@@ -126,6 +137,7 @@ def forget_original_parent(kernel: Kernel, father: Task) -> None:
     father.zombies = 0
     for child in orphans:
         child.parent = reaper
+        child.exit_signal = signals.CHLD  # reparent_leader: "We don't want people slaying init"
         reaper.add_child(child)
     for child in orphans:
         # reparent_leader: a zombie is announced to its new parent, which may reap it
@@ -154,13 +166,74 @@ def release_if_unused(kernel: Kernel, owner: Task) -> None:
         return
     if not owner.numbers or owner.ns.idr.get(owner.numbers[-1]) is not owner:
         return  # already released
-    for ns in release_numbers(owner):
-        # free_pid: "When all that is left in the pid namespace is the reaper wake up
-        # the reaper" sleeping in zap_pid_ns_processes
+    _wake_zap_waiters(kernel, release_numbers(owner))
+
+
+def _wake_zap_waiters(kernel: Kernel, namespaces: list[PidNamespace]) -> None:
+    """free_pid: "When all that is left in the pid namespace is the reaper wake up the
+    reaper" sleeping in zap_pid_ns_processes."""
+    for ns in namespaces:
         init = ns.zap_waiter
         if init is not None and ns.allocated == 1:
             ns.zap_waiter = None
             exit_notify(kernel, init)
+
+
+def release_thread(kernel: Kernel, thread: Thread) -> None:
+    """A non-leader thread's exit: release_task at once (its exit_signal is -1)."""
+    group = thread.group
+    assert group.threads is not None
+    del group.threads[thread]
+    if not group.threads:
+        group.threads = None
+    thread.alive = False
+    _wake_zap_waiters(kernel, release_numbers(thread))
+
+
+def exit_thread(kernel: Kernel, caller: Caller, status: int) -> None:
+    """exit(2) (pthread_exit): only the calling thread ends, unless it is the last one.
+
+    A leader that leaves before its threads stays a zombie thread holding the tgid (and
+    the group's exit code: wait_task_zombie reports the leader's own exit_code); its
+    children go to another live thread (find_new_reaper's find_alive_thread), which the
+    model has no need to move, as children belong to the group here.
+    """
+    group = caller.group
+    last = len(group.live_threads()) == 1
+    if isinstance(caller, Thread):
+        release_thread(kernel, caller)
+        if last:
+            do_exit(kernel, group, group.exit_status)
+    elif last:
+        do_exit(kernel, group, status)
+    else:
+        group.leader_exited = True
+        group.exit_status = status
+
+
+def do_exec(kernel: Kernel, caller: Caller) -> None:
+    """fs/exec.c:de_thread and flush_signal_handlers for a successful execve.
+
+    Every other thread is killed and released; a non-leader caller takes the leader's
+    pid (its own tid is released) and keeps its own nsproxy and signal mask; caught
+    signals go back to SIG_DFL, ignored ones stay ignored.
+    """
+    group = caller.group
+    for thread in list(group.threads or ()):
+        if thread is not caller:
+            release_thread(kernel, thread)
+    if isinstance(caller, Thread):
+        group.children_ns = caller.children_ns
+        group.blocked = caller.blocked
+        group.leader_exited = False
+        release_thread(kernel, caller)
+    group.execed = True
+    table = group.dispositions
+    if table:
+        kept: dict[int, Disposition] = {
+            signo: d for signo, d in table.items() if d is Disposition.IGNORE
+        }
+        group.dispositions = kept or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,28 +247,64 @@ class WaitResult:
         return f"exited {self.value}" if self.exited else f"killed {signals.name(self.value)}"
 
 
-def do_wait(kernel: Kernel, task: Task, target: Task | None, nohang: bool) -> WaitResult | None:
-    """kernel/exit.c:do_wait for WEXITED: reap the first zombie child in list order.
+@dataclass(frozen=True, slots=True)
+class WaitFor:
+    """Which children a wait considers (kernel/exit.c:eligible_pid, eligible_child).
+
+    ``target``: one child (waitpid(PID), waitid(P_PID or P_PIDFD)); ``pgrp``: the
+    children in the process group whose leader's pid that is (waitpid(0), waitpid(-PGID));
+    neither: any child. ``all``: __WALL, which also takes children whose exit signal is
+    not SIGCHLD (without it such "clone" children are not eligible). ``nowait``: WNOWAIT,
+    report a zombie and leave it unreaped.
+    """
+
+    target: Task | None = None
+    pgrp: Task | Thread | None = None
+    all: bool = False
+    nowait: bool = False
+
+    def eligible(self, child: Task) -> bool:
+        if self.target is not None and child is not self.target:
+            return False
+        if self.pgrp is not None and child.pgrp is not self.pgrp:
+            return False
+        return self.all or child.exit_signal == signals.CHLD
+
+
+ANY_CHILD = WaitFor()
+
+
+def do_wait(
+    kernel: Kernel, task: Task, target: Task | None, nohang: bool, how: WaitFor = ANY_CHILD
+) -> WaitResult | None:
+    """kernel/exit.c:do_wait for WEXITED: reap the first eligible zombie child in list
+    order (any thread of the group may wait for the group's children).
 
     ECHILD when there is no eligible child; None (WNOHANG) or WouldBlock when there
     are eligible children but none is a zombie yet.
     """
     children = task.children
     if target is not None:
-        if children is None or target not in children:
+        how = WaitFor(target, how.pgrp, how.all, how.nowait)
+        if children is None or target not in children or not how.eligible(target):
             raise KernelError(ECHILD, "wait")
         found = target if target.state is TaskState.ZOMBIE else None
     elif children is None:
         raise KernelError(ECHILD, "wait")
-    elif task.zombies:
-        found = next(c for c in children if c.state is TaskState.ZOMBIE)
     else:
         found = None
+        if task.zombies:
+            found = next(
+                (c for c in children if c.state is TaskState.ZOMBIE and how.eligible(c)), None
+            )
+        if found is None and not any(how.eligible(c) for c in children):
+            raise KernelError(ECHILD, "wait")
     if found is None:
         if nohang:
             return None
         raise WouldBlock
     exited, value = found.exited_status()
     result = WaitResult(found, nr_in(found, task.ns), exited, value)
-    release_task(kernel, found)
+    if not how.nowait:
+        release_task(kernel, found)
     return result

@@ -1,9 +1,9 @@
 """The Kernel: the model's syscall surface (thin) and its observers.
 
-Every syscall takes the calling task first and raises ``KernelError`` (errno) on
-failure. Pid numbers cross this boundary only as the caller sees them: a number in the
-caller's active namespace, 0 for a task it cannot see. Everything inside works on task
-objects.
+Every syscall takes the caller first (a ``Task``, meaning its leader thread, or a
+``Thread``) and raises ``KernelError`` (errno) on failure. Pid numbers cross this
+boundary only as the caller sees them: a number in the caller's active namespace, 0 for
+a task it cannot see. Everything inside works on task objects; a pidfd is a ``Pidfd``.
 """
 
 from __future__ import annotations
@@ -13,16 +13,28 @@ from collections.abc import Iterator, Sequence
 
 from pidns.core import flags as cf
 from pidns.core import signals
-from pidns.model import create
+from pidns.model import create, nsfs, pidfd
 from pidns.model import exit as exits
 from pidns.model import signal as sig
 from pidns.model.errors import KernelError
 from pidns.model.namespace import PidNamespace, UserNamespace, nr_in, publish_numbers
-from pidns.model.profiles import MAX_PID_NS_LEVEL, PID_MAX_DEFAULT, PID_MAX_LIMIT, Profile
+from pidns.model.pidfd import Pidfd, PidfdInfo
+from pidns.model.profiles import (
+    MAX_PID_NS_LEVEL,
+    PID_MAX_DEFAULT,
+    PID_MAX_LIMIT,
+    PID_MAX_MIN,
+    Profile,
+)
 from pidns.model.profiles import get as get_profile
-from pidns.model.task import Disposition, Task, TaskState, capable, next_seq
+from pidns.model.task import Caller, Disposition, Task, TaskState, Thread, capable, next_seq
 
 WaitResult = exits.WaitResult
+WaitFor = exits.WaitFor
+
+# glibc's pthread_create: clone(VM|FS|FILES|SIGHAND|THREAD|SYSVSEM|SETTLS|PARENT_SETTID|
+# CHILD_CLEARTID); the flags the model gives meaning to
+PTHREAD_FLAGS = cf.VM | cf.FS | cf.FILES | cf.SIGHAND | cf.THREAD | cf.SYSVSEM
 
 
 class Kernel:
@@ -69,58 +81,185 @@ class Kernel:
 
     # ---- creation ---------------------------------------------------------------------
 
-    def fork(self, task: Task) -> Task:
-        return create.copy_process(self, _running(task), 0, ())
+    def fork(self, task: Caller) -> Task:
+        child = create.copy_process(self, _running(task), 0, ())
+        assert isinstance(child, Task)
+        return child
 
-    def clone(self, task: Task, flags: int, set_tid: Sequence[int] = ()) -> Task:
-        return create.copy_process(self, _running(task), flags, tuple(set_tid))
+    def clone(
+        self,
+        task: Caller,
+        flags: int,
+        set_tid: Sequence[int] = (),
+        exit_signal: int = signals.CHLD,
+    ) -> Task:
+        """clone3(2) of a new process; CLONE_THREAD belongs to ``clone_thread``."""
+        if flags & cf.THREAD:
+            raise ValueError("clone with CLONE_THREAD makes a thread: use clone_thread")
+        child = create.copy_process(self, _running(task), flags, tuple(set_tid), exit_signal)
+        assert isinstance(child, Task)
+        return child
 
-    def unshare(self, task: Task, flags: int) -> None:
+    def clone_pidfd(
+        self, task: Caller, flags: int, set_tid: Sequence[int] = ()
+    ) -> tuple[Task | Thread, Pidfd]:
+        """clone3 with CLONE_PIDFD: the child and a pidfd for it (a thread pidfd for a
+        thread, as PIDFD_THREAD; 6.9)."""
+        if flags & cf.THREAD:
+            child: Task | Thread = self.clone_thread(task, flags)
+        else:
+            child = self.clone(task, flags, set_tid)
+        return child, Pidfd(child, bool(flags & cf.THREAD))
+
+    def clone_thread(self, task: Caller, flags: int = PTHREAD_FLAGS) -> Thread:
+        """A new thread of the caller's group (pthread_create: PTHREAD_FLAGS)."""
+        if not flags & cf.THREAD:
+            raise ValueError("clone_thread needs CLONE_THREAD")
+        thread = create.copy_process(self, _running(task), flags, ())
+        assert isinstance(thread, Thread)
+        return thread
+
+    def unshare(self, task: Caller, flags: int) -> None:
         create.unshare(self, _running(task), flags)
 
-    def setns(self, task: Task, target: Task, for_children: bool = False) -> None:
+    def setns(self, task: Caller, target: Task | Thread, for_children: bool = False) -> None:
         """setns(open("/proc/TARGET/ns/pid[_for_children]"), CLONE_NEWPID)."""
-        ns = create.open_ns_link(self, _running(task), target, for_children)
+        ns = create.open_ns_link(self, _running(task).group, target, for_children)
         create.setns(self, task, ns)
+
+    def setns_pidfd(self, task: Caller, fd: Pidfd) -> None:
+        """setns(pidfd, CLONE_NEWPID): the target's active namespace (EPERM without
+        ptrace access to it; ESRCH once it has no nsproxy)."""
+        caller = _running(task)
+        target = fd.target
+        if not has_task(fd) or not create.has_nsproxy(target):
+            raise KernelError(errno.ESRCH, "setns")
+        if not create.may_inspect(self, caller.group, target.group):
+            raise KernelError(errno.EPERM, "setns")
+        create.setns(self, caller, pidfd.setns_target(fd))
+
+    def execve(self, task: Caller) -> None:
+        """A successful execve(2) of the same program (fs/exec.c:de_thread)."""
+        exits.do_exec(self, _running(task))
 
     # ---- exit and wait ----------------------------------------------------------------
 
-    def exit(self, task: Task, code: int) -> None:
-        exits.do_exit(self, _running(task), (code & 0xFF) << 8)
+    def exit(self, task: Caller, code: int) -> None:
+        """exit_group(2) (what _exit(2) calls): every thread of the group ends."""
+        exits.do_exit(self, _running(task).group, (code & 0xFF) << 8)
+        sig.flush_fatal(self)
+
+    def exit_thread(self, task: Caller, code: int) -> None:
+        """exit(2), as pthread_exit makes it: the calling thread ends; the group with it
+        only when it is the last."""
+        exits.exit_thread(self, _running(task), (code & 0xFF) << 8)
         sig.flush_fatal(self)
 
     def wait(
-        self, task: Task, target: Task | None = None, nohang: bool = False
+        self,
+        task: Caller,
+        target: Task | None = None,
+        nohang: bool = False,
+        how: exits.WaitFor = exits.ANY_CHILD,
     ) -> exits.WaitResult | None:
         """waitpid(TARGET or -1): None with ``nohang`` when nothing is ready; raises
-        WouldBlock instead when the call would sleep."""
-        return exits.do_wait(self, _running(task), target, nohang)
+        WouldBlock instead when the call would sleep. ``how`` selects a process group,
+        __WALL and WNOWAIT."""
+        return exits.do_wait(self, _running(task).group, target, nohang, how)
+
+    def wait_pid(
+        self, task: Caller, pid: int, nohang: bool = False, all: bool = False, nowait: bool = False
+    ) -> exits.WaitResult | None:
+        """waitpid(PID) with PID as the caller sees it: -1 any child, 0 the caller's
+        process group, -PGID that group (ECHILD when no such pid), >0 that child."""
+        group = _running(task).group
+        target: Task | None = None
+        pgrp: Task | Thread | None = None
+        if pid > 0 or pid < -1:
+            entry = group.ns.idr.get(abs(pid))
+            if entry is None:
+                raise KernelError(errno.ECHILD, "wait")
+            if pid > 0:
+                if not isinstance(entry, Task):
+                    raise KernelError(errno.ECHILD, "wait")  # a thread is never a child
+                target = entry
+            else:
+                pgrp = entry
+        elif pid == 0:
+            pgrp = group.pgrp
+        how = exits.WaitFor(None, pgrp, all, nowait)
+        return exits.do_wait(self, group, target, nohang, how)
+
+    def waitid_pidfd(
+        self, task: Caller, fd: Pidfd, nohang: bool = False, nowait: bool = False
+    ) -> exits.WaitResult | None:
+        """waitid(P_PIDFD, fd, WEXITED): ECHILD unless the pidfd's process is a child."""
+        group = _running(task).group
+        target = pidfd.wait_target(self, fd)
+        if target is None or target.state is TaskState.REAPED:
+            raise KernelError(errno.ECHILD, "waitid")
+        return exits.do_wait(self, group, target, nohang, exits.WaitFor(nowait=nowait))
 
     # ---- signals ----------------------------------------------------------------------
 
-    def kill(self, task: Task, pid: int, signo: int) -> None:
+    def kill(self, task: Caller, pid: int, signo: int) -> None:
         """kill(2) with a pid number as the caller sees it (0, -1 and -PGID included)."""
-        sig.kill(self, _running(task), pid, signo)
+        sig.kill(self, _running(task).group, pid, signo)
 
-    def kill_task(self, task: Task, target: Task, signo: int) -> None:
+    def kill_task(self, task: Caller, target: Task | Thread, signo: int) -> None:
         """kill(2) of a task by name: ESRCH, with no call made, when the caller cannot see it."""
         pid = self.pid_seen_by(task, target)
         if pid == 0:
             raise KernelError(errno.ESRCH, "kill")
         self.kill(task, pid, signo)
 
-    def sigaction(self, task: Task, signo: int, disposition: Disposition) -> None:
-        sig.set_disposition(_running(task), signo, disposition)
+    def pidfd_open(self, task: Caller, pid: int, flags: int = 0) -> Pidfd:
+        """pidfd_open(2) of a pid as the caller sees it; flags PIDFD_THREAD, PIDFD_NONBLOCK."""
+        return pidfd.pidfd_open(_running(task), pid, flags)
 
-    def caught(self, task: Task) -> list[tuple[int, int]]:
+    def pidfd_send_signal(self, task: Caller, fd: Pidfd, signo: int) -> None:
+        """pidfd_send_signal(2) with no siginfo: to the group (also for a thread pidfd,
+        which the model does not tell apart from its group)."""
+        caller = _running(task).group
+        if not has_task(fd):
+            if not caller.ns.is_ancestor_of(fd.target.ns):
+                raise KernelError(errno.EINVAL, "pidfd_send_signal")
+            raise KernelError(errno.ESRCH, "pidfd_send_signal")
+        sig.pidfd_send_signal(self, caller, fd.target.group, signo)
+
+    def pidfd_info(self, task: Caller, fd: Pidfd) -> PidfdInfo:
+        """ioctl(PIDFD_GET_INFO) for PIDFD_INFO_PID."""
+        return pidfd.get_info(_running(task), fd)
+
+    def pidfd_nspid(self, fd: Pidfd, procfs: PidNamespace | None = None) -> tuple[int, ...]:
+        """The NSpid line of the pidfd's fdinfo read through a procfs of ``procfs``
+        (default: the model's root namespace)."""
+        return pidfd.fdinfo_nspid(fd, self.root_ns if procfs is None else procfs)
+
+    def sigaction(self, task: Caller, signo: int, disposition: Disposition) -> None:
+        sig.set_disposition(_running(task).group, signo, disposition)
+
+    def sigprocmask(
+        self, task: Caller, block: Sequence[int] = (), unblock: Sequence[int] = ()
+    ) -> None:
+        """sigprocmask(SIG_BLOCK / SIG_UNBLOCK) of the calling thread."""
+        add = sum({sig.sigmask(s) for s in block if 0 < s < 65})
+        remove = sum({sig.sigmask(s) for s in unblock if 0 < s < 65})
+        sig.sigprocmask(self, _running(task), add, remove)
+
+    def pending(self, task: Caller) -> list[int]:
+        """The signals pending for the caller's group that no thread took yet (ShdPnd)."""
+        return sorted(task.group.shared_pending or ())
+
+    def caught(self, task: Caller) -> list[tuple[int, int]]:
         """The signals the task caught since the last call, with their si_pid."""
-        return [(signo, pids[0]) for signo, pids in sig.take_caught(_running(task))]
+        return [(signo, pids[0]) for signo, pids in sig.take_caught(_running(task).group)]
 
-    def caught_candidates(self, task: Task) -> list[tuple[int, tuple[int, ...]]]:
+    def caught_candidates(self, task: Caller) -> list[tuple[int, tuple[int, ...]]]:
         """As ``caught``, with every si_pid the kernel may have kept for each: signals of
         one number from several senders merge while pending, and which sender's si_pid
         stays depends on which of them ran first (two tasks dying at once, say)."""
-        return sig.take_caught(_running(task))
+        return sig.take_caught(_running(task).group)
 
     def run_handlers(self) -> None:
         """Let every task run: the handlers of its pending caught signals execute, so
@@ -130,22 +269,81 @@ class Kernel:
 
     # ---- ids ----------------------------------------------------------------------------
 
-    def getpid(self, task: Task) -> int:
+    def getpid(self, task: Caller) -> int:
+        """The tgid: the same in every thread of a group."""
+        return task.group.numbers[-1]
+
+    def gettid(self, task: Caller) -> int:
         return task.numbers[-1]
 
-    def getppid(self, task: Task) -> int:
-        parent = task.parent
-        return 0 if parent is None else nr_in(parent, task.ns)
+    def getppid(self, task: Caller) -> int:
+        group = task.group
+        parent = group.parent
+        return 0 if parent is None else nr_in(parent, group.ns)
 
-    def getpgid(self, task: Task) -> int:
-        return nr_in(task.pgrp, task.ns)
+    def getpgid(self, task: Caller, pid: int = 0) -> int:
+        """getpgid(PID): ESRCH when the caller's namespace has no such pid; 0 when the
+        group's leader is not visible there."""
+        return nr_in(self._by_pid(task, pid, "getpgid").pgrp, task.ns)
 
-    def getsid(self, task: Task) -> int:
-        return nr_in(task.session, task.ns)
+    def getsid(self, task: Caller, pid: int = 0) -> int:
+        return nr_in(self._by_pid(task, pid, "getsid").session, task.ns)
 
-    def setsid(self, task: Task) -> int:
+    def _by_pid(self, task: Caller, pid: int, call: str) -> Task:
+        """find_task_by_vpid for calls taking a pid (0: the caller): the tid's group."""
+        if pid == 0:
+            return task.group
+        entry = task.ns.idr.get(pid) if pid > 0 else None
+        if entry is None or entry.state is TaskState.REAPED:
+            raise KernelError(errno.ESRCH, call)
+        return entry.group
+
+    def setpgid(self, task: Caller, pid: int = 0, pgid: int = 0) -> None:
+        """kernel/sys.c:setpgid, every check in the kernel's order."""
+        caller = _running(task).group
+        if pgid < 0:
+            raise KernelError(errno.EINVAL, "setpgid")
+        if pid == 0:
+            target: Task | Thread = caller
+        else:
+            entry = caller.ns.idr.get(pid) if pid > 0 else None
+            if entry is None or entry.state is TaskState.REAPED:
+                raise KernelError(errno.ESRCH, "setpgid")
+            target = entry
+        if not isinstance(target, Task):
+            raise KernelError(errno.EINVAL, "setpgid")  # not a thread-group leader
+        if target.parent is caller:
+            if target.session is not caller.session:
+                raise KernelError(errno.EPERM, "setpgid")
+            if target.execed:
+                raise KernelError(errno.EACCES, "setpgid")  # !PF_FORKNOEXEC
+        elif target is not caller:
+            raise KernelError(errno.ESRCH, "setpgid")
+        if target.session is target:
+            raise KernelError(errno.EPERM, "setpgid")  # a session leader
+        if pgid == 0 or pgid == nr_in(target, caller.ns):
+            group: Task | Thread = target
+        else:
+            leader = caller.ns.idr.get(pgid)
+            # pid_task(find_vpid(pgid), PIDTYPE_PGID): a group with a member, of the session
+            if not isinstance(leader, Task) or not leader.pgrp_users:
+                raise KernelError(errno.EPERM, "setpgid")
+            if leader.session is not caller.session:
+                raise KernelError(errno.EPERM, "setpgid")
+            group = leader
+        if target.pgrp is group:
+            return
+        old = target.pgrp
+        assert isinstance(group, Task)
+        old.pgrp_users -= 1
+        target.pgrp = group
+        target.pgrp_joined = next_seq()
+        group.pgrp_users += 1
+        exits.release_if_unused(self, old)
+
+    def setsid(self, task: Caller) -> int:
         """kernel/sys.c:ksys_setsid: EPERM for a process-group leader."""
-        _running(task)
+        task = _running(task).group
         if task.pgrp_users:
             # "Fail if task is already a process group leader" (a group uses its pid)
             raise KernelError(errno.EPERM, "setsid")
@@ -160,20 +358,22 @@ class Kernel:
         exits.release_if_unused(self, old_session)
         return task.numbers[-1]
 
-    def set_subreaper(self, task: Task, on: bool) -> None:
+    def set_subreaper(self, task: Caller, on: bool) -> None:
         """prctl(PR_SET_CHILD_SUBREAPER) (kernel/sys.c)."""
-        _running(task).is_subreaper = on
+        group = _running(task).group
+        group.is_subreaper = on
         if on and self.profile.subreaper_propagates:
-            _propagate_has_child_subreaper(task)
+            _propagate_has_child_subreaper(group)
 
-    def setuid(self, task: Task, uid: int) -> None:
-        """kernel/sys.c:__sys_setuid for a single-threaded task.
+    def setuid(self, task: Caller, uid: int) -> None:
+        """kernel/sys.c:__sys_setuid, as glibc's setuid(3) makes it: every thread of the
+        group changes (the model keeps credentials per group).
 
         The model maps uids in its root user namespace (all of them, or ``mapped_uids``)
         and none in user namespaces a task creates: there, setuid fails with EINVAL, as
         it does on the kernel until a uid_map is written.
         """
-        _running(task)
+        task = _running(task).group
         if uid < 0 or not task.user_ns.maps(uid):
             raise KernelError(errno.EINVAL, "setuid")
         old_euid = task.euid
@@ -187,19 +387,56 @@ class Kernel:
         if task.euid != old_euid:
             task.dumpable = False  # kernel/cred.c:commit_creds
 
+    # ---- pid_max and the nsfs ioctls -----------------------------------------------------
+
+    def read_pid_max(self, task: Caller) -> int:
+        """/proc/sys/kernel/pid_max: the reader's active namespace's (6.14+; global in 3.8)."""
+        return task.ns.pid_max if self.profile.per_ns_pid_max else self.pid_max
+
+    def write_pid_max(self, task: Caller, value: int) -> None:
+        """Writing /proc/sys/kernel/pid_max (kernel/pid.c:pid_table_root_permissions and
+        proc_do_cad_pid's range): EACCES without CAP_SYS_ADMIN over the owner of the
+        writer's active namespace (3.8: over the initial user namespace), then EINVAL
+        outside PID_MAX_MIN..PID_MAX_LIMIT. Only later allocations see it."""
+        group = _running(task).group
+        per_ns = self.profile.per_ns_pid_max
+        owner = group.ns.user_ns if per_ns else self.root_user_ns
+        if not capable(group, owner):
+            raise KernelError(errno.EACCES, "open")
+        if not PID_MAX_MIN <= value <= PID_MAX_LIMIT:
+            raise KernelError(errno.EINVAL, "write")
+        if per_ns:
+            group.ns.pid_max = value
+        else:
+            self.pid_max = value
+            for ns in self.namespaces:
+                ns.pid_max = value
+
+    def ns_parent(self, task: Caller, ns: PidNamespace) -> PidNamespace:
+        """ioctl(NS_GET_PARENT) on a file of ``ns``."""
+        return nsfs.get_parent(task, ns)
+
+    def ns_pid_from(self, task: Caller, ns: PidNamespace, pid: int, tgid: bool = False) -> int:
+        """ioctl(NS_GET_PID_FROM_PIDNS) (NS_GET_TGID_FROM_PIDNS with ``tgid``)."""
+        return nsfs.pid_from_pidns(task, ns, pid, tgid)
+
+    def ns_pid_in(self, task: Caller, ns: PidNamespace, pid: int, tgid: bool = False) -> int:
+        """ioctl(NS_GET_PID_IN_PIDNS) (NS_GET_TGID_IN_PIDNS with ``tgid``)."""
+        return nsfs.pid_in_pidns(task, ns, pid, tgid)
+
     # ---- observers ----------------------------------------------------------------------
 
-    def pid_in(self, task: Task, ns: PidNamespace) -> int:
+    def pid_in(self, task: Task | Thread, ns: PidNamespace) -> int:
         """The task's pid in ``ns`` (0 when not visible there)."""
         return nr_in(task, ns)
 
-    def pid_seen_by(self, observer: Task, task: Task) -> int:
+    def pid_seen_by(self, observer: Caller, task: Task | Thread) -> int:
         """The task's pid in the observer's active namespace; 0 if invisible or reaped."""
         if task.state is TaskState.REAPED:
             return 0
         return nr_in(task, observer.ns)
 
-    def nspid(self, task: Task, from_ns: PidNamespace | None = None) -> tuple[int, ...]:
+    def nspid(self, task: Task | Thread, from_ns: PidNamespace | None = None) -> tuple[int, ...]:
         """/proc/PID/status NSpid read through a procfs of ``from_ns`` (default: the root)."""
         start = 0 if from_ns is None else from_ns.depth
         if from_ns is not None and nr_in(task, from_ns) == 0:
@@ -210,18 +447,27 @@ class Kernel:
         return iter(self.tasks)
 
     def find(self, ns: PidNamespace, pid: int) -> Task | None:
-        """The task whose pid in ``ns`` is ``pid`` (find_task_by_pid_ns), if unreaped."""
+        """The process whose pid in ``ns`` is ``pid`` (find_task_by_pid_ns), if unreaped;
+        a tid finds its thread's group."""
         task = ns.idr.get(pid)
         if task is None or task.state is TaskState.REAPED:
             return None
-        return task
+        return task.group
 
 
-def _running(task: Task) -> Task:
-    """The caller of a system call: it runs, so its pending handlers have run first."""
-    if task.state is not TaskState.RUNNING:
-        raise ValueError(f"{task!r} cannot make system calls: it is {task.state}")
-    task.undelivered = None
+def has_task(fd: Pidfd) -> bool:
+    """The pidfd's struct pid still has its task (pid_has_task)."""
+    return not fd.gone
+
+
+def _running(task: Caller) -> Caller:
+    """The caller of a system call: it runs, so its group's pending handlers have run."""
+    group = task.group
+    if group.state is not TaskState.RUNNING:
+        raise ValueError(f"{task!r} cannot make system calls: it is {group.state}")
+    if task.leader_exited if isinstance(task, Task) else not task.alive:
+        raise ValueError(f"{task!r} cannot make system calls: the thread has exited")
+    group.undelivered = None
     return task
 
 
@@ -237,4 +483,15 @@ def _propagate_has_child_subreaper(task: Task) -> None:
         stack.extend(child.children or ())
 
 
-__all__ = ["Disposition", "Kernel", "TaskState", "WaitResult", "cf", "signals"]
+__all__ = [
+    "PTHREAD_FLAGS",
+    "Disposition",
+    "Kernel",
+    "Pidfd",
+    "TaskState",
+    "Thread",
+    "WaitFor",
+    "WaitResult",
+    "cf",
+    "signals",
+]

@@ -18,7 +18,7 @@ from pidns.model.errors import KernelError, Unmodeled
 from pidns.model.profiles import RESERVED_PIDS, Profile
 
 if TYPE_CHECKING:
-    from pidns.model.task import Task
+    from pidns.model.task import Task, Thread
 
 _ns_ids = itertools.count(4026531836)  # like nsfs inode numbers, for readable output
 
@@ -90,7 +90,8 @@ class PidNamespace:
         self.cursor = 0  # idr cursor: the last allocated number + 1 (ns_last_pid + 1)
         # nr -> the task whose pid it is; the entry outlives the task while its pid is
         # still some live task's pgid or sid (kernel/pid.c:free_pid runs on the last user)
-        self.idr: dict[int, Task] = {}
+        # (a thread's tid entry maps to its Thread: kill(tid) reaches the tid's group)
+        self.idr: dict[int, Task | Thread] = {}
         self.allocated = 0  # pid_allocated without the PIDNS_ADDING bit
         self.adding = True  # PIDNS_ADDING: cleared for ever when the namespace dies
         # set when pid 1 is attached, never cleared (kernel/fork.c:copy_process)
@@ -112,7 +113,7 @@ class PidNamespace:
         return other.depth >= self.depth and other.chain[self.depth] is self
 
 
-def nr_in(task: Task, ns: PidNamespace) -> int:
+def nr_in(task: Task | Thread, ns: PidNamespace) -> int:
     """kernel/pid.c:pid_nr_ns: the task's number in ``ns``, 0 when not visible there."""
     depth = ns.depth
     numbers = task.numbers
@@ -198,14 +199,14 @@ def alloc_numbers(
     return numbers
 
 
-def publish_numbers(task: Task) -> None:
+def publish_numbers(task: Task | Thread) -> None:
     """Make the reserved numbers find the task (kernel/pid.c:alloc_pid's idr_replace loop)."""
     for level_ns, nr in zip(task.ns.chain, task.numbers, strict=True):
         level_ns.idr[nr] = task
         level_ns.allocated += 1
 
 
-def release_numbers(task: Task) -> list[PidNamespace]:
+def release_numbers(task: Task | Thread) -> list[PidNamespace]:
     """kernel/pid.c:free_pid: remove the task's numbers from every level.
 
     Returns the namespaces whose init, sleeping in zap_pid_ns_processes, should now wake
@@ -226,4 +227,4 @@ class _Reserved:
     __slots__ = ()
 
 
-_RESERVED: Task = _Reserved()  # type: ignore[assignment]
+_RESERVED: Task | Thread = _Reserved()  # type: ignore[assignment]

@@ -19,6 +19,9 @@ from pidns.core import flags as cf
 PID_MAX_DEFAULT = 32768  # include/linux/threads.h: the boot value of init_pid_ns
 PID_MAX_LIMIT = 4194304  # include/linux/threads.h on 64-bit
 RESERVED_PIDS = 300  # kernel/pid.c
+# kernel/pid.c:pid_idr_init: pid_max_min = max(RESERVED_PIDS + 1, PIDS_PER_CPU_MIN *
+# num_possible_cpus()), 301 below 38 possible cpus (the model's assumption)
+PID_MAX_MIN = RESERVED_PIDS + 1
 MAX_PID_NS_LEVEL = 32  # include/linux/pid_namespace.h
 
 _UNSHARE_6_18 = (

@@ -10,6 +10,11 @@ kill_ok_by_cred, send_signal_locked, sig_task_ignored, prepare_kill_siginfo.
 - kill(-1) reaches every task whose pid in the sender's namespace is above 1, except
   the sender; kill(0) and kill(-PGID) reach a process group, across namespaces.
 
+- A blocked signal is never ignored at send time (sig_ignored), not even by an init: it
+  waits in the group's shared pending set while every thread blocks it, and is acted
+  on when a thread unblocks it, with the disposition of that moment (an init then drops
+  it if it is still SIG_DFL: get_signal).
+
 Fatal signals are queued and acted on after the sending call has reached every target
 (``flush_fatal``), as the kernel delivers them on the victims' way back to user space.
 """
@@ -24,7 +29,7 @@ from pidns.core.signals import Action
 from pidns.model import exit as exits
 from pidns.model.errors import KernelError
 from pidns.model.namespace import nr_in
-from pidns.model.task import Disposition, Task, TaskState, capable
+from pidns.model.task import Caller, Disposition, Task, TaskState, Thread, capable
 
 if TYPE_CHECKING:
     from pidns.model.kernel import Kernel
@@ -42,6 +47,17 @@ def send(kernel: Kernel, target: Task, signo: int, si_pid: int, force: bool) -> 
     if resumed:
         target.stopped = False  # prepare_signal resumes a stopped group for any SIGCONT
         _notify_parent_stop(kernel, target)
+    if not kernel_only and target.blocked >> (signo - 1) & 1:
+        # sig_ignored: "Blocked signals are never ignored"; complete_signal then finds
+        # a thread that does not block it, or it stays pending for the group
+        if resumed and target.pending:
+            _release_stopped_queue(kernel, target)
+        if any(not t.blocked >> (signo - 1) & 1 for t in target.live_threads()):
+            deliver(kernel, target, signo, si_pid)
+        else:
+            target.shared_pending = target.shared_pending or {}
+            target.shared_pending.setdefault(signo, si_pid)
+        return
     # sig_task_ignored
     if target.unkillable:
         if target.parent is None and target.ns.level == 0 and kernel_only:
@@ -57,12 +73,60 @@ def send(kernel: Kernel, target: Task, signo: int, si_pid: int, force: bool) -> 
             target.pending.setdefault(signo, si_pid)
         return
     if resumed and target.pending:
-        queued = sorted({**target.pending, signo: si_pid}.items())
-        target.pending = None
-        for number, sender in queued:  # dequeued lowest number first
-            _act(kernel, target, number, sender, target.disposition(number))
+        target.pending = {**target.pending, signo: si_pid}
+        _release_stopped_queue(kernel, target)
         return
     _act(kernel, target, signo, si_pid, handler)
+
+
+def _release_stopped_queue(kernel: Kernel, target: Task) -> None:
+    """A continued task acts on what it queued while stopped, lowest number first."""
+    queued = sorted((target.pending or {}).items())
+    target.pending = None
+    for number, sender in queued:
+        _act(kernel, target, number, sender, target.disposition(number))
+
+
+def deliver(kernel: Kernel, target: Task, signo: int, si_pid: int) -> None:
+    """kernel/signal.c:get_signal for a signal that was pending: the disposition of now
+    decides; an init drops a SIG_DFL one (SIGNAL_UNKILLABLE, not SIGKILL or SIGSTOP)."""
+    if target.state is not TaskState.RUNNING:
+        return
+    handler = target.disposition(signo)
+    if handler is Disposition.DEFAULT:
+        action = signals.default_action(signo)
+        if action in (Action.IGNORE, Action.CONTINUE) or target.unkillable:
+            return
+    if target.stopped and signo != signals.KILL:
+        target.pending = target.pending or {}
+        target.pending.setdefault(signo, si_pid)
+        return
+    _act(kernel, target, signo, si_pid, handler)
+
+
+def sigprocmask(kernel: Kernel, caller: Caller, block: int, unblock: int) -> None:
+    """rt_sigprocmask(2) for the calling thread (SIGKILL and SIGSTOP cannot be blocked,
+    silently); an unblocked signal pending for the group is delivered to it at once."""
+    mask = (caller.blocked | block) & ~unblock & ~_UNBLOCKABLE
+    caller.blocked = mask
+    group = caller.group
+    pending = group.shared_pending
+    if not pending:
+        return
+    for signo in sorted(pending):  # next_signal: lowest number first
+        if not mask >> (signo - 1) & 1:
+            si_pid = pending.pop(signo)
+            deliver(kernel, group, signo, si_pid)
+    group.shared_pending = group.shared_pending or None
+    flush_fatal(kernel)
+
+
+def sigmask(signo: int) -> int:
+    """sigmask(): the bit of a signal in a mask."""
+    return 1 << (signo - 1)
+
+
+_UNBLOCKABLE = sigmask(signals.KILL) | sigmask(signals.STOP)
 
 
 def _act(kernel: Kernel, target: Task, signo: int, si_pid: int, handler: Disposition) -> None:
@@ -149,10 +213,11 @@ def kill(kernel: Kernel, sender: Task, pid: int, signo: int) -> None:
         raise KernelError(errno.EINVAL, "kill")
     try:
         if pid > 0:
-            target = sender.ns.idr.get(pid)
-            if target is None or target.state is TaskState.REAPED:
+            entry = sender.ns.idr.get(pid)
+            if entry is None or entry.state is TaskState.REAPED:
                 raise KernelError(errno.ESRCH, "kill")
-            err = _send_from(kernel, sender, target, signo, _Info(sender))
+            # a thread's tid signals its whole group (kill_proc_info -> group_send_sig_info)
+            err = _send_from(kernel, sender, entry.group, signo, _Info(sender))
         elif pid == -1:
             err = _kill_all(kernel, sender, signo)
         else:
@@ -181,7 +246,7 @@ def _kill_all(kernel: Kernel, sender: Task, signo: int) -> int:
     return result if count else -errno.ESRCH
 
 
-def _kill_group(kernel: Kernel, sender: Task, leader: Task | None, signo: int) -> int:
+def _kill_group(kernel: Kernel, sender: Task, leader: Task | Thread | None, signo: int) -> int:
     """kernel/signal.c:__kill_pgrp_info: every member, inside the namespace or not."""
     if leader is None:
         return -errno.ESRCH
@@ -199,10 +264,36 @@ def _kill_group(kernel: Kernel, sender: Task, leader: Task | None, signo: int) -
 
 
 def set_disposition(task: Task, signo: int, disposition: Disposition) -> None:
-    """sigaction(2): SIGKILL and SIGSTOP cannot be caught or ignored (EINVAL)."""
+    """sigaction(2): SIGKILL and SIGSTOP cannot be caught or ignored (EINVAL). A
+    disposition that ignores the signal drops it from the pending sets
+    (kernel/signal.c:do_sigaction, sig_handler_ignored)."""
     if signo in (signals.KILL, signals.STOP) or not 0 < signo < _NSIG:
         raise KernelError(errno.EINVAL, "sigaction")
     task.set_disposition(signo, disposition)
+    ignores = disposition is Disposition.IGNORE or (
+        disposition is Disposition.DEFAULT and signals.default_action(signo) is Action.IGNORE
+    )
+    if ignores and task.shared_pending:
+        task.shared_pending.pop(signo, None)
+        task.shared_pending = task.shared_pending or None
+
+
+def pidfd_send_signal(kernel: Kernel, sender: Task, target: Task, signo: int) -> None:
+    """kernel/signal.c:pidfd_send_signal with no siginfo: the target's namespace must be
+    the sender's active one or below it (access_pidfd_pidns: EINVAL); then as kill(2),
+    si_pid and SI_USER included (ESRCH once the target is reaped)."""
+    if not 0 <= signo < _NSIG:
+        raise KernelError(errno.EINVAL, "pidfd_send_signal")
+    if not sender.ns.is_ancestor_of(target.ns):
+        raise KernelError(errno.EINVAL, "pidfd_send_signal")
+    if target.state is TaskState.REAPED:
+        raise KernelError(errno.ESRCH, "pidfd_send_signal")
+    try:
+        err = _send_from(kernel, sender, target, signo, _Info(sender))
+    finally:
+        flush_fatal(kernel)
+    if err:
+        raise KernelError(-err, "pidfd_send_signal")
 
 
 def take_caught(task: Task) -> list[tuple[int, tuple[int, ...]]]:

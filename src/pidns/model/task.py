@@ -1,7 +1,16 @@
-"""Tasks: the data of a process and the state machine of its life.
+"""Tasks and threads: the data of a process, its threads, and the state machine of its life.
 
-A task is what the kernel calls a thread-group leader (the model has no threads that
-share a group). Its life is an explicit, checked state machine:
+A ``Task`` is a thread group (gVisor's ThreadGroup / threadGroupNode, the kernel's
+signal_struct) together with its leader thread; every other thread of the group is a
+``Thread`` (gVisor's Task / taskNode). What the kernel keeps per thread lives on both
+(``numbers``, the tid in every level; ``children_ns``, nsproxy->pid_ns_for_children;
+``blocked``, the signal mask); everything else is per group: the tgid (the leader's
+``numbers``), children and wait, dispositions, pending and caught signals, process
+group and session, credentials (setuid(3) changes every thread's; unshare(NEWUSER)
+needs a single thread), the stop state, and the life below. A caller of a system call
+is a ``Task`` (its leader thread) or a ``Thread``; ``caller.group`` is its Task.
+
+The group's life is an explicit, checked state machine:
 
     running --exit/fatal signal--> exiting --notify parent--> zombie --wait--> reaped
                                            \\--parent ignores SIGCHLD----------^
@@ -56,10 +65,41 @@ def next_seq() -> int:
     return next(_seq)
 
 
+class Thread:
+    """A thread other than its group's leader: per-thread state only (include/linux/sched.h:
+    task_struct's thread_pid, nsproxy and blocked). Its life is live -> released: a
+    non-leader thread is reaped by the kernel as it exits (exit_signal -1)."""
+
+    __slots__ = ("alive", "blocked", "children_ns", "group", "numbers", "seq")
+
+    def __init__(self, group: Task, numbers: tuple[int, ...], children_ns: PidNamespace) -> None:
+        self.seq = next_seq()
+        self.group = group
+        self.numbers = numbers  # the tid in every level of group.ns.chain
+        self.children_ns = children_ns  # nsproxy->pid_ns_for_children, per thread
+        self.blocked = 0  # the signal mask, bit (sig - 1)
+        self.alive = True  # False once exited: its numbers are released
+
+    @property
+    def ns(self) -> PidNamespace:
+        """task_active_pid_ns: a thread is always in its group's (copy_process refuses
+        CLONE_THREAD while pid_ns_for_children differs from it)."""
+        return self.group.ns
+
+    @property
+    def state(self) -> TaskState:
+        return TaskState.RUNNING if self.alive else TaskState.REAPED
+
+    def __repr__(self) -> str:
+        return f"<Thread {'/'.join(map(str, self.numbers))} of {self.group!r}>"
+
+
 class Task:
-    """One process. Fields hold their invariant in the comment beside them."""
+    """One process (thread group) and its leader thread. Fields hold their invariant in
+    the comment beside them."""
 
     __slots__ = (
+        "blocked",
         "caps",
         "caught",
         "children",
@@ -67,9 +107,12 @@ class Task:
         "dispositions",
         "dumpable",
         "euid",
+        "execed",
+        "exit_signal",
         "exit_status",
         "has_child_subreaper",
         "is_subreaper",
+        "leader_exited",
         "ns",
         "numbers",
         "parent",
@@ -80,9 +123,11 @@ class Task:
         "seq",
         "session",
         "session_users",
+        "shared_pending",
         "state",
         "stopped",
         "suid",
+        "threads",
         "uid",
         "undelivered",
         "unkillable",
@@ -143,6 +188,14 @@ class Task:
         self.is_subreaper = False  # signal->is_child_subreaper
         self.has_child_subreaper = False  # some ancestor is (or was) a subreaper
         self.unkillable = False  # SIGNAL_UNKILLABLE: set on an init (pid 1 in its ns)
+        self.threads: dict[Thread, None] | None = None  # live threads but the leader
+        self.leader_exited = False  # the leader thread exit(2)ed; the group lives on
+        self.blocked = 0  # the leader thread's signal mask, bit (sig - 1)
+        # signals every thread blocked when they came (signal -> si_pid of the first
+        # one: a standard signal does not queue twice), delivered on unblock
+        self.shared_pending: dict[int, int] | None = None
+        self.exit_signal = 17  # SIGCHLD; another one makes the child a "clone" child
+        self.execed = False  # not PF_FORKNOEXEC any more: setpgid by the parent is EACCES
 
     def __repr__(self) -> str:
         return f"<Task {'/'.join(map(str, self.numbers))} {self.state}>"
@@ -150,6 +203,16 @@ class Task:
     @property
     def alive(self) -> bool:
         return self.state is TaskState.RUNNING
+
+    @property
+    def group(self) -> Task:
+        return self
+
+    def live_threads(self) -> list[Task | Thread]:
+        """The group's threads that still run, the leader first (for_each_thread)."""
+        threads: list[Task | Thread] = [] if self.leader_exited else [self]
+        threads.extend(self.threads or ())
+        return threads
 
     def move_to(self, new: TaskState) -> None:
         """The one place a task changes state; refuses edges the machine lacks."""
@@ -210,3 +273,7 @@ def capable(task: Task, target: UserNamespace) -> bool:
             return True
         ns = ns.parent
     return False
+
+
+Caller = Task | Thread
+"""Who makes a system call: a group's leader thread (its Task) or another thread."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pidns.core import errnos, signals
+from pidns.core import flags as cf
 from pidns.model import Disposition, Kernel, KernelError, Task, TaskState, Unmodeled, WouldBlock
 from pidns.model.exit import WaitResult
 from pidns.scenario import ast
@@ -140,6 +141,9 @@ class ModelBackend:
         k = self.kernel
         args = step.args
         op = step.op
+        if op is Op.CLONE and args.flags & cf.THREAD:
+            k.clone_thread(actor, args.flags)  # a thread: the language names processes
+            raise UnsupportedStep(f"line {step.line}: clone makes a thread here")
         if op in (Op.FORK, Op.CLONE):
             child = k.clone(actor, args.flags, args.set_tid) if op is Op.CLONE else k.fork(actor)
             assert step.bind is not None
