@@ -1,7 +1,8 @@
 """Benchmark of the model against the real kernel, in one run.
 
-Prints, for the model: fork+exit+wait cycles per second at nesting depth 1 and 32, and
-memory per live task with 1,000,000 live tasks; for the kernel: the same fork+exit+wait
+Prints, for the model: fork+exit+wait cycles per second at nesting depth 1 and 32,
+memory per live task with 1,000,000 live tasks, and per live task when half of them are
+threads (500,000 processes with one extra thread each); for the kernel: the same fork+exit+wait
 cycle (os.fork, os._exit, os.waitpid) run by an init at depth 1; then the ratios.
 With --json the last line is one JSON object.
 
@@ -104,6 +105,22 @@ def kernel_cycles(seconds: float) -> float:
     return float(struct.unpack("d", data)[0])
 
 
+def model_bytes_per_task_with_threads(count: int) -> float:
+    """Half processes, half threads: each fork also gets one thread of its own."""
+    kernel = Kernel(pid_max=PID_MAX_LIMIT)
+    parent = nest(kernel, 1)
+    gc.collect()
+    gc.disable()
+    before = rss_bytes()
+    fork, thread = kernel.fork, kernel.clone_thread
+    for _ in range(count // 2):
+        thread(fork(parent))
+    after = rss_bytes()
+    gc.enable()
+    assert len(kernel.tasks) == count // 2 + 2
+    return (after - before) / (count // 2 * 2)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
@@ -120,6 +137,7 @@ def main() -> int:
     depth1 = model_cycles(1, args.seconds)
     depth32 = model_cycles(MAX_PID_NS_LEVEL, args.seconds)
     per_task = model_bytes_per_task(args.tasks)
+    per_task_threads = model_bytes_per_task_with_threads(args.tasks)
     result = {
         "python": sys.version.split()[0],
         "kernel_cycles_per_s": round(kernel_rate),
@@ -127,6 +145,7 @@ def main() -> int:
         "model_cycles_per_s_depth32": round(depth32),
         "live_tasks": args.tasks,
         "bytes_per_task": round(per_task, 1),
+        "bytes_per_task_half_threads": round(per_task_threads, 1),
         "model_vs_kernel_speedup": round(depth1 / kernel_rate, 2),
         "depth32_vs_depth1_cost": round(depth1 / depth32, 2),
     }
@@ -134,9 +153,11 @@ def main() -> int:
     print(f"model, depth 1:                     {depth1:12,.0f} fork+exit+wait/s")
     print(f"model, depth 32:                    {depth32:12,.0f} fork+exit+wait/s")
     print(f"model memory at {args.tasks:,} live tasks: {per_task:,.0f} bytes per task")
+    print(f"  ... half of them threads: {per_task_threads:,.0f} bytes per live task")
     print(f"model vs kernel: {result['model_vs_kernel_speedup']}x faster (target >= 20x)")
     print(f"depth 32 vs depth 1: {result['depth32_vs_depth1_cost']}x the cost (target <= 3x)")
     print(f"bytes per live task: {result['bytes_per_task']} (target <= 1024)")
+    print(f"bytes per live task, threads included: {result['bytes_per_task_half_threads']}")
     if args.json:
         print(json.dumps(result))
     return 0
