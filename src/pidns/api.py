@@ -44,6 +44,10 @@ Args = StrOrBytesPath | Sequence[StrOrBytesPath]
 File = None | int | IO[Any]
 
 
+class FallbackWarning(RuntimeWarning):
+    """The command runs under a child subreaper, without a pid namespace (``fallback``)."""
+
+
 class CompletedProcess(subprocess.CompletedProcess[Any]):
     """subprocess.CompletedProcess, plus where the command ran.
 
@@ -88,7 +92,10 @@ class Popen:
     ``as_pid_1`` (the command is pid 1, no init), ``map_user`` ("root" or "current": a user
     namespace; default "root" when the caller lacks CAP_SYS_ADMIN, else none),
     ``wait_all`` and ``grace`` (keep the namespace until it is empty after the command
-    exits; with a grace period, TERM everyone left, then KILL), ``forward_to_group``.
+    exits; with a grace period, TERM everyone left, then KILL), ``forward_to_group``,
+    ``fallback`` ("fail", or "subreaper": where no pid namespace can be made, run the
+    command under a child subreaper, with a FallbackWarning; None: $PIDNS_FALLBACK or
+    "fail").
 
     Raises FileNotFoundError / PermissionError when the command cannot be executed, as
     subprocess does, and ``SetupError`` (an OSError) when the namespace cannot be made.
@@ -116,6 +123,7 @@ class Popen:
         wait_all: bool = False,
         grace: float | None = None,
         forward_to_group: bool = False,
+        fallback: str | None = None,
     ) -> None:
         self.returncode: int | None = None
         self.stdin: IO[Any] | None = None
@@ -131,6 +139,7 @@ class Popen:
             wait_all=wait_all,
             grace=grace,
             forward_to_group=forward_to_group,
+            fallback=fallback,
         )
         self.text_mode = bool(text or universal_newlines or encoding or errors)
         self.encoding = encoding
@@ -148,6 +157,7 @@ class Popen:
                 stdio=stdio,
                 pass_fds=tuple(pass_fds),
                 new_group=False,  # in the caller's process group, as with subprocess
+                notice=_warn_fallback,
             )
         except BaseException:
             plumbing.close_all()
@@ -403,6 +413,10 @@ class _Communication:
         return out[0], out[1]
 
 
+def _warn_fallback(text: str) -> None:
+    warnings.warn(text, FallbackWarning, stacklevel=4)
+
+
 def _close_quietly(stream: IO[Any]) -> None:
     with contextlib.suppress(BrokenPipeError):  # the command did not read all its input
         stream.close()
@@ -447,6 +461,7 @@ __all__ = [
     "STDOUT",
     "CalledProcessError",
     "CompletedProcess",
+    "FallbackWarning",
     "Popen",
     "SetupError",
     "TimeoutExpired",

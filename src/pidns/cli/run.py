@@ -50,6 +50,9 @@ options:
                           COMMAND runs
   -v, --verbose           log forwarded signals, reaped orphans and the shutdown on
                           stderr
+  --fallback MODE         where no pid namespace can be made: 'fail' (exit 125,
+                          the default, or $PIDNS_FALLBACK) or 'subreaper' (run
+                          COMMAND under a child subreaper: pids not isolated)
   -f, --fork              accepted for unshare compatibility (pidns always forks)
   -h, --help              show this help
 
@@ -68,7 +71,8 @@ class Args:
         self.status_fd = -1
         self.pid_file: str | None = None
         self.die_by_signal = False
-        self.options = launcher.Options()
+        # replaced by parse(); not from $PIDNS_FALLBACK yet, whose errors parse() reports
+        self.options = launcher.Options(fallback=launcher.FALLBACK_FAIL)
 
 
 _FLAGS = {
@@ -94,6 +98,7 @@ _WITH_VALUE = (
     "--remap-exit",
     "--json-status-fd",
     "--pid-file",
+    "--fallback",
 )
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -171,6 +176,8 @@ def parse(argv: list[str]) -> Args:
             args.pid_file = value
         elif name == "--die-by-signal":
             args.die_by_signal = True
+        elif name == "--fallback":
+            settings["fallback"] = value
         elif name in ("-h", "--help"):
             args.help = True
             return args
@@ -188,6 +195,8 @@ def parse(argv: list[str]) -> Args:
     try:
         args.options = launcher.Options(**settings)  # type: ignore[arg-type]
     except ValueError as exc:
+        if "fallback" in str(exc) and "fallback" not in settings:
+            raise UsageError(f"${launcher.FALLBACK_ENV}: {exc}") from None
         raise UsageError(str(exc).replace("_", "-")) from None
     return args
 
@@ -286,6 +295,7 @@ def _run(
             pid_file=pid_file,
             namespace_inodes=args.status_fd >= 0,
             inherited=inherited,
+            notice=lambda text: print(f"pidns {name}: {text}", file=sys.stderr, flush=True),
         )
     except launcher.SetupError as exc:
         print(f"pidns {name}: {exc}", file=sys.stderr)

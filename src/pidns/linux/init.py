@@ -95,6 +95,7 @@ class Plan:
         "pid_file",
         "rewrite",
         "stdio",
+        "subreaper",
         "terminal",
         "timeout",
         "uid",
@@ -129,6 +130,7 @@ class Plan:
         pid_file: int = -1,
         namespace_inodes: bool = False,
         inherited: spawn.Inherited = spawn.NOTHING_INHERITED,
+        subreaper: bool = False,
     ) -> None:
         self.argv = argv
         self.path = path  # argv[0] resolved on PATH
@@ -160,6 +162,8 @@ class Plan:
         self.namespace_inodes = namespace_inodes  # report them (N line): the init may exit
         # as soon as the command does, and an exited process's /proc/PID/ns links go with it
         self.inherited = inherited  # the caller's signal state, for the command
+        # no pid namespace: a child subreaper in the caller's (linux/subreaper.py)
+        self.subreaper = subreaper
 
 
 def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) -> NoReturn:
@@ -178,12 +182,22 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
             # kill %1, a service manager) then reaches the init once, through the
             # launcher, rather than also directly (tini and dumb-init deliver it once).
             os.setpgid(0, 0)
+        if plan.subreaper:  # before the command exists: every orphan of it comes here
+            from pidns.linux import subreaper  # noqa: PLC0415, F401 (loaded before it is needed)
+
+            syscalls.set_child_subreaper(True)
+            _SUBREAPER[0] = True
         if plan.id_map is not None:
             stage = "user namespace"
             userns.write_id_maps(plan.id_map, plan.uid, plan.gid)
-        if plan.parent_death_signal and plan.launcher_death_signal == SIGKILL:
+        if (
+            plan.parent_death_signal
+            and plan.launcher_death_signal == SIGKILL
+            and not plan.subreaper
+        ):
             # (a catchable launcher_death_signal is the pidfd watch's alone: the kernel's
-            # signal would kill the init, and with it the namespace, at once)
+            # signal would kill the init, and with it the namespace, at once; and a
+            # SIGKILLed subreaper would leave the command's processes behind)
             syscalls.set_parent_death_signal(SIGKILL)
         if plan.mount_proc:
             stage = "mount"
@@ -356,8 +370,20 @@ def _close_fds_except(keep: set[int]) -> None:
     os.closerange(low, 2**31 - 1)
 
 
+_SUBREAPER = [False]  # this process is the fallback's subreaper, not a pid 1
+
+
 def _kill_all(sig: int) -> None:
-    """kill(-1, sig): every process of the namespace and below except the init."""
+    """kill(-1, sig): every process of the namespace and below except the init. A
+    subreaper has no namespace to itself: its descendants, frozen first for SIGKILL."""
+    if _SUBREAPER[0]:
+        from pidns.linux import subreaper as tree  # noqa: PLC0415 (the fallback only)
+
+        if sig == SIGKILL:
+            tree.kill_tree(os.getpid())
+        else:
+            tree.signal_tree(os.getpid(), sig)
+        return
     try:
         os.kill(-1, sig)
     except ProcessLookupError:

@@ -31,6 +31,7 @@ from pidns.linux.init import CATCHABLE, Plan, become_init, exit_status, send_lin
 
 TYPE_CHECKING = False  # typing costs `pidns run` start-up time: annotations only
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 SIGCHLD = int(signal.SIGCHLD)
@@ -43,10 +44,28 @@ EXIT_TIMEOUT = 124  # timeout(1)'s status when the time ran out
 
 
 class SetupError(OSError):
-    """The namespace could not be set up (exit status 125); ``str()`` is one line."""
+    """The namespace could not be set up (exit status 125); ``str()`` is one line.
+    ``stage``: the step that failed (see linux/diagnose.py)."""
+
+    stage = "setup"
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+def _setup_error(err: int, text: str, stage: str) -> SetupError:
+    exc = SetupError(err, text)
+    exc.stage = stage
+    return exc
+
+
+FALLBACK_FAIL = "fail"  # no pid namespace: exit 125 (the default)
+FALLBACK_SUBREAPER = "subreaper"  # no pid namespace: a child subreaper instead
+FALLBACKS = (FALLBACK_FAIL, FALLBACK_SUBREAPER)
+FALLBACK_ENV = "PIDNS_FALLBACK"
+# the failures that mean "no pid namespace can be had here"; a /proc that cannot be
+# mounted is not one of them (--no-mount-proc still isolates pids)
+_NO_PID_NAMESPACE = ("clone", "user_namespace", "mount")
 
 
 class Options:
@@ -54,6 +73,7 @@ class Options:
 
     __slots__ = (
         "as_pid_1",
+        "fallback",
         "forward_to_group",
         "grace",
         "kill_signal",
@@ -82,7 +102,14 @@ class Options:
         rewrite: dict[int, int] | None = None,
         remap_exit: tuple[int, ...] = (),
         verbose: bool = False,
+        fallback: str | None = None,
     ) -> None:
+        if fallback is None:  # the environment's choice, else fail
+            fallback = os.environ.get(FALLBACK_ENV) or FALLBACK_FAIL
+        if fallback not in FALLBACKS:
+            raise ValueError(f"fallback must be one of {FALLBACKS}, not {fallback!r}")
+        if fallback == FALLBACK_SUBREAPER and as_pid_1:
+            raise ValueError("as_pid_1 needs a pid namespace: no subreaper fallback for it")
         if map_user is not None and map_user not in userns.MAPPINGS:
             raise ValueError(f"map_user must be one of {userns.MAPPINGS}, not {map_user!r}")
         needs_init = {
@@ -113,6 +140,7 @@ class Options:
         self.rewrite = dict(rewrite or {})
         self.remap_exit = remap_exit  # exit statuses that count as 0 (tini's -e)
         self.verbose = verbose
+        self.fallback = fallback
 
 
 class Namespace:
@@ -144,6 +172,8 @@ class Namespace:
         self.timed_out = False  # the init's --timeout ran out
         self.namespace_inodes: dict[str, int] = {}  # kind -> nsfs inode, from the init
         self.remap_exit: tuple[int, ...] = ()  # statuses that count as 0
+        self.subreaper = False  # no pid namespace: pid 1 is a child subreaper (the fallback)
+        self.fallback_reason: str | None = None  # why there is no pid namespace
         self.times: dict[str, int] = {"start": time.monotonic_ns()}
         self._buffer = b""
 
@@ -320,7 +350,13 @@ class Namespace:
             return  # it has exited, not yet reaped
 
     def kill(self) -> None:
-        """SIGKILL pid 1: the kernel kills every process of the namespace with it."""
+        """SIGKILL pid 1: the kernel kills every process of the namespace with it. A
+        subreaper's descendants have no namespace to die with: they are frozen and killed
+        first (linux/subreaper.py)."""
+        if self.subreaper and self.wait_status is None and self.init_pid > 0:
+            from pidns.linux import subreaper  # noqa: PLC0415 (the fallback only)
+
+            subreaper.kill_tree(self.init_pid)
         self.send_signal(SIGKILL)
 
     def close(self) -> None:
@@ -342,11 +378,13 @@ class Namespace:
 
         return {
             "command": self.argv,
+            "mode": "subreaper" if self.subreaper else "namespace",
+            "fallback_reason": self.fallback_reason,
             "exit_status": self.exit_status,
             "returncode": self.returncode,
             "namespaces": self.namespace_ids,
             "host_pids": {"init": None if self.direct else self.init_pid, "command": self.pid},
-            "pid_in_namespace": self.pid_in_namespace,
+            "pid_in_namespace": None if self.subreaper else self.pid_in_namespace,
             "signals_forwarded": {
                 "launcher": [names.name(s) for s in self.launcher_forwarded],
                 "init": [names.name(s) for s in self.init_forwarded],
@@ -394,6 +432,7 @@ def start(
     pid_file: int = -1,
     namespace_inodes: bool = False,
     inherited: spawn.Inherited | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> Namespace:
     """Make the namespace and start ``argv`` in it; returns once the command runs.
 
@@ -411,9 +450,60 @@ def start(
     nsfs inodes of its namespaces (``Namespace.namespace_inodes``).
     ``inherited``: the signal state the command starts with, as exec gives it (default:
     the calling thread's ignored signals and mask now; ``block_signals`` takes it first).
+    With ``options.fallback`` "subreaper", a failure to make the pid namespace starts the
+    command under a child subreaper instead (linux/subreaper.py), after ``notice`` is
+    given the one line that says so.
     """
     if not argv:
         raise ValueError("no command given")
+    settings = {
+        "env": env,
+        "cwd": cwd,
+        "stdio": stdio,
+        "terminal": terminal,
+        "job_control": job_control,
+        "parent_death_signal": parent_death_signal,
+        "namespace_ids": namespace_ids,
+        "pass_fds": pass_fds,
+        "new_group": new_group,
+        "pid_file": pid_file,
+        "namespace_inodes": namespace_inodes,
+        "inherited": inherited,
+    }
+    try:
+        return _start(argv, options, False, **settings)  # type: ignore[arg-type]
+    except SetupError as exc:
+        if options.fallback != FALLBACK_SUBREAPER or exc.stage not in _NO_PID_NAMESPACE:
+            raise
+        reason = str(exc)
+    if notice is not None:
+        notice(
+            f"no pid namespace can be made here ({reason}); running {argv[0]} under a "
+            "subreaper instead: its pids are not isolated"
+        )
+    ns = _start(argv, options, True, **settings)  # type: ignore[arg-type]
+    ns.fallback_reason = reason
+    return ns
+
+
+def _start(
+    argv: list[str],
+    options: Options,
+    subreaper: bool,
+    *,
+    env: dict[str, str] | None,
+    cwd: str | None,
+    stdio: tuple[int, int, int],
+    terminal: int,
+    job_control: bool,
+    parent_death_signal: bool,
+    namespace_ids: bool,
+    pass_fds: tuple[int, ...] | None,
+    new_group: bool,
+    pid_file: int,
+    namespace_inodes: bool,
+    inherited: spawn.Inherited | None,
+) -> Namespace:
     privileged, threads = userns.self_status()
     id_map = options.map_user
     if id_map is None and not privileged:
@@ -423,6 +513,8 @@ def start(
         flags |= cf.NEWNS
     if id_map is not None:
         flags |= cf.NEWUSER
+    if subreaper:  # no namespace at all: a plain fork that becomes a child subreaper
+        flags, id_map = 0, None
     environment = dict(os.environ) if env is None else env
     path = spawn.resolve(argv[0], environment)  # raises FileNotFoundError, PermissionError
     plan = Plan(
@@ -434,7 +526,7 @@ def start(
         terminal=terminal,
         job_control=job_control,
         as_pid_1=options.as_pid_1,
-        mount_proc=options.mount_proc,
+        mount_proc=options.mount_proc and not subreaper,
         id_map=id_map,
         wait_all=options.wait_all,
         grace=options.grace,
@@ -450,6 +542,7 @@ def start(
         pid_file=pid_file,
         namespace_inodes=namespace_inodes,
         inherited=spawn.Inherited.from_caller() if inherited is None else inherited,
+        subreaper=subreaper,
     )
     if options.as_pid_1 and signal.getsignal(SIGCHLD) == signal.SIG_IGN:
         # pid 1 is then the command itself, and an exec'd child's exit signal is SIGCHLD
@@ -463,7 +556,9 @@ def start(
     read_end, write_end = os.pipe()
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, CATCHABLE)
     try:
-        if threads == 1:
+        if subreaper:
+            pid, pidfd = _fork_subreaper(threads)
+        elif threads == 1:
             # exit signal 0: a caller that ignores SIGCHLD (inherited through exec) would
             # have a SIGCHLD child reaped for it, and lose its status; the kernel autoreaps
             # only children whose exit signal is SIGCHLD (kernel/signal.c:do_notify_parent).
@@ -472,7 +567,7 @@ def start(
             pid, pidfd = _fork_helper(), -1
         if pid == 0:
             try:
-                if threads > 1:  # the helper: make the init a child of the caller, then go
+                if threads > 1 and not subreaper:  # the helper: the init is the caller's child
                     init_pid, _ = syscalls.clone_bare(flags | cf.PARENT)
                     if init_pid:
                         send_line(write_end, f"P {init_pid}")
@@ -492,6 +587,7 @@ def start(
         os.close(fd)
     ns = Namespace(argv, pid, pidfd, read_end, direct=options.as_pid_1)
     ns.remap_exit = options.remap_exit
+    ns.subreaper = subreaper
     if pidfd < 0:
         _reap_helper(pid)
         ns.init_pid = ns.pid = 0
@@ -512,6 +608,20 @@ def _reap_helper(pid: int) -> None:
         return  # reaped for us: the caller ignores SIGCHLD
 
 
+def _fork_subreaper(threads: int) -> tuple[int, int]:
+    """The fallback's init: a plain child, cloned as above where clone3 is allowed, else
+    os.fork (a seccomp filter may refuse clone3 itself: Docker's answers ENOSYS; the
+    child's exit signal is then SIGCHLD, which a caller ignoring SIGCHLD would lose)."""
+    if threads == 1:
+        try:
+            return syscalls.clone_bare(0, exit_signal=0, want_pidfd=True)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSYS, errno.EPERM):
+                raise
+    pid = os.fork()
+    return pid, syscalls.pidfd_open(pid) if pid else -1
+
+
 def _fork_helper() -> int:
     """os.fork for a multi-threaded caller: glibc's fork takes malloc's locks and CPython
     re-initialises its own, so the single-threaded helper may clone the init safely; it
@@ -529,7 +639,8 @@ def _describe(wait_status: int) -> str:
 def _clone_failure(err: int, flags: int) -> SetupError:
     from pidns.linux import diagnose  # noqa: PLC0415 (only once something failed)
 
-    return SetupError(err, str(diagnose.refusal("clone", err, user=bool(flags & cf.NEWUSER))))
+    why = diagnose.refusal("clone", err, user=bool(flags & cf.NEWUSER))
+    return _setup_error(err, str(why), "clone")
 
 
 def _setup_failure(line: str, argv: list[str], flags: int) -> OSError:
@@ -543,7 +654,8 @@ def _setup_failure(line: str, argv: list[str], flags: int) -> OSError:
         return OSError(err, text, argv[0])
     if stage == "setup":  # not an OSError in the init: its text says what
         return SetupError(err or errno.EIO, f"cannot set the namespace up: {text}")
-    return SetupError(err, str(diagnose.refusal(stage, err, user=bool(flags & cf.NEWUSER))))
+    why = diagnose.refusal(stage, err, user=bool(flags & cf.NEWUSER))
+    return _setup_error(err, str(why), stage)
 
 
 # -- the command-line launcher -------------------------------------------------------------

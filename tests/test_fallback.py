@@ -1,0 +1,252 @@
+"""``pidns run --fallback subreaper`` where no pid namespace can be had (made on the real
+kernel for one forked test child: tests/confinement.py), as root and as uid 65534: the
+command runs, one notice says pids are not isolated, and nothing it started survives: not
+a setsid'd double-forked daemon, not a TERM-ignoring child, not a fork storm, not when
+the launcher is SIGKILLed, not when the API kills it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import warnings
+from collections.abc import Callable
+
+import pytest
+
+import confinement
+import pidns.api
+import pidns.linux.subreaper
+from pidns.linux import launcher
+from test_run_support import (
+    Marker,
+    cli_captured,
+    drop_privileges,
+    exit_status,
+    fork_cli,
+    in_child,
+    needs_root,
+    wait_for,
+)
+
+assert pidns.linux.subreaper  # loaded before a child drops its privileges
+
+pytestmark = [pytest.mark.real, needs_root]
+
+NOTICE = "running sh under a subreaper instead: its pids are not isolated"
+# a setsid'd daemon that double-forks away, and a child that ignores TERM; the command
+# waits until both run, then exits 3
+FAMILY = (
+    "(setsid sh -c 'touch daemon; exec sleep 1000' &); "
+    "sh -c 'trap \"\" TERM; touch stubborn; while :; do sleep 1; done' & "
+    "while [ ! -e daemon ] || [ ! -e stubborn ]; do sleep 0.01; done; exit 3"
+)
+
+
+def no_user_namespaces() -> None:
+    confinement.disable_user_namespaces()
+    confinement.drop_capability()
+
+
+ENVIRONMENTS: list[tuple[str, Callable[[], None]]] = [("no-userns", no_user_namespaces)]
+if confinement.seccomp_supported:
+    ENVIRONMENTS.append(("seccomp", confinement.seccomp_like_docker))
+CASES = [
+    pytest.param(who, setup, id=f"{name}-{who}")
+    for name, setup in ENVIRONMENTS
+    for who in ("root", "nobody")
+]
+
+
+def others(marker: Marker) -> list[int]:
+    """The marker's processes but this one (which runs there too)."""
+    return [pid for pid in marker.processes() if pid != os.getpid()]
+
+
+def confine(setup: Callable[[], None], who: str) -> None:
+    if who == "nobody":
+        drop_privileges()
+    setup()
+
+
+@pytest.mark.parametrize(("who", "setup"), CASES)
+def test_the_fallback_runs_the_command_and_leaves_nothing(
+    who: str, setup: Callable[[], None]
+) -> None:
+    def scenario() -> tuple[tuple[int, str, str], tuple[int, str, str], list[int], str]:
+        confine(setup, who)
+        refused = cli_captured(["run", "--", "true"])
+        with Marker() as marker:
+            os.chdir(marker.path)
+            ran = cli_captured(
+                ["run", "--fallback", "subreaper", "--json-report", "-", "--", "sh", "-c", FAMILY]
+            )
+            left = others(marker)  # at once: the init waited for the tree to go
+            os.chdir("/")
+        return refused, ran, left, str(os.getuid())
+
+    refused, ran, left, _ = in_child(scenario, subreaper=True)
+    assert refused[0] == 125  # the default is still to fail
+    status, out, err = ran
+    assert status == 3, err
+    assert left == []
+    lines = err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("pidns run: no pid namespace can be made here (")
+    assert lines[0].endswith(NOTICE)
+    assert refused[2].removeprefix("pidns run: ").rstrip("\n") in lines[0]  # the same cause
+    report = json.loads(out)
+    assert report["mode"] == "subreaper"
+    assert report["namespaces"] == {"pid": None, "mnt": None, "user": None}
+    assert report["pid_in_namespace"] is None
+    assert report["killed_at_shutdown"]["count"] >= 2
+
+
+@pytest.mark.parametrize(("who", "setup"), CASES)
+def test_a_sigkilled_launcher_leaves_nothing(who: str, setup: Callable[[], None]) -> None:
+    def scenario() -> tuple[int, list[int]]:
+        confine(setup, who)
+        with Marker() as marker:
+            script = FAMILY.replace("exit 3", "touch ready; exec sleep 1000")
+            pid, _ = fork_cli(
+                ["run", "--fallback", "subreaper", "--", "sh", "-c", script], marker.path
+            )
+            assert wait_for(lambda: os.path.exists(os.path.join(marker.path, "ready")))
+            assert wait_for(lambda: len(marker.processes("sleep")) >= 3)
+            os.kill(pid, signal.SIGKILL)
+            return exit_status(pid), marker.survivors()
+
+    status, left = in_child(scenario, subreaper=True)
+    assert status == -9
+    assert left == []
+
+
+@pytest.mark.parametrize("who", ["root", "nobody"])
+def test_signals_are_forwarded_and_the_status_kept(who: str) -> None:
+    def scenario() -> tuple[int, str]:
+        confine(no_user_namespaces, who)
+        script = 'trap "echo got-TERM; exit 7" TERM; echo ready; while :; do sleep 0.02; done'
+        read_end = -1
+        pid, read_end = fork_cli(["run", "--fallback", "subreaper", "--", "sh", "-c", script])
+        with os.fdopen(read_end) as out:
+            assert out.readline() == "ready\n"
+            os.kill(pid, signal.SIGTERM)
+            return exit_status(pid), out.readline()
+
+    assert in_child(scenario, subreaper=True) == (7, "got-TERM\n")
+
+
+def test_a_fork_storm_is_frozen_before_it_is_killed() -> None:
+    """Processes that fork as fast as they can while the command exits: the tree is
+    stopped until a walk finds nothing new, so none forks away from the kill."""
+
+    def scenario() -> tuple[int, list[int], int]:
+        confine(no_user_namespaces, "nobody")
+        storm = "for i in 1 2 3 4; do (while :; do (sleep 1000 &); done) & done; sleep 0.3; exit 5"
+        with Marker() as marker:
+            os.chdir(marker.path)
+            status, out, _ = cli_captured(
+                ["run", "--fallback", "subreaper", "--json-report", "-", "--", "sh", "-c", storm]
+            )
+            left = others(marker)
+            os.chdir("/")
+        return status, left, json.loads(out)["killed_at_shutdown"]["count"]
+
+    status, left, killed = in_child(scenario, subreaper=True)
+    assert (status, left) == (5, [])
+    assert killed > 4
+
+
+def test_the_environment_variable_and_bad_values() -> None:
+    def scenario() -> list[tuple[int, str, str]]:
+        confine(no_user_namespaces, "nobody")
+        os.environ[launcher.FALLBACK_ENV] = "subreaper"
+        results = [cli_captured(["run", "--", "sh", "-c", "echo $$ > /dev/null; exit 4"])]
+        results.append(cli_captured(["run", "--fallback", "fail", "--", "true"]))
+        os.environ[launcher.FALLBACK_ENV] = "sometimes"
+        results.append(cli_captured(["run", "--", "true"]))
+        del os.environ[launcher.FALLBACK_ENV]
+        results.append(cli_captured(["run", "--fallback", "bogus", "--", "true"]))
+        results.append(cli_captured(["run", "--fallback", "subreaper", "--as-pid-1", "true"]))
+        return results
+
+    env, fail, bad_env, bad, as_pid_1 = in_child(scenario)
+    assert env[0] == 4
+    assert env[2].endswith(NOTICE + "\n")
+    assert fail[0] == 125
+    assert bad_env[0] == 2
+    assert (
+        "$PIDNS_FALLBACK: fallback must be one of ('fail', 'subreaper'), not 'sometimes'"
+        in (bad_env[2])
+    )
+    assert bad[0] == 2
+    assert "not 'bogus'" in bad[2]
+    assert as_pid_1[0] == 2
+    assert "as-pid-1 needs a pid namespace" in as_pid_1[2]
+
+
+def test_where_a_namespace_works_the_fallback_is_not_used() -> None:
+    status, out, err = in_child(
+        lambda: cli_captured(
+            ["run", "--fallback", "subreaper", "--json-report", "-", "--", "sh", "-c", "echo $$"]
+        )
+    )
+    assert status == 0, err
+    assert err == ""
+    pid, report = out.split("\n", 1)
+    assert pid == "2"
+    assert json.loads(report)["mode"] == "namespace"
+
+
+def test_a_masked_proc_is_not_a_reason_to_give_up_pid_isolation() -> None:
+    def scenario() -> tuple[int, str, str]:
+        confinement.mask_proc()
+        drop_privileges()
+        return cli_captured(["run", "--fallback", "subreaper", "--", "true"])
+
+    status, _, err = in_child(scenario)
+    assert status == 125
+    assert "masked path(s)" in err
+    assert "use --no-mount-proc" in err
+
+
+@pytest.mark.parametrize("who", ["root", "nobody"])
+def test_the_api_falls_back_warns_and_kills_the_whole_tree(who: str) -> None:
+    def scenario() -> tuple[str, int, list[str], list[int], int | None]:
+        confine(no_user_namespaces, who)
+        with warnings.catch_warnings(record=True) as caught, Marker() as marker:
+            warnings.simplefilter("always")
+            result = pidns.api.run(
+                ["sh", "-c", "echo $$"], capture_output=True, fallback="subreaper"
+            )
+            script = FAMILY.replace("exit 3", "touch ready; exec sleep 1000")
+            with pidns.api.Popen(
+                ["sh", "-c", script], cwd=marker.path, fallback="subreaper"
+            ) as proc:
+                assert wait_for(lambda: os.path.exists(os.path.join(marker.path, "ready")))
+                proc.kill()
+                proc.wait()
+            left = marker.processes()
+        mode = result.report["mode"]
+        kinds = [w.category.__name__ for w in caught]
+        return mode, int(result.stdout), kinds, left, proc.returncode
+
+    mode, pid, kinds, left, returncode = in_child(scenario, subreaper=True)
+    assert mode == "subreaper"
+    assert pid > 2  # a host pid: not isolated
+    assert kinds.count("FallbackWarning") == 2
+    assert left == []
+    assert returncode == -9
+
+
+def test_the_api_without_fallback_raises_setup_error() -> None:
+    def scenario() -> str:
+        confine(no_user_namespaces, "nobody")
+        try:
+            pidns.api.run(["true"])
+        except pidns.api.SetupError as exc:
+            return str(exc)
+        return "no error"
+
+    assert "user.max_user_namespaces = 0" in in_child(scenario)
