@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from pidns.core import flags as cf
-from pidns.linux import namespaces, proc, procview, syscalls
-from pidns.render import data
+from pidns.linux import namespaces, proc, syscalls
+from pidns.render import data, proc_view
 from test_introspect_world import (
     World,
     command_line,
@@ -123,7 +123,7 @@ def test_tree_json_matches_proc_process_by_process(w: World) -> None:
 
 
 def test_tree_places_the_oddball_in_its_namespace_under_an_outside_parent(w: World) -> None:
-    view = procview.system_picture()
+    view = proc_view.system_picture()
     index = view.lookup()
     oddball = index.process(w.oddball)
     assert oddball is not None
@@ -218,7 +218,7 @@ def test_inside_a_namespace_without_its_own_proc_the_host_proc_is_the_root() -> 
             inner = os.fork()
             if inner == 0:
                 try:
-                    view = procview.namespaces_picture()
+                    view = proc_view.namespaces_picture()
                     report = {
                         "aligned": namespaces.proc_is_callers(),
                         "me": os.getpid(),

@@ -469,6 +469,21 @@ def test_login_test_passes_on_the_shell_status(
     assert "/nonexistent/sh: No such file or directory" in missing.stderr
 
 
+def test_login_test_maps_exec_errors_as_pidns_run_does(
+    syslog: Syslog, pam_service: Callable[..., str]
+) -> None:
+    """Every errno of a failed lookup is "not found" (pidns.core.exits). A test of its own:
+    the syslog socket holds only about ten lines (net.unix.max_dgram_qlen) undrained."""
+    argv = [sys.executable, "-m", "pidns", "login-test", "--service", pam_service()]
+    not_a_dir = run([*argv, "--shell", "/etc/passwd/sh", NOBODY], syslog)
+    assert not_a_dir.returncode == 127, report(not_a_dir, syslog)
+    assert "/etc/passwd/sh: Not a directory" in not_a_dir.stderr
+    too_long = run([*argv, "--shell", "/" + "x" * 5000, NOBODY], syslog)
+    assert too_long.returncode == 127, report(too_long, syslog)
+    not_executable = run([*argv, "--shell", "/etc/passwd", NOBODY], syslog)
+    assert not_executable.returncode == 126, report(not_executable, syslog)
+
+
 def test_sigint_to_login_test_ends_the_whole_session(
     syslog: Syslog, pam_service: Callable[..., str], scratch: Path
 ) -> None:
@@ -501,7 +516,10 @@ def test_login_test_usage_errors() -> None:
     assert "no PAM service 'pidns-no-such-service'" in no_service.stderr
     bad_flag = run([*argv, "--bogus"])
     assert bad_flag.returncode == 2
-    assert "unrecognized arguments: --bogus" in bad_flag.stderr
+    assert (
+        bad_flag.stderr
+        == "pidns login-test: unknown option '--bogus' (see pidns login-test --help)\n"
+    )
 
 
 def test_the_example_service_file_works(syslog: Syslog, scratch: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from pidns.cli import exec as exec_cli
 from pidns.cli import run as run_cli
 from pidns.cli.options import UsageError
-from pidns.linux import diagnose, init, launcher, spawn, userns
+from pidns.linux import diagnose, launcher, spawn, userns
 
 KNOBS: dict[str, int | None] = {
     "user.max_user_namespaces": 15000,
@@ -131,15 +131,6 @@ def test_resolve_searches_path_like_execvp(tmp_path: os.PathLike[str]) -> None:
         spawn.resolve("tool", {"PATH": os.fspath(tmp_path)})  # a directory is skipped
     assert missing.value.filename == "tool"
     assert spawn.resolve("./relative", env) == "./relative"
-
-
-def test_exit_statuses_follow_the_shell() -> None:
-    assert spawn.exit_status_for(errno.ENOENT) == 127
-    assert spawn.exit_status_for(errno.ENOTDIR) == 127
-    assert spawn.exit_status_for(errno.EACCES) == 126
-    assert spawn.exit_status_for(errno.ENOEXEC) == 126
-    assert init.exit_status(3 << 8) == 3
-    assert init.exit_status(9) == 128 + 9  # killed by SIGKILL
 
 
 def test_run_options_parse() -> None:

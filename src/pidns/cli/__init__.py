@@ -3,16 +3,17 @@
 Start-up time matters (``pidns run`` wraps every command), so this module imports
 nothing beyond ``sys`` until it knows which subcommand is wanted (not even importlib).
 
-Exit statuses, shared by every subcommand (documented in docs/cli.md):
-0 success; 1 a check failed or a divergence was found; 2 bad usage or unreadable input;
-125 setup failure; 126 command not executable; 127 command not found; 128+N killed by N.
+Exit statuses, shared by every subcommand (documented in docs/cli.md, defined once in
+pidns.core.exits): 0 success; 1 a check failed or a divergence was found; 2 bad usage or
+unreadable input; 125 setup failure; 126 command not executable; 127 command not found;
+128+N killed by N.
 """
 
 from __future__ import annotations
 
 import sys
 
-EXIT_USAGE = 2
+from pidns.core.exits import EXIT_USAGE
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {

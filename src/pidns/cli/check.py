@@ -8,7 +8,6 @@ backend could not make its world at all; 127 ``--svg``/``--png`` without graphvi
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -17,6 +16,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pidns.cli.options import HELP, UsageError, check_known, integer, last, scan, usage_error
+from pidns.core.exits import (
+    EXIT_FAIL,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_SETUP,
+    EXIT_USAGE,
+)
 from pidns.model import profiles
 from pidns.scenario import report
 from pidns.scenario.ast import Scenario
@@ -25,7 +33,52 @@ from pidns.scenario.compare import Verdict, judge, judge_release
 from pidns.scenario.model_backend import ModelBackend
 from pidns.scenario.parser import parse, parse_file
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP, EXIT_NO_GRAPHVIZ = 0, 1, 2, 125, 127
+EXIT_NO_GRAPHVIZ = EXIT_NOT_FOUND  # as pidns tree: the program dot is not found
+
+_COMMON = """\
+  --json         print one JSON document
+  -v, --verbose  print every step
+  -h, --help     show this help"""
+
+USAGE = {
+    "sim": f"""\
+usage: pidns sim [--json] [-v] [--svg OUT] [--png OUT] [--world-level N] FILE...
+
+Run scenarios on the model only.
+
+options:
+  --svg OUT          picture the model after the scenario (graphviz)
+  --png OUT          the same picture as PNG
+  --world-level N    kernel level of the world (default: 1)
+{_COMMON}""",
+    "check": f"""\
+usage: pidns check [--json] [-v] [--random N] [--seed SEED] [--steps STEPS]
+                   [--save DIR] [--profile RELEASE] [FILE...]
+
+Run scenarios on the model and on the kernel; report divergences.
+
+options:
+  --random N         check N random scenarios
+  --seed SEED        seed of the random scenarios (default: time)
+  --steps STEPS      steps per random scenario (default: 14)
+  --save DIR         where shrunk reproducers of random divergences go
+                     (default: pidns-divergences)
+  --profile RELEASE  model the kernel as this release (default: the release it reports)
+{_COMMON}""",
+    "demo": f"""\
+usage: pidns demo [--json] [-v]
+
+The seed's login flow on the model and the kernel, side by side.
+
+options:
+{_COMMON}""",
+}
+_FLAGS = ("--json", "-v", "--verbose", *HELP)
+_VALUED = {
+    "sim": ("--svg", "--png", "--world-level"),
+    "check": ("--random", "--seed", "--steps", "--save", "--profile"),
+    "demo": (),
+}
 
 SEED_LOGIN_FLOW = """\
 # pidns: Support unsharing the pid namespace (v3.8): unshare takes effect for children
@@ -51,11 +104,33 @@ class SetupError(Exception):
     """The real backend cannot make a world on this machine (one line says why)."""
 
 
-def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"pidns {prog}", description=description)
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print every step")
-    return parser
+class Args:
+    """The options of sim, check or demo (each accepts only its own)."""
+
+    def __init__(self, name: str, argv: list[str]) -> None:
+        options, self.files = scan(argv, _VALUED[name], command=False)
+        check_known(options, _FLAGS + _VALUED[name])
+        given = {n for n, _ in options}
+        self.help = bool(given & set(HELP))
+        self.json = "--json" in given
+        self.verbose = bool(given & {"-v", "--verbose"})
+        self.svg = last(options, "--svg")
+        self.png = last(options, "--png")
+        self.save = last(options, "--save") or "pidns-divergences"
+        self.profile = last(options, "--profile")
+        world_level = _number(options, "--world-level", 0)
+        self.world_level = 1 if world_level is None else world_level
+        self.random = _number(options, "--random", 0)
+        self.seed = _number(options, "--seed")
+        steps = _number(options, "--steps", 1)
+        self.steps = 14 if steps is None else steps
+        if name == "demo" and self.files:
+            raise UsageError(f"unexpected argument {self.files[0]!r}")
+
+
+def _number(options: list[tuple[str, str]], name: str, minimum: int | None = None) -> int | None:
+    value = last(options, name)
+    return None if value is None else integer(name, value, minimum)
 
 
 class _Worlds:
@@ -137,13 +212,9 @@ def _read_all(paths: list[str]) -> list[Scenario] | None:
     return scenarios
 
 
-def sim(argv: list[str]) -> int:
-    parser = _parser("sim", "Run scenarios on the model only.")
-    parser.add_argument("files", nargs="+", metavar="FILE")
-    parser.add_argument("--svg", metavar="OUT", help="picture the model after the scenario")
-    parser.add_argument("--png", metavar="OUT", help="the same picture as PNG")
-    parser.add_argument("--world-level", type=int, default=1, help="kernel level of the world")
-    args = parser.parse_args(argv)
+def sim(args: Args) -> int:
+    if not args.files:
+        raise UsageError("give scenario files")
     scenarios = _read_all(args.files)
     if scenarios is None:
         return EXIT_USAGE
@@ -186,35 +257,16 @@ def _picture(backend: ModelBackend, out: str, fmt: str, path: str, several: bool
     return EXIT_OK
 
 
-def check(argv: list[str]) -> int:
-    parser = _parser("check", "Run scenarios on the model and on the kernel; report divergences.")
-    parser.add_argument("files", nargs="*", metavar="FILE")
-    parser.add_argument("--random", type=int, metavar="N", help="check N random scenarios")
-    parser.add_argument("--seed", type=int, help="seed of the random scenarios (default: time)")
-    parser.add_argument("--steps", type=int, default=14, help="steps per random scenario")
-    parser.add_argument(
-        "--profile",
-        metavar="RELEASE",
-        help="model the kernel as this release (default: the release it reports)",
-    )
-    parser.add_argument(
-        "--save",
-        metavar="DIR",
-        default="pidns-divergences",
-        help="where shrunk reproducers of random divergences go (default: %(default)s)",
-    )
-    args = parser.parse_args(argv)
+def check(args: Args) -> int:
     if not args.files and args.random is None:
-        parser.error("give scenario files, or --random N")
-    if args.random is not None and args.random < 0:
-        parser.error("--random needs a count >= 0")
+        raise UsageError("give scenario files, or --random N")
     scenarios = _read_all(args.files)
     if scenarios is None:
         return EXIT_USAGE
     try:
         worlds = _Worlds(args.profile)
     except ValueError as err:
-        parser.error(str(err))
+        raise UsageError(str(err)) from None
     verdicts: list[Verdict] = []
     extra: dict[str, Any] = {}
     try:
@@ -286,9 +338,7 @@ def _save(directory: str, name: str, text: str, seed: int, number: int, original
     return path
 
 
-def demo(argv: list[str]) -> int:
-    parser = _parser("demo", "The seed's login flow on the model and the kernel, side by side.")
-    args = parser.parse_args(argv)
+def demo(args: Args) -> int:
     worlds = _Worlds()
     try:
         verdict = _run_both(worlds, parse(SEED_LOGIN_FLOW, "seed-login-flow.pidns"))
@@ -310,16 +360,21 @@ def demo(argv: list[str]) -> int:
     return EXIT_OK if verdict.ok else EXIT_FAIL
 
 
-_COMMANDS: dict[str, Callable[[list[str]], int]] = {"sim": sim, "check": check, "demo": demo}
+_COMMANDS: dict[str, Callable[[Args], int]] = {"sim": sim, "check": check, "demo": demo}
 
 
 def main(name: str, argv: list[str]) -> int:
+    prog = f"pidns {name}"
     try:
-        return _COMMANDS[name](argv)
+        args = Args(name, argv)
+        if args.help:
+            print(USAGE[name])
+            return EXIT_OK
+        return _COMMANDS[name](args)
+    except UsageError as error:
+        return usage_error(prog, error)
     except KeyboardInterrupt:
-        print(f"pidns {name}: interrupted", file=sys.stderr)
-        return 130
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_FAIL
-    except SystemExit as stop:  # argparse: usage errors exit 2, --help exits 0
-        return int(stop.code or 0) if isinstance(stop.code, int) else EXIT_USAGE

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import sys
 
+from pidns.cli.options import HELP, UsageError, check_known, scan, usage_error, wants_help
+from pidns.core.exits import EXIT_FAIL, EXIT_OK
 from pidns.linux import diagnose
-
-EXIT_USAGE = 2
 
 USAGE = """\
 usage: pidns doctor [--json]
@@ -30,18 +30,17 @@ exit status: 0 pidns run works here with full isolation; 1 it does not; 2 bad us
 
 
 def main(name: str, argv: list[str]) -> int:
-    as_json = False
-    for word in argv:
-        if word in ("-h", "--help"):
-            sys.stdout.write(USAGE)
-            return 0
-        if word == "--json":
-            as_json = True
-        else:
-            print(
-                f"pidns {name}: unknown option {word!r} (see pidns {name} --help)", file=sys.stderr
-            )
-            return EXIT_USAGE
+    try:
+        options, positional = scan(argv, (), command=False)
+        check_known(options, ("--json", *HELP))
+        if positional:
+            raise UsageError(f"unexpected argument {positional[0]!r}")
+    except UsageError as error:
+        return usage_error(f"pidns {name}", error)
+    if wants_help(options):
+        sys.stdout.write(USAGE)
+        return EXIT_OK
+    as_json = any(option == "--json" for option, _ in options)
     result = diagnose.examine()
     if as_json:
         document = {
@@ -53,7 +52,7 @@ def main(name: str, argv: list[str]) -> int:
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
         sys.stdout.write(render(result))
-    return 0 if result.full_isolation else 1
+    return EXIT_OK if result.full_isolation else EXIT_FAIL
 
 
 def render(result: diagnose.Examination) -> str:

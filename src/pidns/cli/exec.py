@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
-from pidns.cli.options import UsageError, scan
-from pidns.linux import join, launcher, spawn, syscalls
-
-EXIT_USAGE = 2
+from pidns.cli.options import UsageError, scan, usage_error
+from pidns.core import exits
+from pidns.linux import join, launcher, spawn, supervisor, syscalls
 
 USAGE = """\
 usage: pidns exec --target PID [--mount] [--] COMMAND [ARGS...]
@@ -54,8 +53,7 @@ def main(name: str, argv: list[str]) -> int:
     try:
         parsed = parse(argv)
     except UsageError as exc:
-        print(f"pidns {name}: {exc} (see pidns {name} --help)", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error(f"pidns {name}", exc)
     if parsed is None:
         sys.stdout.write(USAGE)
         return 0
@@ -64,17 +62,17 @@ def main(name: str, argv: list[str]) -> int:
         return _exec(name, target, mount, command)
     except Exception as exc:  # a bug of ours: still one line, never a traceback
         print(f"pidns {name}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return spawn.EXIT_SETUP
+        return exits.EXIT_SETUP
 
 
 def _exec(name: str, target: int, mount: bool, command: list[str]) -> int:
-    sfd, inherited = launcher.block_signals()  # the command-line process only: not restored
-    terminal, foreground = launcher.foreground_terminal()
+    sfd, inherited = supervisor.block_signals()  # the command-line process only: not restored
+    terminal, foreground = supervisor.foreground_terminal()
     try:
         join.join(target, mount=mount)
     except join.JoinError as exc:
         print(f"pidns {name}: {exc}", file=sys.stderr)
-        return spawn.EXIT_SETUP
+        return exits.EXIT_SETUP
     env = dict(os.environ)
     me = syscalls.pidfd_open(os.getpid())
     try:
@@ -90,9 +88,9 @@ def _exec(name: str, target: int, mount: bool, command: list[str]) -> int:
         )
     except OSError as exc:
         err = exc.errno or 0
-        print(f"pidns {name}: {command[0]}: {spawn.describe(err)}", file=sys.stderr)
-        return spawn.exit_status_for(err)
+        print(f"pidns {name}: {command[0]}: {exits.describe_exec_error(err)}", file=sys.stderr)
+        return exits.for_exec_error(err)
     finally:
         os.close(me)
     ns = launcher.Namespace(command, child, syscalls.pidfd_open(child))
-    return launcher.supervise(ns, sfd, terminal=terminal)
+    return supervisor.supervise(ns, sfd, terminal=terminal)

@@ -10,8 +10,8 @@ Exit statuses:
   any   130 interrupted (Ctrl-C); 141 output pipe closed.
 
 Start-up is most of a run (``pidns ls`` is measured against lsns), so imports stay lean:
-the options are parsed here rather than by argparse (which pulls in gettext, locale and
-shutil), and graphviz is imported only for --svg/--png.
+the options are scanned by pidns.cli.options rather than argparse, and graphviz is
+imported only for --svg/--png.
 """
 
 from __future__ import annotations
@@ -21,14 +21,16 @@ import os
 import sys
 from collections.abc import Callable
 
-from pidns.linux import namespaces, procview, translate
-from pidns.render import data, text
+from pidns.cli.options import HELP, UsageError, check_known, scan, usage_error
+from pidns.core import exits
+from pidns.linux import namespaces, translate
+from pidns.render import data, proc_view, text
 from pidns.render.view import SystemView
 
-EXIT_NOT_VISIBLE = 1
-EXIT_PICTURE = 1
-EXIT_USAGE = 2
-EXIT_NO_GRAPHVIZ = 127
+EXIT_NOT_VISIBLE = exits.EXIT_FAIL  # pid: no pid in the target namespace
+EXIT_PICTURE = exits.EXIT_FAIL  # tree: dot failed
+EXIT_USAGE = exits.EXIT_USAGE
+EXIT_NO_GRAPHVIZ = exits.EXIT_NOT_FOUND  # the program dot is not found
 
 NS_FORMS = """NS names a pid namespace in one of three ways:
   ID         its id, as pidns ls shows it (or its inode, as lsns shows it)
@@ -68,16 +70,12 @@ see the process.
 }
 
 
-class UsageError(Exception):
-    """Bad arguments: reported in one line, exit status 2."""
-
-
 def main(name: str, argv: list[str]) -> int:
     prog = f"pidns {name}"
     try:
         if name not in USAGE:
             raise UsageError(f"unknown command {name!r}")
-        if "-h" in argv or "--help" in argv:
+        if any(word in HELP for word in argv):
             print(USAGE[name])
             return 0
         if name == "ls":
@@ -86,53 +84,34 @@ def main(name: str, argv: list[str]) -> int:
             return _tree(argv, prog)
         return _pid(argv, prog)
     except UsageError as e:
-        print(f"{prog}: {e} (see {prog} --help)", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error(prog, e)
     except namespaces.NamespaceError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return exits.EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (pidns tree | head): say nothing more, as SIGPIPE would.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 141
+        return exits.EXIT_BROKEN_PIPE
 
 
 def parse(
     argv: list[str], flags: tuple[str, ...], valued: tuple[str, ...], max_positional: int
 ) -> tuple[dict[str, str | bool], list[str]]:
     """Options (``--name`` flags, ``--name VALUE`` or ``--name=VALUE``) and positionals."""
-    options: dict[str, str | bool] = {}
-    positional: list[str] = []
-    words = iter(argv)
-    for word in words:
-        if word == "--":
-            positional.extend(words)
-            break
-        if not word.startswith("-") or word == "-":
-            positional.append(word)
-            continue
-        name, eq, value = word.partition("=")
-        if name in flags and not eq:
-            options[name] = True
-        elif name in valued:
-            if not eq:
-                value = next(words, "")
-                if not value:
-                    raise UsageError(f"{name} needs a value")
-            options[name] = value
-        else:
-            raise UsageError(f"unknown option {word!r}")
+    scanned, positional = scan(argv, valued, command=False)
+    check_known(scanned, flags + valued)
+    found: dict[str, str | bool] = {n: (True if n in flags else v) for n, v in scanned}
     if len(positional) > max_positional:
         raise UsageError(f"unexpected argument {positional[max_positional]!r}")
-    return options, positional
+    return found, positional
 
 
 def _ls(argv: list[str], prog: str) -> int:
     options, _ = parse(argv, ("--json",), (), 0)
-    view = _read(procview.namespaces_picture, prog)
+    view = _read(proc_view.namespaces_picture, prog)
     if view is None:
         return EXIT_USAGE
     if options.get("--json"):
@@ -149,7 +128,7 @@ def _tree(argv: list[str], prog: str) -> int:
     spec = options.get("--ns")
     if pid is not None and spec is not None:
         raise UsageError("give PID or --ns, not both")
-    whole = _read(procview.system_picture, prog)
+    whole = _read(proc_view.system_picture, prog)
     if whole is None:
         return EXIT_USAGE
     view = _select(whole, pid, str(spec) if spec is not None else None)

@@ -18,8 +18,6 @@ cannot be executed; 127 the shell was not found.
 
 from __future__ import annotations
 
-import argparse
-import errno
 import os
 import pwd
 import select
@@ -28,44 +26,63 @@ import sys
 from dataclasses import dataclass
 from types import FrameType
 
+from pidns.cli.options import HELP, UsageError, check_known, last, scan, usage_error, wants_help
+from pidns.core import exits
+from pidns.core.exits import EXIT_OK, EXIT_SETUP, EXIT_USAGE
 from pidns.linux.syscalls import PR_SET_PDEATHSIG, prctl
 from pidns.pam.libpam import Handle, PamError
 
-EXIT_USAGE = 2
-EXIT_SETUP = 125
-EXIT_CANNOT_EXEC = 126
-EXIT_NOT_FOUND = 127
 PAM_DIRS = ("/etc/pam.d", "/usr/lib/pam.d", "/lib/pam.d")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 CAUGHT = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def _parser(name: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=f"pidns {name}",
-        description="Open a PAM session for USER, fork, drop to USER and run a shell, wait, "
-        "close the session: the login flow pam_pidns was made for.",
-    )
-    parser.add_argument("user", nargs="?", default="root", metavar="USER", help="default: root")
-    parser.add_argument(
-        "--service", default="login", help="PAM service (a file in /etc/pam.d); default: login"
-    )
-    parser.add_argument("-s", "--shell", help="shell to run (default: USER's login shell)")
-    parser.add_argument(
-        "-c", "--command", help="run COMMAND with SHELL -c (default: a login shell)"
-    )
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="print each step of the flow on stderr"
-    )
-    return parser
+USAGE = """\
+usage: pidns login-test [--service SERVICE] [-s SHELL] [-c COMMAND] [-v] [USER]
+
+Open a PAM session for USER (default: root), fork, drop to USER and run a shell, wait,
+close the session: the login flow pam_pidns was made for.
+
+options:
+  --service SERVICE      PAM service (a file in /etc/pam.d); default: login
+  -s, --shell SHELL      shell to run (default: USER's login shell)
+  -c, --command COMMAND  run COMMAND with SHELL -c (default: a login shell)
+  -v, --verbose          print each step of the flow on stderr
+  -h, --help             show this help
+
+exit status: the shell's (128+N if signal N killed it); 2 bad usage, unknown user or
+PAM service; 125 setup failure; 126 the shell cannot be executed; 127 it was not found.
+"""
+
+_VALUED = ("--service", "-s", "--shell", "-c", "--command")
+_FLAGS = ("-v", "--verbose", *HELP)
+
+
+class Args:
+    __slots__ = ("command", "help", "service", "shell", "user", "verbose")
+
+    def __init__(self, argv: list[str]) -> None:
+        options, positional = scan(argv, _VALUED, command=False)
+        check_known(options, _VALUED + _FLAGS)
+        self.help = wants_help(options)
+        if len(positional) > 1:
+            raise UsageError(f"unexpected argument {positional[1]!r}")
+        self.user = positional[0] if positional else "root"
+        self.service = last(options, "--service") or "login"
+        self.shell = last(options, "-s", "--shell")
+        self.command = last(options, "-c", "--command")
+        self.verbose = any(name in ("-v", "--verbose") for name, _ in options)
 
 
 def main(name: str, argv: list[str]) -> int:
-    try:
-        args = _parser(name).parse_args(argv)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
     prog = f"pidns {name}"
+    try:
+        args = Args(argv)
+    except UsageError as error:
+        return usage_error(prog, error)
+    if args.help:
+        sys.stdout.write(USAGE)
+        return EXIT_OK
     try:
         user = pwd.getpwnam(args.user)
     except KeyError:
@@ -150,15 +167,14 @@ class Flow:
                 os.kill(child, signal.SIGKILL)
             self.say(f"fork: child {child} (as seen from here; in a new pid namespace it is 1)")
             _, wait_status = os.waitpid(child, 0)
-            self.say(f"waitpid: {_describe(wait_status)}")
+            self.say(f"waitpid: {exits.describe_wait_status(wait_status, _signal_name)}")
         finally:
             os.close(parent_fd)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if received:
-            return 128 + received[0]
-        code = os.waitstatus_to_exitcode(wait_status)
-        return code if code >= 0 else 128 - code
+            return exits.EXIT_SIGNAL_BASE + received[0]
+        return exits.from_wait_status(wait_status)
 
     def become_user_and_exec(self, pam_env: dict[str, str], parent_fd: int) -> None:
         """The child, pid 1 of the session's namespace: never returns."""
@@ -199,15 +215,13 @@ class Flow:
             os.execve(self.shell, argv, env)
         except OSError as error:
             self.fail(f"{self.shell}: {_text(error)}")
-            os._exit(EXIT_NOT_FOUND if error.errno == errno.ENOENT else EXIT_CANNOT_EXEC)
+            os._exit(exits.for_exec_error(error.errno or 0))
         finally:
             os._exit(EXIT_SETUP)
 
 
-def _describe(wait_status: int) -> str:
-    if os.WIFSIGNALED(wait_status):
-        return f"killed by {signal.Signals(os.WTERMSIG(wait_status)).name}"
-    return f"exited {os.WEXITSTATUS(wait_status)}"
+def _signal_name(number: int) -> str:
+    return signal.Signals(number).name
 
 
 def _text(error: OSError) -> str:

@@ -1,21 +1,41 @@
-"""The option scanner ``pidns run`` and ``pidns exec`` share (argparse would cost their
-start-up several milliseconds, and its rules for where options end are not these).
+"""The one option scanner and the one ``UsageError`` of every ``pidns`` subcommand.
 
-Options end at ``--`` or at the first word that is not an option; everything after is
-the command, untouched (``pidns run echo --as-pid-1`` prints ``--as-pid-1``). An option
-that takes a value is written ``--name=VALUE`` or ``--name VALUE``.
+argparse would cost the start-up of ``pidns run`` and ``pidns ls`` several milliseconds
+(it pulls in gettext, locale and shutil), and its rules for where options end are not
+``pidns run``'s. The rules here:
+
+- An option that takes a value is written ``--name=VALUE`` or ``--name VALUE`` (a short
+  one also ``-nVALUE``); a flag given a value (``--json=1``) is an error.
+- ``--`` ends the options.
+- ``command=True`` (run, exec): options end at the first word that is not one, and
+  everything after is the command, untouched (``pidns run echo --as-pid-1`` prints
+  ``--as-pid-1``). Otherwise (ls, tree, pid, sim, check, demo, login-test) options and
+  positional words may come in any order.
+
+Every usage error is one line, ``pidns NAME: WHAT (see pidns NAME --help)``, and exit
+status 2 (``usage_error``).
 """
 
 from __future__ import annotations
+
+import sys
+
+from pidns.core.exits import EXIT_USAGE
+
+HELP = ("-h", "--help")
 
 
 class UsageError(Exception):
     """Bad usage: the message is one line; the command exits 2."""
 
 
-def scan(argv: list[str], with_value: tuple[str, ...]) -> tuple[list[tuple[str, str]], list[str]]:
-    """``(options, command)``: each option as ``(name, value)``, ``""`` for a flag."""
+def scan(
+    argv: list[str], with_value: tuple[str, ...], *, command: bool = True
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """``(options, rest)``: each option as ``(name, value)``, ``""`` for a flag; ``rest``
+    is the command (``command=True``) or every positional word."""
     options: list[tuple[str, str]] = []
+    positional: list[str] = []
     i = 0
     while i < len(argv):
         word = argv[i]
@@ -23,8 +43,14 @@ def scan(argv: list[str], with_value: tuple[str, ...]) -> tuple[list[tuple[str, 
             i += 1
             break
         if not word.startswith("-") or word == "-":
-            break
+            if command:
+                break
+            positional.append(word)
+            i += 1
+            continue
         name, eq, value = word.partition("=")
+        if not eq and not word.startswith("--") and len(word) > 2 and word[:2] in with_value:
+            name, eq, value = word[:2], "=", word[2:]  # -sVALUE
         if name in with_value:
             if not eq:
                 i += 1
@@ -35,4 +61,41 @@ def scan(argv: list[str], with_value: tuple[str, ...]) -> tuple[list[tuple[str, 
             raise UsageError(f"option {name} takes no value")
         options.append((name, value))
         i += 1
-    return options, argv[i:]
+    return options, positional + argv[i:]
+
+
+def check_known(options: list[tuple[str, str]], known: tuple[str, ...]) -> None:
+    """UsageError for the first option not in ``known``."""
+    for name, _ in options:
+        if name not in known:
+            raise UsageError(f"unknown option {name!r}")
+
+
+def wants_help(options: list[tuple[str, str]]) -> bool:
+    return any(name in HELP for name, _ in options)
+
+
+def last(options: list[tuple[str, str]], *names: str) -> str | None:
+    """The value of the last of ``names`` given (a later option overrides an earlier one)."""
+    found = None
+    for name, value in options:
+        if name in names:
+            found = value
+    return found
+
+
+def integer(name: str, value: str, minimum: int | None = None) -> int:
+    """``value`` as an integer, or a UsageError naming the option."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise UsageError(f"{name} needs a whole number, not {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise UsageError(f"{name} needs a number >= {minimum}, not {number}")
+    return number
+
+
+def usage_error(prog: str, error: UsageError) -> int:
+    """Report ``error`` in the one format every subcommand uses; the status to exit with."""
+    print(f"{prog}: {error} (see {prog} --help)", file=sys.stderr)
+    return EXIT_USAGE

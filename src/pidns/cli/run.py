@@ -9,14 +9,14 @@ from __future__ import annotations
 import os
 import sys
 
-from pidns.cli.options import UsageError, scan
-from pidns.linux import fastsignal, launcher, spawn, statusfd, userns
+from pidns.cli.options import UsageError, scan, usage_error
+from pidns.core import exits
+from pidns.linux import fastsignal, launcher, spawn, statusfd, supervisor, userns
 
 TYPE_CHECKING = False  # typing costs start-up time: annotations only
 if TYPE_CHECKING:
     from typing import IO
 
-EXIT_USAGE = 2
 
 USAGE = """\
 usage: pidns run [OPTIONS] [--] COMMAND [ARGS...]
@@ -204,12 +204,11 @@ def parse(argv: list[str]) -> Args:
 def main(name: str, argv: list[str]) -> int:
     # First of all: from here on a ^C or a TERM is queued for the command, never a
     # KeyboardInterrupt. (The command-line process only: the mask is not restored.)
-    sfd, inherited = launcher.block_signals()
+    sfd, inherited = supervisor.block_signals()
     try:
         args = parse(argv)
     except UsageError as exc:
-        print(f"pidns {name}: {exc} (see pidns {name} --help)", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error(f"pidns {name}", exc)
     if args.help:
         sys.stdout.write(USAGE)
         return 0
@@ -219,7 +218,7 @@ def main(name: str, argv: list[str]) -> int:
             report_file = open(args.report, "w", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
             print(f"pidns {name}: cannot write the report: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            return exits.EXIT_USAGE
     pid_file = -1
     if args.pid_file is not None:
         try:
@@ -227,14 +226,14 @@ def main(name: str, argv: list[str]) -> int:
             pid_file = os.open(args.pid_file, flags, 0o644)
         except OSError as exc:
             print(f"pidns {name}: cannot write the pid file: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            return exits.EXIT_USAGE
     if args.status_fd >= 0:
         os.set_inheritable(args.status_fd, False)  # the init's, not the command's
     try:
         status, ns = _run(name, args, sfd, inherited, pid_file)
     except Exception as exc:  # a bug of ours: still one line, never a traceback
         print(f"pidns {name}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return spawn.EXIT_SETUP
+        return exits.EXIT_SETUP
     if args.report is not None and ns is not None:
         _write_report(name, ns, report_file)
     if args.die_by_signal and ns is not None:
@@ -279,7 +278,7 @@ def _write_report(name: str, ns: launcher.Namespace, report_file: IO[str] | None
 def _run(
     name: str, args: Args, sfd: int, inherited: spawn.Inherited, pid_file: int
 ) -> tuple[int, launcher.Namespace | None]:
-    terminal, foreground = launcher.foreground_terminal()
+    terminal, foreground = supervisor.foreground_terminal()
     command_pid = 1 if args.options.as_pid_1 else 2  # the init's first child is pid 2
     env = spawn.socket_activation(os.environ, os.getpid(), command_pid)
     status_fd = statusfd.StatusFd(args.status_fd)
@@ -299,15 +298,15 @@ def _run(
         )
     except launcher.SetupError as exc:
         print(f"pidns {name}: {exc}", file=sys.stderr)
-        return spawn.EXIT_SETUP, None
+        return exits.EXIT_SETUP, None
     except OSError as exc:
         err = exc.errno or 0
-        print(f"pidns {name}: {args.argv[0]}: {spawn.describe(err)}", file=sys.stderr)
-        return spawn.exit_status_for(err), None
+        print(f"pidns {name}: {args.argv[0]}: {exits.describe_exec_error(err)}", file=sys.stderr)
+        return exits.for_exec_error(err), None
     finally:
         if pid_file >= 0:
             os.close(pid_file)
     status_fd.started(ns.pid, ns.init_pid, ns.pid_in_namespace, ns.namespace_inodes)
-    status = launcher.supervise(ns, sfd, terminal=terminal)
+    status = supervisor.supervise(ns, sfd, terminal=terminal)
     status_fd.exited(status)
     return status, ns

@@ -32,13 +32,8 @@ Signals the init forwards go through ``rewrite`` first (FROM -> TO, TO 0 drops i
 dumb-init's -r); with ``verbose`` it logs on its stderr what it forwards, reaps and
 kills, as tini -v does.
 
-Status channel (a pipe to the launcher), one ASCII line per message:
-``N <kind>=<inode> ...``: the init's namespaces (with ``namespace_inodes``), then
-``R <pid in ns> <host pid> <t>``: the command runs; ``F <status> <errno> <stage>\\t<text>``:
-setup failed; ``T <signal>``: the command was stopped by a terminal signal;
-``X <wait status> <t spawned> <t exited> <t done> <orphans> <killed> <pids,> <signals,>
-<flags>``: the end (flags: ``t`` the timeout ran out, ``-`` none).
-Times are CLOCK_MONOTONIC nanoseconds.
+The status channel to the launcher (``N`` namespaces, ``R`` ready, ``F`` failed, ``T``
+stopped, ``X`` the end) has its wire format in pidns.linux.status_channel.
 """
 
 from __future__ import annotations
@@ -50,8 +45,9 @@ import os
 import select
 import time
 
+from pidns.core import exits
 from pidns.linux import fastsignal as signal
-from pidns.linux import mounts, nsfs, spawn, syscalls, userns
+from pidns.linux import mounts, nsfs, spawn, status_channel, syscalls, userns
 
 TYPE_CHECKING = False  # typing costs `pidns run` milliseconds of start-up: annotations only
 if TYPE_CHECKING:
@@ -232,19 +228,21 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
         cmd, host_pid = _start_command(plan, host_pidns)
     except OSError as exc:
         err = exc.errno or errno.EIO
-        status = spawn.exit_status_for(err) if stage == "exec" else spawn.EXIT_SETUP
-        text = spawn.describe(err) if stage == "exec" else os.strerror(err)
-        send_line(channel, f"F {status} {err} {stage.replace(' ', '_')}\t{text}")
+        status = exits.for_exec_error(err) if stage == "exec" else exits.EXIT_SETUP
+        text = exits.describe_exec_error(err) if stage == "exec" else os.strerror(err)
+        failure = status_channel.Failed(status, err, stage.replace(" ", "_"), text)
+        status_channel.send(channel, failure)
         os._exit(status)
     except BaseException as exc:  # never a traceback from pid 1
-        send_line(channel, f"F {spawn.EXIT_SETUP} 0 setup\t{type(exc).__name__}: {exc}")
-        os._exit(spawn.EXIT_SETUP)
+        text = f"{type(exc).__name__}: {exc}"
+        status_channel.send(channel, status_channel.Failed(exits.EXIT_SETUP, 0, "setup", text))
+        os._exit(exits.EXIT_SETUP)
     try:
         status = _serve(plan, cmd, host_pid, sfd, channel, launcher_pidfd)
     except BaseException:  # a bug of ours after the command started: end it all
         _kill_all(SIGKILL)
-        os._exit(spawn.EXIT_SETUP)
-    os._exit(exit_status(status))
+        os._exit(exits.EXIT_SETUP)
+    os._exit(exits.from_wait_status(status))
 
 
 def _start_command(plan: Plan, host_pidns: int) -> tuple[int, int]:
@@ -293,12 +291,12 @@ def _start_command(plan: Plan, host_pidns: int) -> tuple[int, int]:
     return cmd, host_pid
 
 
-def _namespace_inodes() -> list[str]:
-    """``kind=inode`` of each of the init's namespaces (statusfd.KINDS)."""
-    found = []
+def _namespace_inodes() -> dict[str, int]:
+    """The nsfs inode of each of the init's namespaces, by kind."""
+    found = {}
     for kind in ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"):
         try:
-            found.append(f"{kind}={os.stat(f'/proc/self/ns/{kind}').st_ino}")
+            found[kind] = os.stat(f"/proc/self/ns/{kind}").st_ino
         except OSError:
             continue
     return found
@@ -318,23 +316,27 @@ def _serve(plan: Plan, cmd: int, host_pid: int, sfd: int, channel: int, launcher
         if fd > 2:
             os.close(fd)
     if plan.namespace_inodes:
-        send_line(channel, "N " + " ".join(_namespace_inodes()))
-    send_line(channel, f"R {cmd} {host_pid} {t_spawned}")
+        status_channel.send(channel, status_channel.Namespaces(_namespace_inodes()))
+    status_channel.send(channel, status_channel.Ready(cmd, host_pid, t_spawned))
     init = Init(plan, cmd, sfd, launcher_pidfd, channel)
     if plan.verbose:
         init.log(f"started {plan.argv[0]} as pid {cmd} (host pid {host_pid})")
     status = init.serve()
     t_done = time.monotonic_ns()
-    killed = ",".join(str(p) for p in init.killed[:MAX_LISTED]) or "-"
-    signals = ",".join(str(s) for s in init.forwarded[:MAX_LISTED]) or "-"
-    flags = "t" if init.timed_out else "-"
-    send_line(
-        channel,
-        f"X {status} {t_spawned} {init.t_exited} {t_done} {init.orphans} "
-        f"{init.killed_count} {killed} {signals} {flags}",
+    report = status_channel.Report(
+        status,
+        t_spawned,
+        init.t_exited,
+        t_done,
+        init.orphans,
+        init.killed_count,
+        init.killed[:MAX_LISTED],
+        init.forwarded[:MAX_LISTED],
+        init.timed_out,
     )
+    status_channel.send(channel, report)
     if plan.verbose:
-        init.log(f"the namespace is empty; exiting with {exit_status(status)}")
+        init.log(f"the namespace is empty; exiting with {exits.from_wait_status(status)}")
     return status
 
 
@@ -342,21 +344,6 @@ def _serve(plan: Plan, cmd: int, host_pid: int, sfd: int, channel: int, launcher
 # buffer is made once, here, so that the child only makes the call.
 _NAME = ctypes.create_string_buffer(b"pidns-init")
 _NAME_ADDRESS = ctypes.addressof(_NAME)
-
-
-def exit_status(wait_status: int) -> int:
-    """The shell's status for a wait status: N for exit(N), 128+S for death by signal S."""
-    if os.WIFSIGNALED(wait_status):
-        return 128 + os.WTERMSIG(wait_status)
-    if os.WIFEXITED(wait_status):
-        return os.WEXITSTATUS(wait_status)
-    return spawn.EXIT_SETUP
-
-
-def send_line(channel: int, line: str) -> None:
-    data = (line + "\n").encode()
-    while data:
-        data = data[os.write(channel, data) :]
 
 
 def _close_fds_except(keep: set[int]) -> None:
@@ -438,7 +425,7 @@ class Init:
             if self.cmd_status is not None and self.empty:
                 return self.cmd_status
             if self.abandoned and self.empty:
-                os._exit(128 + self.plan.launcher_death_signal)
+                os._exit(exits.EXIT_SIGNAL_BASE + self.plan.launcher_death_signal)
             timeout = None
             wake = [t for t in (self.deadline, self.timeout_at) if t is not None]
             if wake:
@@ -510,7 +497,7 @@ class Init:
                 if pid == self.cmd and self.plan.job_control:
                     stop = os.WSTOPSIG(status)
                     if stop in TERMINAL_STOPS:
-                        send_line(self.channel, f"T {stop}")
+                        status_channel.send(self.channel, status_channel.Stopped(stop))
                 continue
             if pid == self.cmd:
                 if self.plan.verbose:
@@ -554,7 +541,7 @@ class Init:
             self.log(f"the launcher died: {_name(sig)} to every process")
         if sig == SIGKILL:
             _kill_all(SIGKILL)
-            os._exit(128 + SIGKILL)
+            os._exit(exits.EXIT_SIGNAL_BASE + SIGKILL)
         self.abandoned = True
         self.timeout_at = None
         self.shutdown(sig)
@@ -568,6 +555,4 @@ def _name(sig: int) -> str:
 
 
 def _describe(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"was killed by {_name(os.WTERMSIG(status))}"
-    return f"exited {os.WEXITSTATUS(status)}"
+    return exits.describe_wait_status(status, _name)

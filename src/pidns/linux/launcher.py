@@ -12,9 +12,8 @@ the command's pid as the launcher sees it (NS_GET_PID_IN_PIDNS).
 Every catchable signal is blocked in the calling thread across clone3, so the init starts
 with them blocked and reads them from its signalfd: none is lost in between.
 
-``supervise`` is the command-line launcher's loop: forward every signal it gets to the
-init (pidfd_send_signal, so a recycled pid can never be hit), follow the terminal's job
-control, and return the command's exit status.
+The command-line launcher's loop (signals, the terminal) is pidns.linux.supervisor; the
+status channel's wire format is pidns.linux.status_channel.
 """
 
 from __future__ import annotations
@@ -24,23 +23,21 @@ import os
 import select
 import time
 
+from pidns.core import exits
 from pidns.core import flags as cf
 from pidns.linux import fastsignal as signal
-from pidns.linux import nsfs, spawn, syscalls, userns
-from pidns.linux.init import CATCHABLE, Plan, become_init, exit_status, send_line
+from pidns.linux import nsfs, spawn, status_channel, syscalls, userns
+from pidns.linux.init import CATCHABLE, Plan, become_init
 
 TYPE_CHECKING = False  # typing costs `pidns run` start-up time: annotations only
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-SIGCHLD = int(signal.SIGCHLD)
-SIGCONT = int(signal.SIGCONT)
 SIGKILL = int(signal.SIGKILL)
-SIGSTOP = int(signal.SIGSTOP)
+SIGCHLD = int(signal.SIGCHLD)
 WALL = 0x40000000  # include/uapi/linux/wait.h: __WALL, any child whatever its exit signal
-EXIT_LOST = spawn.EXIT_SETUP << 8  # the wait status of exit(125): pid 1's status was lost
-EXIT_TIMEOUT = 124  # timeout(1)'s status when the time ran out
+EXIT_LOST = exits.EXIT_SETUP << 8  # the wait status of exit(125): pid 1's status was lost
 
 
 class SetupError(OSError):
@@ -151,12 +148,12 @@ class Namespace:
     """
 
     def __init__(
-        self, argv: list[str], init_pid: int, pidfd: int, channel: int = -1, direct: bool = True
+        self, argv: list[str], init_pid: int, pidfd: int, status_fd: int = -1, direct: bool = True
     ) -> None:
         self.argv = argv
         self.init_pid = init_pid  # host pid of pid 1 (the init, or the command with as_pid_1)
         self.pidfd = pidfd
-        self.channel = channel  # the init's status pipe (-1: none)
+        self._reader = status_channel.Reader(status_fd)  # the init's status pipe (-1: none)
         self.pid = init_pid  # host pid of the command, once known
         self.pid_in_namespace = 1
         self.direct = direct  # pid 1 is the command itself (no init)
@@ -175,85 +172,66 @@ class Namespace:
         self.subreaper = False  # no pid namespace: pid 1 is a child subreaper (the fallback)
         self.fallback_reason: str | None = None  # why there is no pid namespace
         self.times: dict[str, int] = {"start": time.monotonic_ns()}
-        self._buffer = b""
 
-    # -- the status channel ------------------------------------------------------------
+    # -- the status channel (pidns.linux.status_channel) --------------------------------
 
-    def _lines(self, block: bool) -> list[str]:
-        """Complete lines from the channel; blocking until one arrives when ``block``."""
-        lines: list[str] = []
-        while self.channel >= 0:
-            try:
-                data = os.read(self.channel, 65536)
-            except BlockingIOError:
-                break
-            if not data:
-                os.close(self.channel)
-                self.channel = -1
-                break
-            self._buffer += data
-            *complete, self._buffer = self._buffer.split(b"\n")
-            lines += [line.decode() for line in complete]
-            if lines and block:
-                break
-        return lines
+    @property
+    def channel(self) -> int:
+        """The init's status pipe (-1: none, or closed at EOF)."""
+        return self._reader.fd
 
     def await_ready(self, flags: int) -> None:
         """Block until the command runs; raise what the init reported if it could not."""
         while True:
-            lines = self._lines(block=True)
-            if not lines:
+            messages = self._reader.messages(block=True)
+            if not messages:
                 break  # EOF: pid 1 exec'd the command (as_pid_1) or died
-            for index, line in enumerate(lines):
-                if line.startswith("P "):  # from the helper of a multi-threaded caller
-                    self.init_pid = self.pid = int(line.split()[1])
+            for index, message in enumerate(messages):
+                if isinstance(message, status_channel.HelperSpawned):
+                    self.init_pid = self.pid = message.init_pid
                     self.pidfd = syscalls.pidfd_open(self.init_pid)
-                elif line.startswith("C "):
-                    raise _clone_failure(int(line.split()[1]), flags)
-                elif line.startswith("F "):
+                elif isinstance(message, status_channel.CloneFailed):
+                    raise _clone_failure(message.errno, flags)
+                elif isinstance(message, status_channel.Failed):
                     self._wait_blocking()
-                    raise _setup_failure(line, self.argv, flags)
-                elif line.startswith("N "):
-                    self.namespace_inodes = dict(
-                        (kind, int(ino))
-                        for kind, _, ino in (f.partition("=") for f in line.split()[1:])
-                    )
-                elif line.startswith("R "):
-                    _, vpid, host, t_ready = line.split()
-                    self.pid_in_namespace = int(vpid)
-                    self.pid = int(host) or 0
-                    self.times["ready"] = int(t_ready)
+                    raise _setup_failure(message, self.argv, flags)
+                elif isinstance(message, status_channel.Namespaces):
+                    self.namespace_inodes = message.inodes
+                elif isinstance(message, status_channel.Ready):
+                    self.pid_in_namespace = message.pid_in_ns
+                    self.pid = message.host_pid
+                    self.times["ready"] = message.t_spawned
                     os.set_blocking(self.channel, False)
                     # a quick command's end may have come in the same read
-                    for later in lines[index + 1 :]:
+                    for later in messages[index + 1 :]:
                         self._take(later)
                     return
         self.times["ready"] = time.monotonic_ns()
         if self.direct:
             return
         status = self._wait_blocking()
-        raise SetupError(errno.ECHILD, f"the init died during setup ({_describe(status)})")
+        raise SetupError(
+            errno.ECHILD, f"the init died during setup ({exits.describe_wait_status(status)})"
+        )
 
     def read_channel(self) -> None:
         """Take in what the init has written: terminal stops, and its final report."""
-        for line in self._lines(block=False):
-            self._take(line)
+        for message in self._reader.messages(block=False):
+            self._take(message)
 
-    def _take(self, line: str) -> None:
-        if line.startswith("T "):
-            self.stops.append(int(line.split()[1]))
-        elif line.startswith("X "):
-            self._take_report(line.split())
-
-    def _take_report(self, fields: list[str]) -> None:
-        status, t_spawned, t_exited, t_done, orphans, killed = (int(f) for f in fields[1:7])
-        self.command_status = status
-        self.times.update(spawned=t_spawned, exited=t_exited, done=t_done)
-        self.orphans_reaped = orphans
-        self.killed_at_shutdown = killed
-        self.killed_pids = [] if fields[7] == "-" else [int(p) for p in fields[7].split(",")]
-        self.init_forwarded = [] if fields[8] == "-" else [int(s) for s in fields[8].split(",")]
-        self.timed_out = "t" in fields[9]
+    def _take(self, message: status_channel.Message) -> None:
+        if isinstance(message, status_channel.Stopped):
+            self.stops.append(message.signal)
+        elif isinstance(message, status_channel.Report):
+            self.command_status = message.wait_status
+            self.times.update(
+                spawned=message.t_spawned, exited=message.t_exited, done=message.t_done
+            )
+            self.orphans_reaped = message.orphans
+            self.killed_at_shutdown = message.killed_count
+            self.killed_pids = message.killed_pids
+            self.init_forwarded = message.forwarded
+            self.timed_out = message.timed_out
 
     # -- waiting -----------------------------------------------------------------------
 
@@ -275,9 +253,7 @@ class Namespace:
             self.times["end"] = time.monotonic_ns()
             if self.channel >= 0:
                 self.read_channel()  # the init wrote its report before it exited
-                if self.channel >= 0:
-                    os.close(self.channel)
-                    self.channel = -1
+                self._reader.close()
             os.close(self.pidfd)
             self.pidfd = -1
         return self.returncode
@@ -300,20 +276,20 @@ class Namespace:
             return self.returncode
         poller = select.poll()
         poller.register(self.pidfd, select.POLLIN)
-        channel = self.channel
-        if channel >= 0:
-            poller.register(channel, select.POLLIN)
+        status_fd = self.channel
+        if status_fd >= 0:
+            poller.register(status_fd, select.POLLIN)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready = [fd for fd, _ in poller.poll(None if left is None else left * 1000)]
             if self.pidfd in ready:
                 return self._reap(0)
-            if channel >= 0 and channel in ready:
+            if status_fd >= 0 and status_fd in ready:
                 self.read_channel()
                 if self.channel < 0:
-                    poller.unregister(channel)
-                    channel = -1
+                    poller.unregister(status_fd)
+                    status_fd = -1
             if deadline is not None and time.monotonic() >= deadline:
                 return None
 
@@ -334,8 +310,8 @@ class Namespace:
         if status is None:
             return None
         if self.timed_out:
-            return EXIT_TIMEOUT
-        code = exit_status(status)
+            return exits.EXIT_TIMEOUT
+        code = exits.from_wait_status(status)
         return 0 if code in self.remap_exit else code
 
     # -- signals -----------------------------------------------------------------------
@@ -361,11 +337,10 @@ class Namespace:
 
     def close(self) -> None:
         """Release the fds (the namespace must have been waited for)."""
-        for name in ("channel", "pidfd"):
-            fd = getattr(self, name)
-            if fd >= 0:
-                os.close(fd)
-                setattr(self, name, -1)
+        self._reader.close()
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
 
     def report(self) -> dict[str, Any]:
         """The run as a JSON-ready document (layout in docs/run.md)."""
@@ -570,13 +545,13 @@ def _start(
                 if threads > 1 and not subreaper:  # the helper: the init is the caller's child
                     init_pid, _ = syscalls.clone_bare(flags | cf.PARENT)
                     if init_pid:
-                        send_line(write_end, f"P {init_pid}")
+                        status_channel.send(write_end, status_channel.HelperSpawned(init_pid))
                         os._exit(0)
                 become_init(plan, write_end, launcher_pidfd, host_pidns)
             except OSError as exc:
-                send_line(write_end, f"C {exc.errno or errno.EIO}")
+                status_channel.send(write_end, status_channel.CloneFailed(exc.errno or errno.EIO))
             finally:
-                os._exit(spawn.EXIT_SETUP)
+                os._exit(exits.EXIT_SETUP)
     except OSError as exc:
         for fd in (launcher_pidfd, host_pidns, read_end, write_end):
             os.close(fd)
@@ -630,12 +605,6 @@ def _fork_helper() -> int:
     return os.fork()
 
 
-def _describe(wait_status: int) -> str:
-    if os.WIFSIGNALED(wait_status):
-        return f"killed by signal {os.WTERMSIG(wait_status)}"
-    return f"exit status {os.WEXITSTATUS(wait_status)}"
-
-
 def _clone_failure(err: int, flags: int) -> SetupError:
     from pidns.linux import diagnose  # noqa: PLC0415 (only once something failed)
 
@@ -643,99 +612,14 @@ def _clone_failure(err: int, flags: int) -> SetupError:
     return _setup_error(err, str(why), "clone")
 
 
-def _setup_failure(line: str, argv: list[str], flags: int) -> OSError:
-    """The exception for an ``F`` line of the init."""
+def _setup_failure(failure: status_channel.Failed, argv: list[str], flags: int) -> OSError:
+    """The exception for an ``F`` message of the init."""
     from pidns.linux import diagnose  # noqa: PLC0415 (only once something failed)
 
-    head, _, text = line.partition("\t")
-    _, _status, err_text, stage = head.split()
-    err = int(err_text)
+    err, stage, text = failure.errno, failure.stage, failure.text
     if stage == "exec":
         return OSError(err, text, argv[0])
     if stage == "setup":  # not an OSError in the init: its text says what
         return SetupError(err or errno.EIO, f"cannot set the namespace up: {text}")
     why = diagnose.refusal(stage, err, user=bool(flags & cf.NEWUSER))
     return _setup_error(err, str(why), stage)
-
-
-# -- the command-line launcher -------------------------------------------------------------
-
-
-def block_signals() -> tuple[int, spawn.Inherited]:
-    """Take the command-line process over: block every catchable signal, and stop
-    ignoring SIGCHLD (the kernel would reap pid 1 for us and lose its status). Returns a
-    signalfd that reads them all, and the signal state before, for the command."""
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, CATCHABLE)
-    inherited = spawn.Inherited.from_caller(before)
-    if SIGCHLD in inherited.ignored:
-        signal.signal(SIGCHLD, signal.SIG_DFL)
-    return syscalls.signalfd(CATCHABLE), inherited
-
-
-def foreground_terminal() -> tuple[int, bool]:
-    """(fd of the controlling terminal among 0, 1, 2 or -1; whether we are its foreground)."""
-    for fd in (0, 1, 2):
-        try:
-            group = os.tcgetpgrp(fd)  # ENOTTY unless fd is our controlling terminal
-        except OSError:
-            continue
-        return fd, group == os.getpgrp()
-    return -1, False
-
-
-def supervise(ns: Namespace, sfd: int, *, terminal: int = -1) -> int:
-    """Forward every signal the launcher gets to pid 1 until the namespace ends; follow the
-    terminal's job control; the command's exit status.
-
-    When the init reports the command stopped by ^Z (or SIGTTIN/SIGTTOU), the launcher
-    stops itself, so the shell that started it sees the job stop; on SIGCONT (``fg``) it
-    gives the terminal back to the command's process group and forwards the SIGCONT.
-    """
-    poller = select.poll()
-    poller.register(sfd, select.POLLIN)
-    poller.register(ns.pidfd, select.POLLIN)
-    channel = ns.channel
-    if channel >= 0:
-        poller.register(channel, select.POLLIN)
-    while ns.wait_status is None:
-        while ns.stops:  # before waiting: a stop may have come with the ready line
-            ns.stops.pop()
-            if terminal >= 0:
-                os.kill(os.getpid(), SIGSTOP)
-        ready = [fd for fd, _ in poller.poll()]
-        if sfd in ready:
-            for info in syscalls.read_signals(sfd):
-                if info.signo == SIGCHLD:
-                    continue
-                if info.signo == SIGCONT and terminal >= 0:
-                    _give_terminal(terminal, ns.pid)
-                ns.launcher_forwarded.append(info.signo)
-                ns.send_signal(info.signo)
-        if channel >= 0 and channel in ready:
-            ns.read_channel()
-            if ns.channel < 0:
-                poller.unregister(channel)
-                channel = -1
-        if ns.pidfd in ready:
-            ns.poll()
-    if terminal >= 0:
-        _take_terminal_back(terminal, ns.pid)
-    status = ns.exit_status
-    return spawn.EXIT_SETUP if status is None else status
-
-
-def _give_terminal(terminal: int, group: int) -> None:
-    """Make ``group`` the terminal's foreground if the launcher holds it (after ``fg``)."""
-    try:
-        if os.tcgetpgrp(terminal) == os.getpgrp():
-            os.tcsetpgrp(terminal, group)
-    except OSError:
-        pass
-
-
-def _take_terminal_back(terminal: int, group: int) -> None:
-    try:
-        if os.tcgetpgrp(terminal) == group:
-            os.tcsetpgrp(terminal, os.getpgrp())
-    except OSError:
-        pass

@@ -26,7 +26,7 @@ import errno
 import os
 
 from pidns.linux import nsfs, proc
-from pidns.render.view import ID_INODE, ID_NS_GET_ID
+from pidns.linux.nsfs import ID_INODE, ID_NS_GET_ID
 
 
 class NamespaceError(Exception):

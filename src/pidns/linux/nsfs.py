@@ -20,6 +20,10 @@ import fcntl
 import os
 import sys
 
+# How a namespace's id was read (render.view.SystemView.id_source)
+ID_NS_GET_ID = "NS_GET_ID"  # ids from the nsfs ioctl NS_GET_ID (Linux >= 6.x)
+ID_INODE = "inode"  # ids are nsfs inode numbers (older kernels)
+
 _NSIO = 0xB7
 
 

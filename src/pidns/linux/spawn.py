@@ -9,8 +9,8 @@ Three ways to start one, each for a reason:
   parent-death signal (prctl PR_SET_PDEATHSIG).
 - ``exec_command``: replace the calling process (``--as-pid-1``).
 
-Exec failures carry the kernel's errno (fs/exec.c:do_execveat_common); ``exit_status_for``
-turns one into the shell's status: 127 not found, 126 found but not executable.
+Exec failures carry the kernel's errno (fs/exec.c:do_execveat_common);
+``pidns.core.exits.for_exec_error`` turns one into the shell's status.
 """
 
 from __future__ import annotations
@@ -19,16 +19,13 @@ import errno
 import os
 import select
 
+from pidns.core.exits import EXIT_SETUP, describe_exec_error
 from pidns.linux import fastsignal as signal
 from pidns.linux import syscalls
 
 TYPE_CHECKING = False  # collections.abc costs `pidns run` start-up time: annotations only
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
-
-EXIT_SETUP = 125
-EXIT_NOT_EXECUTABLE = 126
-EXIT_NOT_FOUND = 127
 
 # Python ignores these two at start-up (Python/pylifecycle.c); a command must not inherit
 # that (subprocess's restore_signals rule).
@@ -40,19 +37,6 @@ CATCHABLE = tuple(
 # Every signal a disposition can be set for, glibc's internal 32 and 33 included.
 _SETTABLE = tuple(s for s in range(1, 65) if s not in (int(signal.SIGKILL), int(signal.SIGSTOP)))
 SIGCHLD = int(signal.SIGCHLD)
-
-# errnos that mean "there is nothing to execute here" (fs/namei.c lookups)
-_NOT_FOUND = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG)
-
-
-def exit_status_for(err: int) -> int:
-    """The shell's status for an exec failure: 127 when nothing was found, else 126."""
-    return EXIT_NOT_FOUND if err in _NOT_FOUND else EXIT_NOT_EXECUTABLE
-
-
-def describe(err: int) -> str:
-    """The shell's words for an exec failure (``command not found`` rather than ENOENT)."""
-    return "command not found" if err in _NOT_FOUND else os.strerror(err)
 
 
 def socket_activation(
@@ -86,7 +70,7 @@ def resolve(name: str, env: Mapping[str, str] | None = None) -> str:
             return candidate
         denied = True
     err = errno.EACCES if denied else errno.ENOENT
-    raise OSError(err, describe(err), name)
+    raise OSError(err, describe_exec_error(err), name)
 
 
 class Inherited:
@@ -235,7 +219,7 @@ def fork_exec(
     if report:
         os.waitpid(pid, 0)
         err = int(report)
-        raise OSError(err, describe(err), argv[0])
+        raise OSError(err, describe_exec_error(err), argv[0])
     return pid
 
 
@@ -256,4 +240,4 @@ def exec_command(
     try:
         os.execve(path, list(argv), env)
     except OSError as exc:
-        raise OSError(exc.errno, describe(exc.errno or errno.EIO), argv[0]) from None
+        raise OSError(exc.errno, describe_exec_error(exc.errno or errno.EIO), argv[0]) from None

@@ -1,7 +1,7 @@
 """The renderer's input: a picture of pid namespaces and the processes in them.
 
 Plain immutable values with no tie to /proc or to the model, so that both sources draw
-through the same renderer: ``pidns.linux.procview`` builds them from /proc and the nsfs
+through the same renderer: ``pidns.render.proc_view`` builds them from /proc and the nsfs
 ioctls, the model's adapter builds them from a model state. Build them with keywords,
 ``NamespaceView(id=..., level=..., ...)``; ``_replace`` makes changed copies.
 
@@ -21,10 +21,20 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-# SystemView.id_source values
-ID_NS_GET_ID = "NS_GET_ID"  # ids from the nsfs ioctl NS_GET_ID (Linux >= 6.x)
-ID_INODE = "inode"  # ids are nsfs inode numbers (older kernels)
+# SystemView.id_source values: the two of /proc are decided where ids are read
+from pidns.linux.nsfs import ID_INODE, ID_NS_GET_ID
+
 ID_MODEL = "model"  # ids numbered by the model
+
+__all__ = [
+    "ID_INODE",
+    "ID_MODEL",
+    "ID_NS_GET_ID",
+    "Index",
+    "NamespaceView",
+    "ProcessView",
+    "SystemView",
+]
 
 
 class NamespaceView(NamedTuple):

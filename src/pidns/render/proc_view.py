@@ -1,4 +1,6 @@
-"""The running system as a picture for the renderer (pidns.render.view), read from /proc.
+"""The running system as a picture for the renderer (pidns.render.view), read from /proc:
+the counterpart of model_view, which draws the model. (In render, not linux, so that
+linux never imports render.)
 
 ``namespaces_picture`` is what ``pidns ls`` shows (the namespaces and their inits);
 ``system_picture`` what ``pidns tree`` shows (every process it can see, in its namespace).
