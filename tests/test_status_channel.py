@@ -17,8 +17,10 @@ EVERY_KIND = [
     sc.Ready(2, 4242, 1_000_000),
     sc.Ready(2, 0, 5),  # a kernel without NS_GET_PID_IN_PIDNS: host pid unknown
     sc.Stopped(20),
-    sc.Report(15, 1, 2, 3, 0, 0, [], []),
-    sc.Report(256, 10, 20, 30, 4, 2, [7, 8], [15, 2]),
+    sc.Namespaces({"mnt": 4026532177, "pid": 4026532178}),
+    sc.Namespaces({}),
+    sc.Report(15, 1, 2, 3, 0, 0, [], [], False),
+    sc.Report(256, 10, 20, 30, 4, 2, [7, 8], [15, 2], True),
 ]
 
 
@@ -31,9 +33,10 @@ def test_every_message_kind_round_trips(message: sc.Message) -> None:
 
 def test_the_wire_format_is_the_documented_one() -> None:
     assert sc.encode(sc.Ready(2, 4242, 1000)) == "R 2 4242 1000"
-    assert sc.encode(sc.Report(15, 1000, 2000, 3000, 1, 0, [], [15])) == (
-        "X 15 1000 2000 3000 1 0 - 15"
+    assert sc.encode(sc.Report(15, 1000, 2000, 3000, 1, 0, [], [15], False)) == (
+        "X 15 1000 2000 3000 1 0 - 15 -"
     )
+    assert sc.encode(sc.Namespaces({"pid": 5})) == "N pid=5"
     assert sc.encode(sc.Failed(127, 2, "exec", "command not found")) == (
         "F 127 2 exec\tcommand not found"
     )
@@ -49,7 +52,11 @@ def test_the_wire_format_is_the_documented_one() -> None:
         "R 1 2",
         "R a b c",
         "X 1 2 3",
-        "X 1 2 3 4 5 6 x,y -",
+        "X 1 2 3 4 5 6 x,y - -",
+        "X 1 2 3 4 5 6 - -",
+        "X 1 2 3 4 5 6 - - x",
+        "N pid",
+        "N =3",
         "F 1 2 exec",
         "T",
         "R1 2 3",

@@ -173,9 +173,12 @@ def encode(message: Message) -> str:
     """The line (without its newline) that carries ``message``."""
     if isinstance(message, Failed):
         return f"F {message.status} {message.errno} {message.stage}\t{message.text}"
+    if isinstance(message, Namespaces):
+        return "N " + " ".join(f"{kind}={inode}" for kind, inode in message.inodes.items())
     if isinstance(message, Report):
-        *counts, killed, forwarded = message.fields()
-        words = [str(v) for v in counts] + [_numbers(killed), _numbers(forwarded)]  # type: ignore[arg-type]
+        words = [str(v) for v in message.fields()[:6]]
+        words += [_numbers(message.killed_pids), _numbers(message.forwarded)]
+        words.append("t" if message.timed_out else "-")
         return "X " + " ".join(words)
     return " ".join([message.KIND, *(str(v) for v in message.fields())])
 
@@ -196,10 +199,10 @@ def decode(line: str) -> Message:
         if kind is Namespaces:
             inodes = {}
             for word in filter(None, words):
-                kind, eq, inode = word.partition("=")
-                if not (kind and eq):
+                name, eq, inode = word.partition("=")
+                if not (name and eq):
                     raise ValueError("kind=inode")
-                inodes[kind] = int(inode)
+                inodes[name] = int(inode)
             return Namespaces(inodes)
         if kind is Report:
             if len(words) != 9 or words[8] not in ("t", "-"):
