@@ -199,16 +199,44 @@ def test_where_a_namespace_works_the_fallback_is_not_used() -> None:
     assert json.loads(report)["mode"] == "namespace"
 
 
-def test_a_masked_proc_is_not_a_reason_to_give_up_pid_isolation() -> None:
-    def scenario() -> tuple[int, str, str]:
+def test_a_masked_proc_keeps_the_pid_namespace_without_a_fresh_proc() -> None:
+    """Only the fresh /proc is refused there: the fallback keeps the pid namespace (more
+    than a subreaper gives) and leaves /proc as it is, as --no-mount-proc does."""
+
+    def scenario() -> tuple[tuple[int, str, str], tuple[int, str, str]]:
         confinement.mask_proc()
         drop_privileges()
-        return cli_captured(["run", "--fallback", "subreaper", "--", "true"])
+        refused = cli_captured(["run", "--", "true"])
+        script = "echo $$; " + FAMILY
+        ran = cli_captured(
+            ["run", "--fallback", "subreaper", "--json-report", "-", "--", "sh", "-c", script]
+        )
+        return refused, ran
 
-    status, _, err = in_child(scenario)
-    assert status == 125
-    assert "masked path(s)" in err
-    assert "use --no-mount-proc" in err
+    with Marker() as marker:
+        os.chmod(marker.path, 0o777)  # uid 65534 writes the family's marker files there
+
+        def in_marker() -> tuple[tuple[int, str, str], tuple[int, str, str]]:
+            os.chdir(marker.path)
+            return scenario()
+
+        refused, (status, out, err) = in_child(in_marker, subreaper=True)
+        left = marker.processes()
+    assert refused[0] == 125
+    assert "masked path(s)" in refused[2]
+    assert "use --no-mount-proc" in refused[2]
+    assert status == 3, err
+    assert left == []
+    pid, report_text = out.split("\n", 1)
+    assert pid == "2"  # still isolated
+    report = json.loads(report_text)
+    assert report["mode"] == "namespace"
+    assert report["namespaces"]["mnt"] is None
+    assert report["fallback_reason"] == refused[2].removeprefix("pidns run: ").rstrip("\n")
+    assert err == (
+        f"pidns run: a fresh /proc cannot be mounted here ({report['fallback_reason']}); "
+        "running sh in a pid namespace without one: /proc shows the host's processes\n"
+    )
 
 
 @pytest.mark.parametrize("who", ["root", "nobody"])

@@ -61,7 +61,7 @@ FALLBACK_SUBREAPER = "subreaper"  # no pid namespace: a child subreaper instead
 FALLBACKS = (FALLBACK_FAIL, FALLBACK_SUBREAPER)
 FALLBACK_ENV = "PIDNS_FALLBACK"
 # the failures that mean "no pid namespace can be had here"; a /proc that cannot be
-# mounted is not one of them (--no-mount-proc still isolates pids)
+# mounted is not one of them: the fallback then keeps the pid namespace, without it
 _NO_PID_NAMESPACE = ("clone", "user_namespace", "mount")
 
 
@@ -138,6 +138,14 @@ class Options:
         self.remap_exit = remap_exit  # exit statuses that count as 0 (tini's -e)
         self.verbose = verbose
         self.fallback = fallback
+
+    def without_proc(self) -> Options:
+        """The same options, without the mount namespace and its fresh /proc."""
+        clone = Options.__new__(Options)
+        for name in Options.__slots__:
+            setattr(clone, name, getattr(self, name))
+        clone.mount_proc = False
+        return clone
 
 
 class Namespace:
@@ -448,9 +456,25 @@ def start(
     try:
         return _start(argv, options, False, **settings)  # type: ignore[arg-type]
     except SetupError as exc:
-        if options.fallback != FALLBACK_SUBREAPER or exc.stage not in _NO_PID_NAMESPACE:
+        if options.fallback != FALLBACK_SUBREAPER:
             raise
-        reason = str(exc)
+        failure = exc
+    if failure.stage == "proc":  # a pid namespace can be had, only not a fresh /proc in it
+        try:
+            ns = _start(argv, options.without_proc(), False, **settings)  # type: ignore[arg-type]
+        except SetupError as exc:
+            failure = exc
+        else:
+            if notice is not None:
+                notice(
+                    f"a fresh /proc cannot be mounted here ({failure}); running {argv[0]} in "
+                    "a pid namespace without one: /proc shows the host's processes"
+                )
+            ns.fallback_reason = str(failure)
+            return ns
+    if failure.stage not in _NO_PID_NAMESPACE:
+        raise failure
+    reason = str(failure)
     if notice is not None:
         notice(
             f"no pid namespace can be made here ({reason}); running {argv[0]} under a "
