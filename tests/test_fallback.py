@@ -278,3 +278,80 @@ def test_the_api_without_fallback_raises_setup_error() -> None:
         return "no error"
 
     assert "user.max_user_namespaces = 0" in in_child(scenario)
+
+
+def delegated_cgroup() -> str:
+    """A cgroup below root's own, delegated to uid 65534 (owner of the directory and of
+    cgroup.procs, as systemd delegates a user's): skips where root has no writable one."""
+    parent = pidns.linux.subreaper.cgroup_dir()
+    if parent is None:
+        pytest.skip("no writable cgroup v2 here")
+    path = os.path.join(parent, f"pidns-test-{os.getpid()}")
+    os.mkdir(path)
+    for name in ("", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"):
+        os.chown(os.path.join(path, name), 65534, 65534)
+    return path
+
+
+@pytest.mark.parametrize("who", ["root", "nobody"])
+def test_where_a_cgroup_is_delegated_the_command_is_born_in_one_of_its_own(who: str) -> None:
+    delegated = delegated_cgroup() if who == "nobody" else None
+    if who == "root" and pidns.linux.subreaper.cgroup_dir() is None:
+        pytest.skip("no writable cgroup v2 here")
+
+    def scenario() -> tuple[int, str, str, list[str], list[int]]:
+        if delegated is not None:
+            with open(os.path.join(delegated, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        confine(no_user_namespaces, who)
+        mine = pidns.linux.subreaper.cgroup_dir()
+        assert mine is not None
+        with Marker() as marker:
+            os.chdir(marker.path)
+            script = 'grep ^0:: /proc/self/cgroup; echo "$PPID"; ' + FAMILY
+            status, out, err = cli_captured(
+                ["run", "--fallback", "subreaper", "--", "sh", "-c", script]
+            )
+            os.chdir("/")
+            left = others(marker)
+        return status, out, err, sorted(os.listdir(mine)), left
+
+    try:
+        status, out, err, entries, left = in_child(scenario, subreaper=True)
+    finally:
+        if delegated is not None:
+            os.rmdir(delegated)
+    assert status == 3, err
+    assert left == []
+    cgroup, init = out.splitlines()
+    assert cgroup.endswith(f"/pidns-{init}")
+    if delegated is not None:  # below the delegated one, not beside it
+        with open("/proc/self/cgroup") as f:
+            own = next(line[3:].strip() for line in f if line.startswith("0::"))
+        below = f"{own.rstrip('/')}/{os.path.basename(delegated)}/pidns-{init}"
+        assert cgroup == f"0::{below}"
+    assert f"pidns-{init}" not in entries  # removed once empty
+
+
+def test_a_sigkilled_launcher_leaves_no_cgroup_behind() -> None:
+    if pidns.linux.subreaper.cgroup_dir() is None:
+        pytest.skip("no writable cgroup v2 here")
+
+    def scenario() -> tuple[int, list[int], bool]:
+        confine(no_user_namespaces, "root")
+        with Marker() as marker:
+            script = FAMILY.replace("exit 3", "touch ready; exec sleep 1000")
+            pid, _ = fork_cli(
+                ["run", "--fallback", "subreaper", "--", "sh", "-c", script], marker.path
+            )
+            assert wait_for(lambda: os.path.exists(os.path.join(marker.path, "ready")))
+            init = pidns.linux.subreaper.children(pid)[0]
+            cgroup = pidns.linux.subreaper.cgroup_for(init)
+            assert cgroup is not None
+            os.kill(pid, signal.SIGKILL)
+            status = exit_status(pid)
+            gone = wait_for(lambda: not os.path.exists(cgroup))
+            return status, marker.survivors(), gone
+
+    status, left, gone = in_child(scenario, subreaper=True)
+    assert (status, left, gone) == (-9, [], True)

@@ -598,4 +598,12 @@ def _fallback_check() -> Check:
         os.close(fd)
     except OSError as exc:
         return Check("fallback subreaper", REFUSED, f"no pidfd: {exc.strerror}")
-    return Check("fallback subreaper", OK, "PR_SET_CHILD_SUBREAPER and pidfds are available")
+    from pidns.linux import subreaper  # noqa: PLC0415
+
+    directory = subreaper.cgroup_dir()
+    kill = (
+        f"cgroup.kill in a child of {directory} (writable)"
+        if directory is not None
+        else "no writable cgroup v2: the tree is stopped and killed by signals alone"
+    )
+    return Check("fallback subreaper", OK, f"PR_SET_CHILD_SUBREAPER and pidfds; {kill}")

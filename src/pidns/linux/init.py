@@ -179,10 +179,11 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
             # launcher, rather than also directly (tini and dumb-init deliver it once).
             os.setpgid(0, 0)
         if plan.subreaper:  # before the command exists: every orphan of it comes here
-            from pidns.linux import subreaper  # noqa: PLC0415, F401 (loaded before it is needed)
+            from pidns.linux import subreaper as tree  # noqa: PLC0415 (the fallback only)
 
             syscalls.set_child_subreaper(True)
             _SUBREAPER[0] = True
+            tree.enter_cgroup()  # where one is delegated: the command is born in it
         if plan.id_map is not None:
             stage = "user namespace"
             userns.write_id_maps(plan.id_map, plan.uid, plan.gid)
@@ -226,6 +227,8 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
         syscalls.prctl(syscalls.PR_SET_NAME, _NAME_ADDRESS)
         sfd = syscalls.signalfd(CATCHABLE)
         cmd, host_pid = _start_command(plan, host_pidns)
+        if plan.subreaper:
+            _leave_cgroup()
     except OSError as exc:
         err = exc.errno or errno.EIO
         status = exits.for_exec_error(err) if stage == "exec" else exits.EXIT_SETUP
@@ -242,6 +245,8 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
     except BaseException:  # a bug of ours after the command started: end it all
         _kill_all(SIGKILL)
         os._exit(exits.EXIT_SETUP)
+    if plan.subreaper:
+        tree.remove_cgroup()
     os._exit(exits.from_wait_status(status))
 
 
@@ -360,6 +365,17 @@ def _close_fds_except(keep: set[int]) -> None:
 _SUBREAPER = [False]  # this process is the fallback's subreaper, not a pid 1
 
 
+def _leave_cgroup() -> None:
+    """Step out of the cgroup the command was born in, so that its cgroup.kill spares the
+    init; if that fails, the cgroup is not used at all."""
+    from pidns.linux import subreaper as tree  # noqa: PLC0415 (the fallback only)
+
+    try:
+        tree.leave_cgroup()
+    except OSError:
+        tree.forget_cgroup()
+
+
 def _kill_all(sig: int) -> None:
     """kill(-1, sig): every process of the namespace and below except the init. A
     subreaper has no namespace to itself: its descendants, frozen first for SIGKILL."""
@@ -368,6 +384,7 @@ def _kill_all(sig: int) -> None:
 
         if sig == SIGKILL:
             tree.kill_tree(os.getpid())
+            tree.remove_cgroup()
         else:
             tree.signal_tree(os.getpid(), sig)
         return

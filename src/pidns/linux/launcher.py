@@ -264,6 +264,12 @@ class Namespace:
                 self._reader.close()
             os.close(self.pidfd)
             self.pidfd = -1
+            if self.subreaper:  # an init killed before it could remove its cgroup
+                from pidns.linux import subreaper  # noqa: PLC0415 (the fallback only)
+
+                left = subreaper.cgroup_for(self.init_pid)
+                if left is not None:
+                    subreaper.remove_cgroup(left)
         return self.returncode
 
     def _wait_blocking(self) -> int:
@@ -340,7 +346,7 @@ class Namespace:
         if self.subreaper and self.wait_status is None and self.init_pid > 0:
             from pidns.linux import subreaper  # noqa: PLC0415 (the fallback only)
 
-            subreaper.kill_tree(self.init_pid)
+            subreaper.kill_tree(self.init_pid, subreaper.cgroup_for(self.init_pid))
         self.send_signal(SIGKILL)
 
     def close(self) -> None:

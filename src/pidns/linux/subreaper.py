@@ -138,9 +138,13 @@ def freeze(pid: int, timeout: float = FREEZE_TIMEOUT) -> dict[int, int]:
             time.sleep(0.001)  # some are still on their way to the stop
 
 
-def kill_tree(pid: int, timeout: float = 5.0) -> int:
-    """Freeze the tree below ``pid``, SIGKILL all of it through pidfds, and wait until
-    each has exited (a pidfd polls readable then: kernel/pid.c:pidfd_poll); how many."""
+def kill_tree(pid: int, cgroup: str | None = None, timeout: float = 5.0) -> int:
+    """cgroup.kill (the init's own cgroup, or ``cgroup``) where there is one; then freeze
+    the tree below ``pid``, SIGKILL all of it through pidfds, and wait until each has
+    exited (a pidfd polls readable then: kernel/pid.c:pidfd_poll); how many."""
+    for path in [cgroup] if cgroup is not None else _entered:
+        with contextlib.suppress(OSError):
+            _write(os.path.join(path, "cgroup.kill"), "1")
     pidfds = freeze(pid)
     for fd in pidfds.values():
         with contextlib.suppress(ProcessLookupError):
@@ -160,3 +164,112 @@ def kill_tree(pid: int, timeout: float = 5.0) -> int:
     for fd in pidfds.values():
         os.close(fd)
     return len(pidfds)
+
+
+# -- cgroup v2: cgroup.kill where a cgroup is delegated to us ------------------------------
+#
+# Where the caller's cgroup v2 directory is writable (delegated, as systemd delegates a
+# user's own), the init makes a child cgroup ``pidns-<its pid>`` there, steps into it to
+# start the command (which, and every process it forks, is born in it), and steps back out.
+# Writing 1 to its cgroup.kill then SIGKILLs every process in it at once, forks in flight
+# included (kernel/cgroup/cgroup.c:cgroup_kill, CGRP_KILL checked in cgroup_post_fork;
+# 5.14+). The freeze-and-kill of the tree still follows, for any process that moved
+# itself out of the cgroup; the directory is removed once it is empty.
+
+CGROUP_PREFIX = "pidns-"
+_entered: list[str] = []  # in the init: the cgroup it made, while it exists
+
+
+def cgroup_dir() -> str | None:
+    """The caller's cgroup v2 directory if it may make cgroups below it and move
+    processes in and out (writable, cgroup.procs writable); else None."""
+    try:
+        with open("/proc/self/cgroup", "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+        with open("/proc/self/mountinfo", "rb") as f:
+            mounts = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    path = next((line[3:] for line in lines if line.startswith("0::")), None)
+    if path is None or path.endswith(" (deleted)"):
+        return None
+    for line in mounts:
+        fields = line.split()
+        sep = fields.index("-") if "-" in fields else -1
+        if sep > 0 and len(fields) > sep + 1 and fields[sep + 1] == "cgroup2":
+            directory = fields[4] + ("" if path == "/" else path)
+            procs = os.path.join(directory, "cgroup.procs")
+            if os.access(directory, os.W_OK) and os.access(procs, os.W_OK):
+                return directory
+            return None
+    return None
+
+
+def cgroup_for(init_pid: int) -> str | None:
+    """The cgroup the fallback's init ``init_pid`` made, if it exists."""
+    directory = cgroup_dir()
+    if directory is None:
+        return None
+    path = os.path.join(directory, f"{CGROUP_PREFIX}{init_pid}")
+    return path if os.path.isdir(path) else None
+
+
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def enter_cgroup() -> str | None:
+    """Make this process's child cgroup and move into it (the command started now is
+    born there); None where no cgroup is delegated or it lacks cgroup.kill."""
+    directory = cgroup_dir()
+    if directory is None:
+        return None
+    path = os.path.join(directory, f"{CGROUP_PREFIX}{os.getpid()}")
+    try:
+        os.mkdir(path, 0o755)
+    except OSError:
+        return None
+    try:
+        if not os.path.exists(os.path.join(path, "cgroup.kill")):
+            raise OSError("no cgroup.kill (before 5.14)")
+        _write(os.path.join(path, "cgroup.procs"), str(os.getpid()))
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+        return None
+    _entered.append(path)
+    return path
+
+
+def leave_cgroup() -> None:
+    """Move this process back to its parent cgroup, once the command is in the child."""
+    for path in _entered:
+        _write(os.path.join(os.path.dirname(path), "cgroup.procs"), str(os.getpid()))
+
+
+def forget_cgroup() -> None:
+    """Use no cgroup after all (this process could not step out of it)."""
+    _entered.clear()
+
+
+def remove_cgroup(path: str | None = None, timeout: float = 1.0) -> None:
+    """rmdir the cgroup (this init's, or ``path``) once its last process has exited."""
+    paths = [path] if path is not None else list(_entered)
+    deadline = time.monotonic() + timeout
+    for each in paths:
+        while True:
+            try:
+                os.rmdir(each)
+            except FileNotFoundError:
+                pass
+            except OSError:  # EBUSY: a process still in it is on its way out
+                if time.monotonic() < deadline:
+                    time.sleep(0.002)
+                    continue
+            break
+        if each in _entered:
+            _entered.remove(each)
