@@ -176,3 +176,14 @@ def mask_proc() -> tuple[str, ...]:
             continue
         done.append(path)
     return tuple(done)
+
+
+def hidepid_proc() -> None:
+    """A private mount namespace (as root) whose /proc is a procfs with hidepid=invisible:
+    other users' processes are not shown (fs/proc/base.c:has_pid_permissions)."""
+    syscalls.unshare(cf.NEWNS)
+    mounts.make_private_recursive()
+    syscalls.mount("proc", "/proc", "proc", mounts.PROC_FLAGS, "hidepid=invisible")
+
+
+NEEDS_ROOT = (mask_proc, hidepid_proc)  # setups made before a test drops to 65534

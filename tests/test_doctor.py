@@ -32,7 +32,7 @@ def confined(setup: Callable[[], object], who: str, args: list[str]) -> tuple[in
     privileges first, except for the setups that need root (mask_proc), after them."""
 
     def scenario() -> tuple[int, str, str]:
-        needs_root = setup is confinement.mask_proc
+        needs_root = setup in confinement.NEEDS_ROOT
         if who == "nobody" and not needs_root:
             drop_privileges()
         setup()
@@ -234,3 +234,11 @@ def test_kernel_features_come_from_the_probe_module() -> None:
     assert missing["state"] == "note"
     assert missing["detail"].startswith("missing: a pid_max per pid namespace (Linux 6.14)")
     assert status == 0  # a missing feature with a fallback does not stop isolation
+
+
+@pytest.mark.parametrize("who", AS)
+def test_a_hidepid_proc_is_noted_and_isolation_still_works(who: str) -> None:
+    status, doc, _ = doctor_in(confinement.hidepid_proc, who)
+    assert status == 0, doc
+    assert "hidepid=invisible: other users' processes hidden" in row(doc, "/proc")["detail"]
+    assert row(doc, "fresh /proc")["state"] == "ok"

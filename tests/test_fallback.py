@@ -355,3 +355,25 @@ def test_a_sigkilled_launcher_leaves_no_cgroup_behind() -> None:
 
     status, left, gone = in_child(scenario, subreaper=True)
     assert (status, left, gone) == (-9, [], True)
+
+
+def test_the_fallback_under_a_hidepid_proc_still_finds_every_descendant() -> None:
+    """hidepid hides other users' processes, never the caller's own: the tree walk of
+    the subreaper still sees all of it."""
+
+    def scenario() -> tuple[int, list[int], int]:
+        confinement.hidepid_proc()
+        drop_privileges()
+        no_user_namespaces()
+        with Marker() as marker:
+            os.chdir(marker.path)
+            status, out, _ = cli_captured(
+                ["run", "--fallback", "subreaper", "--json-report", "-", "--", "sh", "-c", FAMILY]
+            )
+            os.chdir("/")
+            left = others(marker)
+        return status, left, json.loads(out)["killed_at_shutdown"]["count"]
+
+    status, left, killed = in_child(scenario, subreaper=True)
+    assert (status, left) == (3, [])
+    assert killed >= 2

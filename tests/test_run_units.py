@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 
 import pytest
 
@@ -75,9 +76,11 @@ def test_other_user_namespace_failures_are_explained_too() -> None:
     assert "seccomp filter" in seccomp
     assert "--security-opt seccomp=unconfined" in seccomp
     assert "Docker's default profile" in explain(errno.ENOSYS, KNOBS, seccomp=2)
-    assert "apparmor" in explain(
+    apparmor_text = explain(
         errno.EPERM, {**KNOBS, "kernel.apparmor_restrict_unprivileged_userns": 1}, "mount"
     )
+    interpreter = os.path.realpath(sys.executable)
+    assert f"profile pidns {interpreter} flags=(unconfined) {{ userns, }}" in apparmor_text
     assert explain(errno.ENOMEM, KNOBS).endswith(os.strerror(errno.ENOMEM))
     # AppArmor's restriction shows as EPERM/EACCES, not as a limit
     apparmor = {**KNOBS, "kernel.apparmor_restrict_unprivileged_userns": 1}

@@ -224,9 +224,11 @@ def refusal(step: str, err: int, *, user: bool, facts: Facts | None = None) -> R
                 "AppArmor restricts unprivileged user namespaces "
                 "(sysctl kernel.apparmor_restrict_unprivileged_userns = 1): the namespace is "
                 "made, its capabilities denied",
-                f"allow them for {facts.interpreter} with an AppArmor profile that has the "
-                "'userns,' rule (or 'sysctl -w kernel.apparmor_restrict_unprivileged_userns=0'"
-                "), or run as root",
+                f"allow them for {facts.interpreter}, the interpreter pidns runs on: write "
+                f"'abi <abi/4.0>, profile pidns {facts.interpreter} flags=(unconfined) "
+                "{ userns, }' to /etc/apparmor.d/pidns and load it with 'apparmor_parser -r "
+                "/etc/apparmor.d/pidns' (or 'sysctl -w "
+                "kernel.apparmor_restrict_unprivileged_userns=0'), or run as root",
             )
     if seccomp and err == errno.EPERM and step in ("clone", "setns"):
         return Refusal(
