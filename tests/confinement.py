@@ -106,6 +106,54 @@ def seccomp_like_docker() -> None:
     syscalls.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
 
 
+def _assemble(code: list[tuple[int, str | None, str | None, int] | str]) -> bytes:
+    """Classic BPF from (opcode, jump-if-true label, jump-if-false label, k) entries and
+    the labels (strings) between them."""
+    labels: dict[str, int] = {}
+    index = 0
+    for item in code:
+        if isinstance(item, str):
+            labels[item] = index
+        else:
+            index += 1
+    out = b""
+    index = 0
+    for item in code:
+        if isinstance(item, str):
+            continue
+        op, true, false, k = item
+        jt = 0 if true is None else labels[true] - index - 1
+        jf = 0 if false is None else labels[false] - index - 1
+        out += struct.pack("HBBI", op, jt, jf, k)
+        index += 1
+    return out
+
+
+def seccomp_refuse(refusals: dict[int, int]) -> None:
+    """Install, in the calling process and its descendants, a filter answering each
+    system call number of ``refusals`` with its errno, and allowing everything else."""
+    if not seccomp_supported:
+        raise OSError(errno.ENOSYS, "the test filter is written for x86_64")
+    code: list[tuple[int, str | None, str | None, int] | str] = [
+        (_LD_W_ABS, None, None, _SECCOMP_DATA_ARCH),
+        (_JEQ_K, None, "allow", AUDIT_ARCH_X86_64),
+        (_LD_W_ABS, None, None, _SECCOMP_DATA_NR),
+    ]
+    for nr in refusals:
+        code.append((_JEQ_K, f"refuse{nr}", None, nr))
+    code += ["allow", (_RET_K, None, None, SECCOMP_RET_ALLOW)]
+    for nr, err in refusals.items():
+        code += [f"refuse{nr}", (_RET_K, None, None, SECCOMP_RET_ERRNO | err)]
+    _install(_assemble(code))
+
+
+def _install(program: bytes) -> None:
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.addressof(buffer))
+    syscalls.prctl(PR_SET_NO_NEW_PRIVS, 1)
+    syscalls.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
+
+
 # -- capabilities ----------------------------------------------------------------------
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522

@@ -225,8 +225,9 @@ def _reap_everything(timeout: float = 5.0) -> None:
 def cli_captured(args: list[str]) -> tuple[int, str, str]:
     """``pidns ARGS`` in-process (in a child: the CLI blocks signals), with fds 1 and 2
     (the command's too) captured. Returns (status, stdout, stderr)."""
-    out = tempfile.TemporaryFile()  # noqa: SIM115 (closed below)
-    err = tempfile.TemporaryFile()  # noqa: SIM115
+    # memfds, not files: a case may have /tmp read-only, or no writable filesystem at all
+    out = os.fdopen(os.memfd_create("stdout"), "w+b")
+    err = os.fdopen(os.memfd_create("stderr"), "w+b")
     saved = os.dup(1), os.dup(2)
     sys.stdout.flush()
     sys.stderr.flush()

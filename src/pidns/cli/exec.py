@@ -66,7 +66,11 @@ def main(name: str, argv: list[str]) -> int:
 
 
 def _exec(name: str, target: int, mount: bool, command: list[str]) -> int:
-    sfd, inherited = supervisor.block_signals()  # the command-line process only: not restored
+    try:
+        sfd, inherited = supervisor.block_signals()  # the command-line process only
+    except launcher.SetupError as exc:
+        print(f"pidns {name}: {exc}", file=sys.stderr)
+        return exits.EXIT_SETUP
     terminal, foreground = supervisor.foreground_terminal()
     try:
         join.join(target, mount=mount)

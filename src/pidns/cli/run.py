@@ -204,7 +204,11 @@ def parse(argv: list[str]) -> Args:
 def main(name: str, argv: list[str]) -> int:
     # First of all: from here on a ^C or a TERM is queued for the command, never a
     # KeyboardInterrupt. (The command-line process only: the mask is not restored.)
-    sfd, inherited = supervisor.block_signals()
+    try:
+        sfd, inherited = supervisor.block_signals()
+    except launcher.SetupError as exc:
+        print(f"pidns {name}: {exc}", file=sys.stderr)
+        return exits.EXIT_SETUP
     try:
         args = parse(argv)
     except UsageError as exc:
@@ -301,12 +305,21 @@ def _run(
         return exits.EXIT_SETUP, None
     except OSError as exc:
         err = exc.errno or 0
+        if exc.filename != args.argv[0]:  # not the command's exec: a call of ours failed
+            print(f"pidns {name}: cannot set the namespace up: {exc}", file=sys.stderr)
+            return exits.EXIT_SETUP, None
         print(f"pidns {name}: {args.argv[0]}: {exits.describe_exec_error(err)}", file=sys.stderr)
         return exits.for_exec_error(err), None
     finally:
         if pid_file >= 0:
             os.close(pid_file)
     status_fd.started(ns.pid, ns.init_pid, ns.pid_in_namespace, ns.namespace_inodes)
-    status = supervisor.supervise(ns, sfd, terminal=terminal)
+    try:
+        status = supervisor.supervise(ns, sfd, terminal=terminal)
+    except launcher.SetupError as exc:
+        print(f"pidns {name}: {exc}", file=sys.stderr)
+        return exits.EXIT_SETUP, ns
+    if ns.command_status is None and not ns.direct and status == exits.EXIT_SETUP:
+        print(f"pidns {name}: pid 1 ended without reporting the command's status", file=sys.stderr)
     status_fd.exited(status)
     return status, ns

@@ -280,6 +280,9 @@ def refusal(step: str, err: int, *, user: bool, facts: Facts | None = None) -> R
         "proc": "cannot mount a fresh /proc",
         "cwd": "cannot change to the working directory",
         "setns": "cannot join the namespaces",
+        "process_group": "cannot give the init a process group of its own",
+        "signals": "cannot read signals in the init (signalfd)",
+        "parent_death_signal": "cannot arm the init's parent-death signal",
     }.get(step, "cannot set the namespace up")
     return Refusal(f"{what}: {os.strerror(err)}", "")
 

@@ -110,6 +110,18 @@ def _known_syscall(number: int, *args: int, present: tuple[int, ...] = ()) -> bo
 # ---- the probes --------------------------------------------------------------------------
 
 
+def _probe_signalfd() -> bool:
+    # fs/signalfd.c (signalfd4: 2.6.27): an fd for an empty mask, closed at once.
+    from pidns.linux import syscalls  # noqa: PLC0415 - ctypes costs start-up time
+
+    try:
+        fd = syscalls.signalfd(())
+    except OSError as e:
+        return not _missing(e)
+    os.close(fd)
+    return True
+
+
 def _probe_pidfd_open() -> bool:
     # kernel/pid.c:pidfd_open (5.3): our own pid always has a pidfd.
     try:
@@ -198,8 +210,8 @@ def _probe_ns_ioctl(request: Callable[[int], object]) -> bool:
     except OSError as e:
         if e.errno in (errno.ESRCH, errno.EPERM):
             return True  # the ioctl exists and refused these arguments
-        if e.errno in (errno.ENOTTY, errno.EINVAL):
-            return False  # fs/nsfs.c:ns_ioctl does not know the request
+        if e.errno in (errno.ENOTTY, errno.EINVAL, errno.ENOSYS):
+            return False  # fs/nsfs.c:ns_ioctl does not know the request (or a filter)
         raise
     finally:
         os.close(fd)
@@ -317,6 +329,13 @@ FEATURES: dict[str, Feature] = {
             "a pid_max per pid namespace",
             "one global pid_max",
             _probe_per_ns_pid_max,
+        ),
+        Feature(
+            "signalfd",
+            "2.6.27",
+            "signalfd4(2)",
+            "",  # the launcher and the init read every signal from one
+            _probe_signalfd,
         ),
         Feature(
             "close_range",

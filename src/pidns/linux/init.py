@@ -38,6 +38,7 @@ stopped, ``X`` the end) has its wire format in pidns.linux.status_channel.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import gc
@@ -47,7 +48,7 @@ import time
 
 from pidns.core import exits
 from pidns.linux import fastsignal as signal
-from pidns.linux import mounts, nsfs, spawn, status_channel, syscalls, userns
+from pidns.linux import features, mounts, nsfs, spawn, status_channel, syscalls, userns
 
 TYPE_CHECKING = False  # typing costs `pidns run` milliseconds of start-up: annotations only
 if TYPE_CHECKING:
@@ -177,6 +178,7 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
             # Out of the launcher's process group: a kill(-PGID) of that group (timeout,
             # kill %1, a service manager) then reaches the init once, through the
             # launcher, rather than also directly (tini and dumb-init deliver it once).
+            stage = "process group"
             os.setpgid(0, 0)
         if plan.subreaper:  # before the command exists: every orphan of it comes here
             from pidns.linux import subreaper as tree  # noqa: PLC0415 (the fallback only)
@@ -187,6 +189,7 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
         if plan.id_map is not None:
             stage = "user namespace"
             userns.write_id_maps(plan.id_map, plan.uid, plan.gid)
+        stage = "parent death signal"
         if (
             plan.parent_death_signal
             and plan.launcher_death_signal == SIGKILL
@@ -224,8 +227,11 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
                 watch_pidfd=launcher_pidfd,
                 inherited=plan.inherited,
             )
-        syscalls.prctl(syscalls.PR_SET_NAME, _NAME_ADDRESS)
+        with contextlib.suppress(OSError):  # only a name for ps
+            syscalls.prctl(syscalls.PR_SET_NAME, _NAME_ADDRESS)
+        stage = "signals"
         sfd = syscalls.signalfd(CATCHABLE)
+        stage = "exec"
         cmd, host_pid = _start_command(plan, host_pidns)
         if plan.subreaper:
             _leave_cgroup()
@@ -292,7 +298,8 @@ def _start_command(plan: Plan, host_pidns: int) -> tuple[int, int]:
         # The command stays in the caller's group (as with subprocess); the init leaves
         # it once the command is in it, for the reason given in become_init.
         os.setpgid(0, 0)
-    os.close(host_pidns)
+    if host_pidns >= 0:
+        os.close(host_pidns)
     return cmd, host_pid
 
 
@@ -308,10 +315,13 @@ def _namespace_inodes() -> dict[str, int]:
 
 
 def _host_pid(host_pidns: int, pid: int) -> int:
+    """``pid`` in the launcher's namespace, or 0: the launcher then finds it in /proc."""
     try:
+        if host_pidns < 0 or not features.has("ns_get_pid"):
+            return 0  # no /proc for the fd, or a kernel before 6.11
         return nsfs.pid_in(host_pidns, pid)
     except OSError:
-        return 0  # a kernel without NS_GET_PID_IN_PIDNS (before 6.11)
+        return 0
 
 
 def _serve(plan: Plan, cmd: int, host_pid: int, sfd: int, channel: int, launcher_pidfd: int) -> int:
@@ -353,7 +363,23 @@ _NAME_ADDRESS = ctypes.addressof(_NAME)
 
 def _close_fds_except(keep: set[int]) -> None:
     """Close every fd but ``keep``: a fork of the caller holds the caller's pipe ends, and a
-    held write end would hide EOF from whoever reads the other (close_range(2))."""
+    held write end would hide EOF from whoever reads the other (close_range(2)). Without
+    close_range (before 5.9, or refused), os.closerange would try each of 2**31 numbers:
+    then only the fds /proc/self/fd lists (or up to RLIMIT_NOFILE) are closed."""
+    try:
+        has_close_range = features.has("close_range")
+    except OSError:
+        has_close_range = False
+    if not has_close_range:
+        try:
+            fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
+        except OSError:
+            fds = list(range(os.sysconf("SC_OPEN_MAX")))
+        for fd in fds:
+            if fd not in keep:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        return
     low = 0
     for fd in sorted(k for k in keep if k >= 0):
         if fd > low:
@@ -376,6 +402,9 @@ def _leave_cgroup() -> None:
         tree.forget_cgroup()
 
 
+_refused: list[int] = []  # kill(2) failed otherwise than ESRCH (a seccomp filter): its errno
+
+
 def _kill_all(sig: int) -> None:
     """kill(-1, sig): every process of the namespace and below except the init. A
     subreaper has no namespace to itself: its descendants, frozen first for SIGKILL."""
@@ -392,6 +421,11 @@ def _kill_all(sig: int) -> None:
         os.kill(-1, sig)
     except ProcessLookupError:
         return  # nobody left (kernel/signal.c:kill_something_info returns ESRCH)
+    except OSError as exc:
+        # kill(2) refused: the init's own exit does what SIGKILL should have, as the
+        # kernel kills every process of a namespace whose pid 1 exits
+        # (kernel/pid_namespace.c:zap_pid_ns_processes); serve returns at once
+        _refused.append(exc.errno or errno.EPERM)
 
 
 def _kill_one(pid: int, sig: int) -> None:
@@ -439,7 +473,7 @@ class Init:
         poller.register(self.launcher_pidfd, select.POLLIN)
         self.reap()
         while True:
-            if self.cmd_status is not None and self.empty:
+            if self.cmd_status is not None and (self.empty or (_refused and not _SUBREAPER[0])):
                 return self.cmd_status
             if self.abandoned and self.empty:
                 os._exit(exits.EXIT_SIGNAL_BASE + self.plan.launcher_death_signal)
@@ -558,7 +592,7 @@ class Init:
             self.log(f"the launcher died: {_name(sig)} to every process")
         if sig == SIGKILL:
             _kill_all(SIGKILL)
-            os._exit(exits.EXIT_SIGNAL_BASE + SIGKILL)
+            os._exit(exits.EXIT_SIGNAL_BASE + SIGKILL)  # (the kernel kills what kill(2) could not)
         self.abandoned = True
         self.timeout_at = None
         self.shutdown(sig)

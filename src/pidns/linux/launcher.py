@@ -207,7 +207,7 @@ class Namespace:
                     self.namespace_inodes = message.inodes
                 elif isinstance(message, status_channel.Ready):
                     self.pid_in_namespace = message.pid_in_ns
-                    self.pid = message.host_pid
+                    self.pid = message.host_pid or self._find_command(message.pid_in_ns)
                     self.times["ready"] = message.t_spawned
                     os.set_blocking(self.channel, False)
                     # a quick command's end may have come in the same read
@@ -221,6 +221,29 @@ class Namespace:
         raise SetupError(
             errno.ECHILD, f"the init died during setup ({exits.describe_wait_status(status)})"
         )
+
+    def _find_command(self, vpid: int) -> int:
+        """The command's host pid when the init could not name it (no NS_GET_PID_IN_PIDNS
+        before 6.11): the child of pid 1 whose innermost NSpid is ``vpid``
+        (fs/proc/array.c); 0 if /proc cannot tell."""
+        if self.direct or self.init_pid <= 0:
+            return self.init_pid
+        try:
+            with open(f"/proc/{self.init_pid}/task/{self.init_pid}/children") as f:
+                candidates = f.read().split()
+        except OSError:
+            return 0
+        for child in candidates:
+            try:
+                with open(f"/proc/{child}/status") as f:
+                    for line in f:
+                        if line.startswith("NSpid:"):
+                            if int(line.split()[-1]) == vpid:
+                                return int(child)
+                            break
+            except (OSError, ValueError):
+                continue
+        return 0
 
     def read_channel(self) -> None:
         """Take in what the init has written: terminal stops, and its final report."""
@@ -255,6 +278,10 @@ class Namespace:
                     self.init_pid,
                     (self.command_status if self.command_status is not None else EXIT_LOST),
                 )
+            except OSError as exc:  # wait4 refused (a seccomp filter): nothing to wait with
+                raise SetupError(
+                    exc.errno or errno.EIO, f"cannot wait for pid 1: {exc.strerror}"
+                ) from None
             if pid == 0:
                 return None
             self.wait_status = status
@@ -509,7 +536,10 @@ def _start(
     namespace_inodes: bool,
     inherited: spawn.Inherited | None,
 ) -> Namespace:
-    privileged, threads = userns.self_status()
+    try:
+        privileged, threads = userns.self_status()
+    except OSError as exc:
+        raise preparation_failure("read /proc/self/status", exc) from None
     id_map = options.map_user
     if id_map is None and not privileged:
         id_map = userns.MAP_ROOT
@@ -556,9 +586,22 @@ def _start(
         raise SetupError(
             errno.EINVAL, "as_pid_1 needs SIGCHLD not ignored (the kernel would reap pid 1)"
         )
-    launcher_pidfd = syscalls.pidfd_open(os.getpid())
-    host_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    read_end, write_end = os.pipe()
+    try:
+        launcher_pidfd = syscalls.pidfd_open(os.getpid())
+    except OSError as exc:
+        raise preparation_failure("pidfd_open", exc, "pid 1 to watch the launcher") from None
+    try:
+        # for NS_GET_PID_IN_PIDNS; without /proc the launcher finds the pid itself
+        host_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        host_pidns = -1
+    try:
+        read_end, write_end = os.pipe()
+    except OSError as exc:
+        for fd in (launcher_pidfd, host_pidns):
+            if fd >= 0:
+                os.close(fd)
+        raise preparation_failure("pipe", exc) from None
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, CATCHABLE)
     try:
         if subreaper:
@@ -584,12 +627,14 @@ def _start(
                 os._exit(exits.EXIT_SETUP)
     except OSError as exc:
         for fd in (launcher_pidfd, host_pidns, read_end, write_end):
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         raise _clone_failure(exc.errno or errno.EIO, flags) from None
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     for fd in (launcher_pidfd, host_pidns, write_end):
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
     ns = Namespace(argv, pid, pidfd, read_end, direct=options.as_pid_1)
     ns.remap_exit = options.remap_exit
     ns.subreaper = subreaper
@@ -604,6 +649,17 @@ def _start(
     if namespace_ids:
         ns.collect_namespace_ids()
     return ns
+
+
+def preparation_failure(call: str, exc: OSError, needed_for: str = "") -> SetupError:
+    """A SetupError for a call the launcher makes before clone3: the feature named when the
+    kernel lacks it (or a seccomp filter refuses it), else the call and its errno."""
+    from pidns.linux import features  # noqa: PLC0415 (only once something failed)
+
+    err = exc.errno or errno.EIO
+    if call in features.FEATURES and err in (errno.ENOSYS, errno.EPERM):
+        return SetupError(err, str(features.Missing(features.FEATURES[call], needed_for)))
+    return SetupError(err, f"cannot set the namespace up: {call}: {os.strerror(err)}")
 
 
 def _reap_helper(pid: int) -> None:

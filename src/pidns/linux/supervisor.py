@@ -25,11 +25,17 @@ def block_signals() -> tuple[int, spawn.Inherited]:
     """Take the command-line process over: block every catchable signal, and stop
     ignoring SIGCHLD (the kernel would reap pid 1 for us and lose its status). Returns a
     signalfd that reads them all, and the signal state before, for the command."""
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, CATCHABLE)
+    try:
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, CATCHABLE)
+    except OSError as exc:
+        raise launcher.preparation_failure("rt_sigprocmask", exc) from None
     inherited = spawn.Inherited.from_caller(before)
     if SIGCHLD in inherited.ignored:
         signal.signal(SIGCHLD, signal.SIG_DFL)
-    return syscalls.signalfd(CATCHABLE), inherited
+    try:
+        return syscalls.signalfd(CATCHABLE), inherited
+    except OSError as exc:
+        raise launcher.preparation_failure("signalfd", exc, "forwarding signals") from None
 
 
 def foreground_terminal() -> tuple[int, bool]:
