@@ -377,3 +377,26 @@ def test_the_fallback_under_a_hidepid_proc_still_finds_every_descendant() -> Non
     status, left, killed = in_child(scenario, subreaper=True)
     assert (status, left) == (3, [])
     assert killed >= 2
+
+
+@pytest.mark.parametrize("who", ["root", "nobody"])
+def test_even_a_sigkilled_init_leaves_nothing_behind_pidns_run(who: str) -> None:
+    """The subreaper itself SIGKILLed (not by the launcher): its orphans go to the
+    launcher (a subreaper too, on the command line), which kills them; where a cgroup is
+    delegated, its cgroup.kill gets them first."""
+
+    def scenario() -> tuple[int, list[int]]:
+        confine(no_user_namespaces, who)
+        with Marker() as marker:
+            script = FAMILY.replace("exit 3", "touch ready; exec sleep 1000")
+            pid, _ = fork_cli(
+                ["run", "--fallback", "subreaper", "--", "sh", "-c", script], marker.path
+            )
+            assert wait_for(lambda: os.path.exists(os.path.join(marker.path, "ready")))
+            init = pidns.linux.subreaper.children(pid)[0]
+            os.kill(init, signal.SIGKILL)
+            return exit_status(pid), marker.survivors()
+
+    status, left = in_child(scenario, subreaper=True)
+    assert left == []
+    assert status == 128 + signal.SIGKILL

@@ -11,7 +11,7 @@ import sys
 
 from pidns.cli.options import UsageError, scan, usage_error
 from pidns.core import exits
-from pidns.linux import fastsignal, launcher, spawn, statusfd, supervisor, userns
+from pidns.linux import fastsignal, launcher, spawn, statusfd, supervisor, syscalls, userns
 
 TYPE_CHECKING = False  # typing costs start-up time: annotations only
 if TYPE_CHECKING:
@@ -314,12 +314,31 @@ def _run(
         if pid_file >= 0:
             os.close(pid_file)
     status_fd.started(ns.pid, ns.init_pid, ns.pid_in_namespace, ns.namespace_inodes)
+    if ns.subreaper:
+        # A second line, for the command-line launcher only (it has no other children):
+        # should the fallback's init itself be killed, its orphans come here, and are
+        # killed once it is reaped.
+        syscalls.set_child_subreaper(True)
     try:
         status = supervisor.supervise(ns, sfd, terminal=terminal)
     except launcher.SetupError as exc:
         print(f"pidns {name}: {exc}", file=sys.stderr)
         return exits.EXIT_SETUP, ns
+    finally:
+        if ns.subreaper:
+            _kill_orphans()
     if ns.command_status is None and not ns.direct and status == exits.EXIT_SETUP:
         print(f"pidns {name}: pid 1 ended without reporting the command's status", file=sys.stderr)
     status_fd.exited(status)
     return status, ns
+
+
+def _kill_orphans() -> None:
+    from pidns.linux import subreaper  # noqa: PLC0415 (the fallback only)
+
+    subreaper.kill_tree(os.getpid())
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return

@@ -291,11 +291,12 @@ class Namespace:
                 self._reader.close()
             os.close(self.pidfd)
             self.pidfd = -1
-            if self.subreaper:  # an init killed before it could remove its cgroup
+            if self.subreaper:  # an init killed before it could empty its cgroup
                 from pidns.linux import subreaper  # noqa: PLC0415 (the fallback only)
 
                 left = subreaper.cgroup_for(self.init_pid)
                 if left is not None:
+                    subreaper.kill_tree(self.init_pid, left)
                     subreaper.remove_cgroup(left)
         return self.returncode
 
