@@ -53,7 +53,7 @@ options:
 {_COMMON}""",
     "check": f"""\
 usage: pidns check [--json] [-v] [--random N] [--seed SEED] [--steps STEPS]
-                   [--save DIR] [--profile RELEASE] [FILE...]
+                   [--save DIR] [--profile RELEASE] [--kernel IMAGE] [FILE...]
 
 Run scenarios on the model and on the kernel; report divergences.
 
@@ -64,6 +64,7 @@ options:
   --save DIR         where shrunk reproducers of random divergences go
                      (default: pidns-divergences)
   --profile RELEASE  model the kernel as this release (default: the release it reports)
+  --kernel IMAGE     boot this kernel image under qemu and check there, in one boot
 {_COMMON}""",
     "demo": f"""\
 usage: pidns demo [--json] [-v]
@@ -76,7 +77,7 @@ options:
 _FLAGS = ("--json", "-v", "--verbose", *HELP)
 _VALUED = {
     "sim": ("--svg", "--png", "--world-level"),
-    "check": ("--random", "--seed", "--steps", "--save", "--profile"),
+    "check": ("--random", "--seed", "--steps", "--save", "--profile", "--kernel"),
     "demo": (),
 }
 
@@ -108,6 +109,7 @@ class Args:
     """The options of sim, check or demo (each accepts only its own)."""
 
     def __init__(self, name: str, argv: list[str]) -> None:
+        self.argv = argv
         options, self.files = scan(argv, _VALUED[name], command=False)
         check_known(options, _FLAGS + _VALUED[name])
         given = {n for n, _ in options}
@@ -118,6 +120,7 @@ class Args:
         self.png = last(options, "--png")
         self.save = last(options, "--save") or "pidns-divergences"
         self.profile = last(options, "--profile")
+        self.kernel = last(options, "--kernel")
         world_level = _number(options, "--world-level", 0)
         self.world_level = 1 if world_level is None else world_level
         self.random = _number(options, "--random", 0)
@@ -263,6 +266,8 @@ def check(args: Args) -> int:
     scenarios = _read_all(args.files)
     if scenarios is None:
         return EXIT_USAGE
+    if args.kernel is not None:
+        return _in_guest(args.kernel, _without_kernel(args.argv), args)
     try:
         worlds = _Worlds(args.profile)
     except ValueError as err:
@@ -286,6 +291,34 @@ def check(args: Args) -> int:
         print(f"pidns check: {err}", file=sys.stderr)
         return EXIT_SETUP
     return _emit(verdicts, args.json, args.verbose, extra)
+
+
+def _without_kernel(argv: list[str]) -> list[str]:
+    """``argv`` minus its ``--kernel IMAGE`` (the guest runs the rest as it is)."""
+    rest: list[str] = []
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--kernel":
+            skip = True
+        elif not word.startswith("--kernel="):
+            rest.append(word)
+    return rest
+
+
+def _in_guest(image: str, argv: list[str], args: Args) -> int:
+    """The same check, run by the pidns of this tree inside a booted ``image``."""
+    from pidns.linux import guest  # noqa: PLC0415 - only --kernel needs qemu
+
+    save = args.save if args.random is not None else None
+    try:
+        status, seconds = guest.run(image, ["-m", "pidns", "check", *argv], args.files, save)
+    except guest.GuestError as err:
+        print(f"pidns check: {err}", file=sys.stderr)
+        return EXIT_SETUP
+    print(f"pidns check: {image}: {seconds:.1f} s in qemu", file=sys.stderr)
+    return status
 
 
 def _random_batch(

@@ -391,6 +391,19 @@ def require(name: str, needed_for: str = "") -> None:
         raise Missing(FEATURES[name], needed_for)
 
 
+def first_missing(names: tuple[str, ...]) -> Feature | None:
+    """The first of ``names`` the running kernel lacks, or None if it has them all."""
+    for name in names:
+        if not has(name):
+            return FEATURES[name]
+    return None
+
+
+def unsupported(row: Feature, needed_for: str) -> str:
+    """The one line for something that cannot run here: ``unsupported on 3.8.13: ...``."""
+    return f"unsupported on {release()}: {needed_for} needs {row.what} (Linux {row.since})"
+
+
 def missing() -> list[Feature]:
     """Every feature the running kernel lacks (probing each)."""
     return [row for name, row in FEATURES.items() if not has(name)]
@@ -429,10 +442,18 @@ __all__ = [
     "Feature",
     "Missing",
     "feature",
+    "first_missing",
     "forget",
     "has",
     "missing",
     "release",
     "release_tuple",
     "require",
+    "unsupported",
 ]
+
+
+if __name__ == "__main__":  # python3 -m pidns.linux.features: this kernel's rows, as JSON
+    import json
+
+    print(json.dumps({"release": release(), "features": {n: has(n) for n in FEATURES}}))

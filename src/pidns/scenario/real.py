@@ -35,12 +35,15 @@ from dataclasses import dataclass, field
 
 from pidns.core import errnos, signals
 from pidns.core import flags as cf
-from pidns.linux import nsfs, proc, syscalls
+from pidns.linux import features, nsfs, proc, syscalls
 from pidns.scenario import ast, puppet
 from pidns.scenario.ast import Completion, Op, Outcome, ProcessSnapshot, Scenario, Snapshot, Step
 from pidns.scenario.backend import BackendError, Trace, UnsupportedStep, run
 
 CAP_SYS_ADMIN = 21
+# What the runner and its puppets use (docs/kernels.md): without one, every scenario is
+# reported unsupported on this kernel, naming it, instead of failing.
+NEEDS = ("clone3", "pidfd_open", "waitid_pidfd", "nspid", "ns_get_parent")
 SIGKILL_BIT = 1 << (signals.KILL - 1)
 WAKE_BIT = 1 << (puppet.WAKE - 1)
 _STATUS = re.compile(r"^(PPid|SigPnd|ShdPnd|SigBlk):\s*(.*)$", re.M)
@@ -61,6 +64,9 @@ _OWN_STATE_OPS = frozenset(
         Op.SETNS,
     }
 )
+# The state of an init asleep in zap_pid_ns_processes: S (TASK_INTERRUPTIBLE, 6.18),
+# I (TASK_IDLE, as 6.1 shows it) or D (TASK_UNINTERRUPTIBLE, 3.8).
+_ZAP = "SID"
 _ESRCH = errnos.name(3)
 _ECHILD = errnos.name(10)
 
@@ -177,6 +183,9 @@ class RealBackend:
 
     def start(self, scenario: Scenario) -> None:
         self.close()
+        lacking = features.first_missing(NEEDS)
+        if lacking is not None:
+            raise UnsupportedStep(features.unsupported(lacking, "the real backend"))
         self.world = _World(self.userns, self.settle_timeout)
         self.world.make()
 
@@ -621,7 +630,7 @@ class _World:
                 if seen.ppid == self.root_host:
                     reasons.append(f"{p.name} is a zombie root will reap")
             elif seen.exiting:
-                if not (self._members(p) and self._asleep_in(p, "zap_pid_ns_processes")):
+                if not (self._members(p) and self._asleep_in(p, "zap_pid_ns_processes", _ZAP)):
                     reasons.append(f"{p.name} is exiting")
             elif seen.stopped:
                 if seen.pending & SIGKILL_BIT:
@@ -646,8 +655,8 @@ class _World:
             for p in self.by_host.values()
         )
 
-    def _asleep_in(self, p: _Proc, function: str) -> bool:
-        return p.seen.state == "S" and _wchan(p.host) == function
+    def _asleep_in(self, p: _Proc, function: str, states: str = "S") -> bool:
+        return p.seen.state in states and _wchan(p.host) == function
 
     def _check_wchan(self) -> None:
         """Settling reads wait channels: make sure this kernel shows them (CONFIG_KALLSYMS);

@@ -1,0 +1,160 @@
+"""`pidns check --kernel IMAGE`: the initramfs format, the argument handling, the errors, and
+(where qemu and the images exist) real boots of Linux 3.8.13 and Debian's 6.1.
+
+The images come from ``PIDNS_TEST_KERNELS`` (``make test`` sets it: the 3.8.13 image this
+machine keeps and the 6.1 one it fetches from Debian); without them or without qemu the
+boot tests are skipped, saying why. Each kernel is booted twice (a check, a feature
+probe): boots cost seconds under TCG.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pidns.cli import main
+from pidns.cli.check import _without_kernel
+from pidns.linux import cpio, features, guest
+
+ROOT = Path(__file__).parent.parent
+SRC = ROOT / "src"
+IMAGES = [k for k in os.environ.get("PIDNS_TEST_KERNELS", "").split(":") if k]
+
+
+def test_cpio_archives_read_back_with_every_parent_made_once(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    w = cpio.Writer(out)
+    w.data("a/b/c.txt", b"hello")
+    w.data("a/b/d.txt", b"")
+    w.device("dev/urandom", 1, 9)
+    w.symlink("bin", "usr/bin")
+    w.finish()
+    data = out.getvalue()
+    assert len(data) % 4 == 0
+    assert cpio.read(data) == [("a/b/c.txt", b"hello"), ("a/b/d.txt", b"")]
+    assert data.count(b"a/b\0") == 1 and data.count(b"a\0") == 1
+    # the kernel's own reader agrees: GNU cpio lists the same entries, if it is installed
+    if shutil.which("cpio"):
+        listed = subprocess.run(
+            ["cpio", "-t", "--quiet"], input=data, capture_output=True, check=True
+        ).stdout.split()
+        assert listed == [b"a", b"a/b", b"a/b/c.txt", b"a/b/d.txt", b"dev", b"dev/urandom", b"bin"]
+
+
+def test_cpio_reader_refuses_what_is_no_archive() -> None:
+    with pytest.raises(ValueError, match="not a newc cpio archive"):
+        cpio.read(b"x" * 200)
+
+
+def test_the_guest_runs_the_same_arguments_without_kernel() -> None:
+    argv = ["--kernel", "K", "--json", "--kernel=K2", "a.pidns", "--random", "3"]
+    assert _without_kernel(argv) == ["--json", "a.pidns", "--random", "3"]
+
+
+def test_an_unreadable_image_is_a_one_line_setup_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = str(ROOT / "examples" / "01_seed_login_flow.pidns")
+    assert main(["check", "--kernel", str(tmp_path / "nope"), example]) == 125
+    err = capsys.readouterr().err
+    assert err.strip() == f"pidns check: cannot read kernel image {tmp_path / 'nope'}"
+
+
+def test_without_qemu_the_error_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = tmp_path / "bzImage"
+    image.write_bytes(b"\0" * 16)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    example = str(ROOT / "examples" / "01_seed_login_flow.pidns")
+    assert main(["check", "--kernel", str(image), example]) == 125
+    assert "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_bad_scenario_is_refused_before_anything_boots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.pidns"
+    bad.write_text("A: frobnicate\n")
+    assert main(["check", "--kernel", str(tmp_path / "never-read"), str(bad)]) == 2
+    assert "bad.pidns:1:" in capsys.readouterr().err
+
+
+def _boot(image: str, *argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    if not shutil.which("qemu-system-x86_64"):
+        pytest.skip("qemu-system-x86_64 is not installed")
+    if not os.access(image, os.R_OK):
+        pytest.skip(f"no kernel image {image}")
+    return subprocess.run(
+        [sys.executable, "-m", "pidns", "check", "--kernel", image, *argv],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        check=False,
+    )
+
+
+@pytest.mark.skipif(
+    not IMAGES, reason="PIDNS_TEST_KERNELS names no kernel image (make test sets it)"
+)
+@pytest.mark.parametrize("image", IMAGES)
+def test_check_in_a_booted_kernel_reports_as_on_the_host(image: str, tmp_path: Path) -> None:
+    for name in ("01_seed_login_flow", "15_nesting_limit", "43_group_kill_shares_one_siginfo"):
+        shutil.copy(ROOT / "examples" / f"{name}.pidns", tmp_path)
+    done = _boot(
+        image, "--json", "01_seed_login_flow.pidns", "15_nesting_limit.pidns",
+        "43_group_kill_shares_one_siginfo.pidns", "--random", "3", "--seed", "7",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    release = document["summary"]["kernel"]
+    assert release != os.uname().release  # it ran in the guest
+    scenarios = {s["path"]: s for s in document["scenarios"]}
+    assert len(scenarios) == 6 and all(s["ok"] for s in scenarios.values())
+    group_kill = scenarios["43_group_kill_shares_one_siginfo.pidns"]
+    nesting = scenarios["15_nesting_limit.pidns"]
+    if features.release_tuple(release) < (5, 3):  # no clone3, no pidfds: named, not failed
+        assert document["summary"]["unsupported"] == 6
+        assert "the real backend needs clone3(2) (Linux 5.3)" in group_kill["unsupported"]
+    else:
+        assert document["summary"]["unsupported"] == 0
+        assert group_kill["backends"] == ["model", "real"] and not group_kill["unsupported"]
+        real = [step["real"]["result"] for step in group_kill["steps"]]
+        assert real[-1] == ("[USR2 from 0]" if release.startswith("6.18") else "[USR2 from 2]")
+    if features.release_tuple(release) < (4, 9):  # the nesting limit's errno (profiles.md)
+        assert any("gives EINVAL (profile 6.18: ENOSPC)" in n for n in nesting["notes"])
+    assert "s in qemu" in done.stderr
+
+
+@pytest.mark.skipif(
+    not IMAGES, reason="PIDNS_TEST_KERNELS names no kernel image (make test sets it)"
+)
+@pytest.mark.parametrize("image", IMAGES)
+def test_the_feature_probes_in_a_booted_kernel_match_its_release(image: str) -> None:
+    if not shutil.which("qemu-system-x86_64"):
+        pytest.skip("qemu-system-x86_64 is not installed")
+    read_end, write_end = os.pipe()  # the guest's report is a few hundred bytes
+    try:
+        status, _seconds = guest.run(image, ["-m", "pidns.linux.features"], [], stdout=write_end)
+    finally:
+        os.close(write_end)
+    with os.fdopen(read_end) as f:
+        found = json.loads(f.read())
+    assert status == 0
+    running = features.release_tuple(found["release"])
+    assert found["release"] != os.uname().release  # probed in the guest
+    for name, present in found["features"].items():
+        since = features.release_tuple(features.FEATURES[name].since)
+        assert present is (running >= since), (name, found["release"])
