@@ -99,3 +99,103 @@ def usage_error(prog: str, error: UsageError) -> int:
     """Report ``error`` in the one format every subcommand uses; the status to exit with."""
     print(f"{prog}: {error} (see {prog} --help)", file=sys.stderr)
     return EXIT_USAGE
+
+
+# -- the option tables of run and exec (machine-readable: help, man pages, completion) ------
+
+
+class Option:
+    """One option of a table: ``name`` (``--long``), ``short`` (``-s`` or ""), ``arg`` (the
+    value's name, "" for a flag), ``help`` (one sentence). ``optional``: the value may be
+    left out, and is then given only as ``--name=VALUE`` or attached, ``-sVALUE`` (as
+    getopt's optional arguments: unshare's ``--kill-child[=SIGNAL]``)."""
+
+    __slots__ = ("arg", "help", "name", "optional", "short")
+
+    def __init__(
+        self, name: str, short: str = "", arg: str = "", help: str = "", optional: bool = False
+    ) -> None:
+        self.name = name
+        self.short = short
+        self.arg = arg
+        self.help = help
+        self.optional = optional
+
+    def synopsis(self) -> str:
+        """``-w, --wd DIR`` / ``--kill-child[=SIG]``: how the help shows it."""
+        names = f"{self.short}, {self.name}" if self.short else f"    {self.name}"
+        if not self.arg:
+            return names
+        return f"{names}[={self.arg}]" if self.optional else f"{names} {self.arg}"
+
+
+def scan_table(
+    argv: list[str], table: tuple[Option, ...]
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """``(options, command)`` against ``table``: each option as ``(its long name, value)``.
+
+    Short options combine (``-Urpf``, as getopt's); a short option's value is the rest of
+    its word or, for a required value, the next word (``-w/tmp``, ``-w /tmp``). Options end
+    at ``--`` or at the first word that is not an option; everything after is the command.
+    """
+    by_name = {option.name: option for option in table}
+    by_short = {option.short: option for option in table if option.short}
+    options: list[tuple[str, str]] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        i += 1
+        if word == "--":
+            break
+        if not word.startswith("-") or word == "-":
+            i -= 1
+            break
+        if word.startswith("--"):
+            name, eq, value = word.partition("=")
+            option = by_name.get(name)
+            if option is None:
+                raise UsageError(f"unknown option {name!r}")
+            if not option.arg and eq:
+                raise UsageError(f"option {name} takes no value")
+            if option.arg and not eq and not option.optional:
+                if i >= len(argv):
+                    raise UsageError(f"{name} needs a value")
+                value = argv[i]
+                i += 1
+            options.append((option.name, value))
+            continue
+        j = 1
+        while j < len(word):  # -abc: each letter an option, until one takes the rest
+            short = "-" + word[j]
+            option = by_short.get(short)
+            if option is None:
+                raise UsageError(f"unknown option {short!r}")
+            j += 1
+            value = ""
+            if option.arg:
+                value, j = word[j:], len(word)
+                if not value and not option.optional:
+                    if i >= len(argv):
+                        raise UsageError(f"{short} needs a value")
+                    value = argv[i]
+                    i += 1
+            options.append((option.name, value))
+    return options, argv[i:]
+
+
+def format_table(table: tuple[Option, ...], width: int = 88) -> str:
+    """The options section of a ``--help``, from the table."""
+    import textwrap  # noqa: PLC0415 (--help only)
+
+    lines = []
+    column = 28
+    for option in table:
+        head = "  " + option.synopsis()
+        body = textwrap.wrap(option.help, width - column)
+        if len(head) >= column - 1:
+            lines.append(head)
+        else:
+            first = body.pop(0) if body else ""
+            lines.append(f"{head:<{column}}{first}".rstrip())
+        lines += [" " * column + text for text in body]
+    return "\n".join(lines) + "\n"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pidns.cli.options import UsageError, scan, usage_error
+from pidns.cli.options import Option, UsageError, format_table, scan_table, usage_error
 from pidns.core import exits
 from pidns.linux import fastsignal, launcher, spawn, statusfd, supervisor, syscalls, userns
 
@@ -18,88 +18,126 @@ if TYPE_CHECKING:
     from typing import IO
 
 
-USAGE = """\
+# The one table of run's options: the help below, the man page and the shell completion
+# are made from it. unshare's options keep unshare's letters and meanings.
+OPTIONS = (
+    Option("--as-pid-1", help="make COMMAND itself pid 1 (no init)"),
+    Option("--mount-proc", arg="DIR", optional=True,
+           help="a new mount namespace with a fresh /proc over DIR (/proc: the default)"),
+    Option("--no-mount-proc", help="no fresh /proc (with -m: a mount namespace without one)"),
+    Option("--mount", "-m", help="a new mount namespace (made with --mount-proc anyway)"),
+    Option("--propagation", arg="MODE",
+           help="private (the default), shared, slave or unchanged: the mounts' "
+           "propagation in the new mount namespace"),
+    Option("--root", "-R", arg="DIR", help="COMMAND's root directory (chroot), before --wd "
+           "and /proc"),
+    Option("--wd", "-w", arg="DIR", help="COMMAND's working directory"),
+    Option("--pid", "-p", help="accepted for unshare: pidns always makes a pid namespace"),
+    Option("--fork", "-f", help="accepted for unshare: pidns always forks"),
+    Option("--user", "-U", help="a new user namespace (nothing mapped unless a --map "
+           "option says; the default without CAP_SYS_ADMIN is -r)"),
+    Option("--map-root-user", "-r", help="a user namespace mapping you to root"),
+    Option("--map-current-user", "-c",
+           help="a user namespace mapping you to your own uid and gid"),
+    Option("--map-user", arg="UID", help="a user namespace mapping you to UID (or a name)"),
+    Option("--map-group", arg="GID", help="a user namespace mapping your group to GID"),
+    Option("--map-users", arg="MAP",
+           help="also map subordinate uids with newuidmap: INNER:OUTER:COUNT, "
+           "OUTER,INNER,COUNT (util-linux 2.38's order) or auto (/etc/subuid's first range, "
+           "from 0)"),
+    Option("--map-groups", arg="MAP",
+           help="also map subordinate gids with newgidmap (as --map-users, /etc/subgid)"),
+    Option("--map-auto", help="--map-users=auto --map-groups=auto"),
+    Option("--setgroups", arg="allow|deny", help="allow or deny setgroups(2) in the user "
+           "namespace (deny when you map your own gid alone)"),
+    Option("--setuid", "-S", arg="UID", help="COMMAND's uid (in the user namespace)"),
+    Option("--setgid", "-G", arg="GID",
+           help="COMMAND's gid; the supplementary groups are dropped"),
+    Option("--wait-all", help="when COMMAND exits, wait until the namespace is empty"),
+    Option("--grace", arg="SECONDS",
+           help="SIGKILL what is left SECONDS after a catchable shutdown signal (default "
+           "10); with --wait-all: SIGTERM then SIGKILL when COMMAND exits"),
+    Option("--kill-signal", arg="SIG",
+           help="the shutdown's signal to what is left (default KILL; TERM for --timeout)"),
+    Option("--timeout", arg="DURATION",
+           help="after DURATION (5, 1.5s, 2m, 1h, 1d) the shutdown signal to every process; "
+           "exit status 124"),
+    Option("--parent-death-signal", arg="SIG",
+           help="what every process gets if pidns run dies (default KILL; a catchable one "
+           "is followed by KILL after the grace)"),
+    Option("--kill-child", arg="SIG", optional=True,
+           help="unshare's name for --parent-death-signal (default KILL)"),
+    Option("--rewrite-signal", arg="FROM:TO",
+           help="forward FROM as TO (TO 0: drop it); repeatable"),
+    Option("--remap-exit", arg="CODE", help="exit 0 when COMMAND's status is CODE; repeatable"),
+    Option("--die-by-signal", help="die of COMMAND's signal instead of exiting 128+N"),
+    Option("--forward-to-group", help="forward signals to COMMAND's process group"),
+    Option("--json-report", arg="FILE", help="a JSON report of the run to FILE (-: stdout)"),
+    Option("--json-status-fd", arg="FD",
+           help="JSON Lines on FD as bwrap writes them: the pids and namespaces once "
+           "COMMAND runs, then its exit code"),
+    Option("--pid-file", arg="FILE",
+           help="COMMAND's pid (as you see it) written to FILE before COMMAND runs"),
+    Option("--fallback", arg="MODE",
+           help="where no pid namespace can be made: fail (exit 125, the default, or "
+           "$PIDNS_FALLBACK) or subreaper (COMMAND under a child subreaper: pids not "
+           "isolated)"),
+    Option("--verbose", "-v",
+           help="log forwarded signals, reaped orphans and the shutdown on stderr"),
+    Option("--version", "-V", help="show pidns's version"),
+    Option("--help", "-h", help="show this help"),
+)  # fmt: skip
+
+HEAD = """\
 usage: pidns run [OPTIONS] [--] COMMAND [ARGS...]
 
 Run COMMAND in a new pid namespace. A pidns init is pid 1 (it reaps orphans, forwards
 signals, and kills what is left when COMMAND exits); COMMAND is pid 2.
 
 options:
-  --as-pid-1              make COMMAND itself pid 1 (no init)
-  --mount-proc            a new mount namespace with a fresh /proc (the default)
-  --no-mount-proc         keep the caller's mounts and /proc
-  -r, --map-root-user     a user namespace mapping you to root (default without
-                          CAP_SYS_ADMIN)
-  -c, --map-current-user  a user namespace mapping you to your own uid and gid
-  --wait-all              when COMMAND exits, wait until the namespace is empty
-  --grace SECONDS         SIGKILL what is left SECONDS after a catchable shutdown
-                          signal (default 10; with --wait-all: SIGTERM then SIGKILL)
-  --kill-signal SIG       the shutdown's signal (default KILL; TERM for --timeout)
-  --timeout DURATION      end the run after DURATION (5, 1.5s, 2m, 1h, 1d): the shutdown
-                          signal to every process, exit status 124
-  --parent-death-signal SIG  what every process gets if pidns run dies (default KILL;
-                          a catchable one is followed by KILL after the grace)
-  --rewrite-signal FROM:TO   forward FROM as TO (TO 0: drop it); repeatable
-  --remap-exit CODE       exit 0 when COMMAND's status is CODE; repeatable
-  --die-by-signal         die of COMMAND's signal instead of exiting 128+N
-  --forward-to-group      forward signals to COMMAND's process group
-  --json-report FILE      write a JSON report of the run to FILE ('-': stdout)
-  --json-status-fd FD     JSON Lines on FD as bwrap writes them: the pids and
-                          namespaces once COMMAND runs, then its exit code
-  --pid-file FILE         write COMMAND's pid (as the caller sees it) to FILE before
-                          COMMAND runs
-  -v, --verbose           log forwarded signals, reaped orphans and the shutdown on
-                          stderr
-  --fallback MODE         where no pid namespace can be made: 'fail' (exit 125,
-                          the default, or $PIDNS_FALLBACK) or 'subreaper' (run
-                          COMMAND under a child subreaper: pids not isolated)
-  -f, --fork              accepted for unshare compatibility (pidns always forks)
-  -h, --help              show this help
-
+"""
+TAIL = """
 exit status: COMMAND's status (128+N if it was killed by signal N); 2 bad usage;
-125 setup failure; 126 COMMAND not executable; 127 COMMAND not found.
+124 --timeout ran out; 125 setup failure; 126 COMMAND not executable; 127 COMMAND not found.
 """
 
 
+def usage() -> str:
+    return HEAD + format_table(OPTIONS) + TAIL
+
+
 class Args:
-    __slots__ = ("argv", "die_by_signal", "help", "options", "pid_file", "report", "status_fd")
+    __slots__ = (
+        "argv",
+        "die_by_signal",
+        "help",
+        "options",
+        "pid_file",
+        "report",
+        "status_fd",
+        "version",
+        "wd",
+    )
 
     def __init__(self) -> None:
         self.argv: list[str] = []
         self.help = False
+        self.version = False
         self.report: str | None = None
         self.status_fd = -1
         self.pid_file: str | None = None
         self.die_by_signal = False
+        self.wd: str | None = None
         # replaced by parse(); not from $PIDNS_FALLBACK yet, whose errors parse() reports
         self.options = launcher.Options(fallback=launcher.FALLBACK_FAIL)
 
 
 _FLAGS = {
     "--as-pid-1": ("as_pid_1", True),
-    "--mount-proc": ("mount_proc", True),
-    "--no-mount-proc": ("mount_proc", False),
-    "-r": ("map_user", userns.MAP_ROOT),
-    "--map-root-user": ("map_user", userns.MAP_ROOT),
-    "-c": ("map_user", userns.MAP_CURRENT),
-    "--map-current-user": ("map_user", userns.MAP_CURRENT),
     "--wait-all": ("wait_all", True),
     "--forward-to-group": ("forward_to_group", True),
-    "-v": ("verbose", True),
     "--verbose": ("verbose", True),
 }
-_WITH_VALUE = (
-    "--grace",
-    "--json-report",
-    "--kill-signal",
-    "--timeout",
-    "--parent-death-signal",
-    "--rewrite-signal",
-    "--remap-exit",
-    "--json-status-fd",
-    "--pid-file",
-    "--fallback",
-)
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -138,14 +176,71 @@ def _parse_fd(option: str, text: str) -> int:
     return fd
 
 
+def _number(option: str, text: str) -> int:
+    if not text.isdigit():
+        raise UsageError(f"{option} needs a number, not {text!r}")
+    return int(text)
+
+
+def _id(option: str, text: str, database: str) -> int:
+    """A uid or gid by number or by name (pwd/grp are imported only for a name)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        if database == "passwd":
+            import pwd  # noqa: PLC0415
+
+            return pwd.getpwnam(text).pw_uid
+        import grp  # noqa: PLC0415
+
+        return grp.getgrnam(text).gr_gid
+    except KeyError:
+        raise UsageError(f"{option}: no such {'user' if database == 'passwd' else 'group'} "
+                         f"{text!r}") from None  # fmt: skip
+
+
+def _range(option: str, text: str, subid: str) -> tuple[int, int, int]:
+    """--map-users/--map-groups: INNER:OUTER:COUNT (util-linux 2.39), OUTER,INNER,COUNT
+    (2.38) or auto (the first range ``subid`` grants the caller, from inner id 0)."""
+    if text == "auto":
+        uid = os.geteuid()
+        try:
+            import pwd  # noqa: PLC0415
+
+            name: str | None = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            name = None
+        try:
+            return userns.subordinate_range(subid, uid, name)
+        except LookupError as exc:
+            raise UsageError(f"{option}=auto: {exc}") from None
+    separator = ":" if ":" in text else ","
+    parts = text.split(separator)
+    if len(parts) != 3 or not all(p.isdigit() for p in parts) or int(parts[2]) == 0:
+        raise UsageError(f"{option} needs INNER:OUTER:COUNT or auto, not {text!r}")
+    a, b, count = (int(p) for p in parts)
+    return (a, b, count) if separator == ":" else (b, a, count)
+
+
 def parse(argv: list[str]) -> Args:
     """Options up to ``--`` or the first word that is not one; the rest is the command."""
     args = Args()
     settings: dict[str, object] = {}
-    options, args.argv = scan(argv, _WITH_VALUE)
+    options, args.argv = scan_table(argv, OPTIONS)
     rewrite: dict[int, int] = {}
     remap: list[int] = []
+    ids: dict[str, object] = {}  # the user namespace's IdMap, as far as given
+    user_namespace = False
+    uid_ids: list[int | None] = [None, None]  # -S, -G
+    mount_proc: bool | str | None = None
+    shortcut = None  # -r or -c
     for name, value in options:
+        if name == "--help":
+            args.help = True
+            return args
+        if name == "--version":
+            args.version = True
+            return args
         if name == "--grace":
             try:
                 settings["grace"] = float(value)
@@ -157,6 +252,8 @@ def parse(argv: list[str]) -> Args:
             settings["kill_signal"] = parse_signal(name, value)
         elif name == "--parent-death-signal":
             settings["launcher_death_signal"] = parse_signal(name, value)
+        elif name == "--kill-child":
+            settings["launcher_death_signal"] = parse_signal(name, value or "KILL")
         elif name == "--timeout":
             settings["timeout"] = parse_duration(value)
         elif name == "--rewrite-signal":
@@ -178,20 +275,65 @@ def parse(argv: list[str]) -> Args:
             args.die_by_signal = True
         elif name == "--fallback":
             settings["fallback"] = value
-        elif name in ("-h", "--help"):
-            args.help = True
-            return args
-        elif name in ("-f", "--fork"):
-            pass
-        elif name in _FLAGS:
-            key, setting = _FLAGS[name]
-            if key == "map_user" and settings.get(key, setting) != setting:
+        elif name == "--mount-proc":
+            mount_proc = value or True
+        elif name == "--no-mount-proc":
+            mount_proc = False
+        elif name == "--mount":
+            settings["mount_ns"] = True
+        elif name == "--propagation":
+            settings["propagation"] = value
+        elif name == "--root":
+            settings["root"] = value
+        elif name == "--wd":
+            args.wd = value
+        elif name in ("--pid", "--fork"):
+            pass  # what pidns always does
+        elif name == "--user":
+            user_namespace = True
+        elif name in ("--map-root-user", "--map-current-user"):
+            if shortcut not in (None, name):
                 raise UsageError("--map-root-user and --map-current-user exclude each other")
-            settings[key] = setting
+            shortcut = name
+        elif name == "--map-user":
+            ids["user"] = _id(name, value, "passwd")
+        elif name == "--map-group":
+            ids["group"] = _id(name, value, "group")
+        elif name == "--map-users":
+            ids["users"] = (_range(name, value, "/etc/subuid"),)
+        elif name == "--map-groups":
+            ids["groups"] = (_range(name, value, "/etc/subgid"),)
+        elif name == "--map-auto":
+            ids["users"] = (_range(name, "auto", "/etc/subuid"),)
+            ids["groups"] = (_range(name, "auto", "/etc/subgid"),)
+        elif name == "--setgroups":
+            if value not in ("allow", "deny"):
+                raise UsageError(f"--setgroups needs allow or deny, not {value!r}")
+            ids["setgroups"] = value
+        elif name == "--setuid":
+            uid_ids[0] = _number(name, value)
+        elif name == "--setgid":
+            uid_ids[1] = _number(name, value)
         else:
-            raise UsageError(f"unknown option {name!r}")
+            key, setting = _FLAGS[name]
+            settings[key] = setting
     if not args.argv:
         raise UsageError("no command given")
+    if mount_proc is not None:
+        settings["mount_proc"] = mount_proc
+        if mount_proc is False and "mount_ns" not in settings:
+            settings["mount_ns"] = False
+    if shortcut is not None:
+        mapping = userns.MAP_ROOT if shortcut == "--map-root-user" else userns.MAP_CURRENT
+        if not ids and not user_namespace:
+            settings["map_user"] = mapping  # what the Python API's map_user says
+        else:  # -r or -c, then refined (unshare: the last --map-user wins)
+            of = userns.IdMap.of(mapping, os.geteuid(), os.getegid())
+            ids = {"user": of.user, "group": of.group, **ids}
+    if ids or user_namespace:
+        settings["id_map"] = userns.IdMap(**ids)  # type: ignore[arg-type]
+    if uid_ids != [None, None]:
+        settings["ids"] = tuple(uid_ids)
     try:
         args.options = launcher.Options(**settings)  # type: ignore[arg-type]
     except ValueError as exc:
@@ -214,7 +356,10 @@ def main(name: str, argv: list[str]) -> int:
     except UsageError as exc:
         return usage_error(f"pidns {name}", exc)
     if args.help:
-        sys.stdout.write(USAGE)
+        sys.stdout.write(usage())
+        return 0
+    if args.version:
+        print(f"pidns {__import__('pidns').__version__}")
         return 0
     report_file = None
     if args.report not in (None, "-"):
@@ -291,6 +436,7 @@ def _run(
             args.argv,
             args.options,
             env=env,
+            cwd=args.wd,
             terminal=terminal if foreground else -1,
             job_control=terminal >= 0,
             parent_death_signal=True,

@@ -276,8 +276,9 @@ def refusal(step: str, err: int, *, user: bool, facts: Facts | None = None) -> R
     what = {
         "clone": "cannot create the namespaces",
         "user_namespace": "cannot write the user namespace's id maps",
-        "mount": "cannot make the mounts private",
+        "mount": "cannot set the mounts' propagation",
         "proc": "cannot mount a fresh /proc",
+        "root": "cannot change the root directory",
         "cwd": "cannot change to the working directory",
         "setns": "cannot join the namespaces",
         "process_group": "cannot give the init a process group of its own",

@@ -79,18 +79,23 @@ class Plan:
         "gid",
         "grace",
         "id_map",
+        "ids",
         "inherited",
         "job_control",
         "kill_signal",
         "launcher_death_signal",
-        "mount_proc",
+        "maps_gate",
+        "mount_ns",
         "namespace_inodes",
         "new_group",
         "parent_death_signal",
         "pass_fds",
         "path",
         "pid_file",
+        "proc_dir",
+        "propagation",
         "rewrite",
+        "root",
         "stdio",
         "subreaper",
         "terminal",
@@ -111,8 +116,13 @@ class Plan:
         terminal: int = -1,
         job_control: bool = False,
         as_pid_1: bool = False,
-        mount_proc: bool = True,
-        id_map: str | None = None,
+        mount_ns: bool = True,
+        proc_dir: str | None = "/proc",
+        propagation: str = "private",
+        root: str | None = None,
+        ids: tuple[int | None, int | None] = (None, None),
+        id_map: userns.IdMap | None = None,
+        maps_gate: int = -1,
         wait_all: bool = False,
         grace: float | None = None,
         forward_to_group: bool = False,
@@ -137,8 +147,13 @@ class Plan:
         self.terminal = terminal  # the terminal to give the command (-1: none)
         self.job_control = job_control  # report terminal stops of the command (T lines)
         self.as_pid_1 = as_pid_1
-        self.mount_proc = mount_proc
-        self.id_map = id_map  # None, userns.MAP_ROOT or userns.MAP_CURRENT
+        self.mount_ns = mount_ns  # a new mount namespace (its propagation: ``propagation``)
+        self.proc_dir = proc_dir  # where to mount a fresh /proc (None: nowhere)
+        self.propagation = propagation  # a key of mounts.PROPAGATIONS
+        self.root = root  # chroot there (unshare -R), before cwd and /proc
+        self.ids = ids  # (uid, gid) the command runs as (unshare -S, -G); None: unchanged
+        self.id_map = id_map  # the user namespace's maps (None: no user namespace)
+        self.maps_gate = maps_gate  # with subordinate ranges: "1" once the launcher wrote them
         self.uid = os.getuid()
         self.gid = os.getgid()
         self.wait_all = wait_all
@@ -188,7 +203,14 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
             tree.enter_cgroup()  # where one is delegated: the command is born in it
         if plan.id_map is not None:
             stage = "user namespace"
-            userns.write_id_maps(plan.id_map, plan.uid, plan.gid)
+            if plan.maps_gate >= 0:  # the launcher runs newuidmap/newgidmap on us
+                userns.write_setgroups(plan.id_map)
+                status_channel.send(channel, status_channel.MapsWanted())
+                if os.read(plan.maps_gate, 1) != b"1":
+                    os._exit(exits.EXIT_SETUP)  # the launcher reports why
+                os.close(plan.maps_gate)
+            else:
+                userns.write_own_maps(plan.id_map, plan.uid, plan.gid)
         stage = "parent death signal"
         if (
             plan.parent_death_signal
@@ -199,14 +221,25 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
             # signal would kill the init, and with it the namespace, at once; and a
             # SIGKILLed subreaper would leave the command's processes behind)
             syscalls.set_parent_death_signal(SIGKILL)
-        if plan.mount_proc:
+        if plan.mount_ns:
             stage = "mount"
-            mounts.make_private_recursive()
-            stage = "proc"
-            mounts.mount_proc()
+            mounts.set_propagation(plan.propagation)
+        if plan.verbose:
+            _name(SIGTERM)  # import the names now: a chroot may hide the package
+        if plan.root is not None:
+            stage = "root"
+            os.chroot(plan.root)
+            os.chdir("/")
         if plan.cwd is not None:
             stage = "cwd"
             os.chdir(plan.cwd)
+        if plan.proc_dir is not None:
+            stage = "proc"
+            if plan.root is None and plan.propagation != "private":
+                # the recursive change above left the old /proc shared or slave: a mount
+                # over it would propagate (unshare makes it private first, too)
+                mounts.make_private_recursive(plan.proc_dir)
+            mounts.mount_proc(plan.proc_dir)
         if plan.pass_fds is not None:
             keep = {0, 1, 2, channel, launcher_pidfd, host_pidns, plan.terminal, plan.pid_file}
             keep |= set(plan.stdio)
@@ -226,6 +259,7 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
                 parent_death_signal=plan.launcher_death_signal,
                 watch_pidfd=launcher_pidfd,
                 inherited=plan.inherited,
+                ids=plan.ids,
             )
         with contextlib.suppress(OSError):  # only a name for ps
             syscalls.prctl(syscalls.PR_SET_NAME, _NAME_ADDRESS)
@@ -259,8 +293,9 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
 def _start_command(plan: Plan, host_pidns: int) -> tuple[int, int]:
     """Start the command: (its pid here, its pid in the launcher's namespace, 0 if unknown).
 
-    posix_spawn unless code must run between fork and exec: giving it the terminal, or
-    writing the pid file before it runs (the child then waits at a gate until it is).
+    posix_spawn unless code must run between fork and exec: giving it the terminal,
+    changing its ids, or writing the pid file before it runs (the child then waits at a
+    gate until it is).
     """
     host_pid = 0
 
@@ -273,7 +308,12 @@ def _start_command(plan: Plan, host_pidns: int) -> tuple[int, int]:
             finally:
                 os.close(plan.pid_file)
 
-    if plan.terminal >= 0 or plan.pid_file >= 0 or spawn.needs_fork(plan.inherited):
+    if (
+        plan.terminal >= 0
+        or plan.pid_file >= 0
+        or plan.ids != (None, None)
+        or spawn.needs_fork(plan.inherited)
+    ):
         cmd = spawn.fork_exec(
             plan.path,
             plan.argv,
@@ -283,6 +323,7 @@ def _start_command(plan: Plan, host_pidns: int) -> tuple[int, int]:
             new_group=plan.new_group,
             ready=ready,
             inherited=plan.inherited,
+            ids=plan.ids,
         )
     else:
         cmd = spawn.spawn(

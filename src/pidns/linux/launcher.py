@@ -26,7 +26,7 @@ import time
 from pidns.core import exits
 from pidns.core import flags as cf
 from pidns.linux import fastsignal as signal
-from pidns.linux import nsfs, spawn, status_channel, syscalls, userns
+from pidns.linux import mounts, nsfs, spawn, status_channel, syscalls, userns
 from pidns.linux.init import CATCHABLE, Plan, become_init
 
 TYPE_CHECKING = False  # typing costs `pidns run` start-up time: annotations only
@@ -73,12 +73,17 @@ class Options:
         "fallback",
         "forward_to_group",
         "grace",
+        "id_map",
+        "ids",
         "kill_signal",
         "launcher_death_signal",
         "map_user",
+        "mount_ns",
         "mount_proc",
+        "propagation",
         "remap_exit",
         "rewrite",
+        "root",
         "timeout",
         "verbose",
         "wait_all",
@@ -87,7 +92,7 @@ class Options:
     def __init__(
         self,
         *,
-        mount_proc: bool = True,
+        mount_proc: bool | str = True,
         as_pid_1: bool = False,
         map_user: str | None = None,
         wait_all: bool = False,
@@ -100,6 +105,11 @@ class Options:
         remap_exit: tuple[int, ...] = (),
         verbose: bool = False,
         fallback: str | None = None,
+        mount_ns: bool | None = None,
+        propagation: str = "private",
+        root: str | None = None,
+        ids: tuple[int | None, int | None] = (None, None),
+        id_map: userns.IdMap | None = None,
     ) -> None:
         if fallback is None:  # the environment's choice, else fail
             fallback = os.environ.get(FALLBACK_ENV) or FALLBACK_FAIL
@@ -121,11 +131,24 @@ class Options:
         if as_pid_1 and any(needs_init.values()):
             wanted = ", ".join(name for name, on in needs_init.items() if on)
             raise ValueError(f"as_pid_1 has no init, and {wanted} need one")
+        if mount_proc and mount_ns is False:
+            raise ValueError("mount_proc needs a mount namespace (mount_ns)")
+        if propagation not in mounts.PROPAGATIONS:
+            kinds = ", ".join(mounts.PROPAGATIONS)
+            raise ValueError(f"propagation must be one of {kinds}, not {propagation!r}")
+        if map_user is not None and id_map is not None:
+            raise ValueError("map_user and id_map exclude each other")
         if grace is not None and not grace >= 0:
             raise ValueError(f"grace must be a number of seconds >= 0, not {grace!r}")
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
+        # True: a fresh /proc; a str: a fresh proc mounted there (unshare --mount-proc=DIR)
         self.mount_proc = mount_proc
+        self.mount_ns = bool(mount_proc) if mount_ns is None else mount_ns
+        self.propagation = propagation
+        self.root = root
+        self.ids = ids
+        self.id_map = id_map  # the full form of map_user (unshare's -U and --map-* options)
         self.as_pid_1 = as_pid_1
         self.map_user = map_user  # None: map to root only when the caller is unprivileged
         self.wait_all = wait_all
@@ -145,6 +168,7 @@ class Options:
         for name in Options.__slots__:
             setattr(clone, name, getattr(self, name))
         clone.mount_proc = False
+        clone.mount_ns = False
         return clone
 
 
@@ -176,6 +200,9 @@ class Namespace:
         self.namespace_ids: dict[str, int | None] = {}
         self.timed_out = False  # the init's --timeout ran out
         self.namespace_inodes: dict[str, int] = {}  # kind -> nsfs inode, from the init
+        # subordinate ranges for the launcher to write when the init asks (M line):
+        # (the maps, the caller's uid and gid, the gate to open once written)
+        self.maps: tuple[userns.IdMap, int, int, int] | None = None
         self.remap_exit: tuple[int, ...] = ()  # statuses that count as 0
         self.subreaper = False  # no pid namespace: pid 1 is a child subreaper (the fallback)
         self.fallback_reason: str | None = None  # why there is no pid namespace
@@ -203,6 +230,8 @@ class Namespace:
                 elif isinstance(message, status_channel.Failed):
                     self._wait_blocking()
                     raise _setup_failure(message, self.argv, flags)
+                elif isinstance(message, status_channel.MapsWanted):
+                    self._write_maps(flags)
                 elif isinstance(message, status_channel.Namespaces):
                     self.namespace_inodes = message.inodes
                 elif isinstance(message, status_channel.Ready):
@@ -244,6 +273,23 @@ class Namespace:
             except (OSError, ValueError):
                 continue
         return 0
+
+    def _write_maps(self, flags: int) -> None:
+        """newuidmap/newgidmap on the init, which waits at the gate; open it, or close
+        it (the init then exits) and report the helper's refusal."""
+        assert self.maps is not None
+        id_map, uid, gid, gate = self.maps
+        self.maps = None
+        try:
+            userns.run_helpers(id_map, self.init_pid, uid, gid)
+            os.write(gate, b"1")
+        except OSError as exc:
+            os.close(gate)
+            self._wait_blocking()
+            raise SetupError(
+                exc.errno or errno.EPERM, f"cannot map the ids: {exc.strerror}"
+            ) from None
+        os.close(gate)
 
     def read_channel(self) -> None:
         """Take in what the init has written: terminal stops, and its final report."""
@@ -541,16 +587,19 @@ def _start(
         privileged, threads = userns.self_status()
     except OSError as exc:
         raise preparation_failure("read /proc/self/status", exc) from None
-    id_map = options.map_user
-    if id_map is None and not privileged:
-        id_map = userns.MAP_ROOT
+    id_map = options.id_map
+    uid, gid = os.getuid(), os.getgid()
+    if id_map is None and (options.map_user is not None or not privileged):
+        id_map = userns.IdMap.of(options.map_user or userns.MAP_ROOT, uid, gid)
     flags = cf.NEWPID
-    if options.mount_proc:
+    if options.mount_ns:
         flags |= cf.NEWNS
     if id_map is not None:
         flags |= cf.NEWUSER
     if subreaper:  # no namespace at all: a plain fork that becomes a child subreaper
         flags, id_map = 0, None
+    gate_read, gate_write = os.pipe() if id_map is not None and id_map.needs_helpers else (-1, -1)
+    proc_dir = options.mount_proc if isinstance(options.mount_proc, str) else "/proc"
     environment = dict(os.environ) if env is None else env
     path = spawn.resolve(argv[0], environment)  # raises FileNotFoundError, PermissionError
     plan = Plan(
@@ -562,8 +611,13 @@ def _start(
         terminal=terminal,
         job_control=job_control,
         as_pid_1=options.as_pid_1,
-        mount_proc=options.mount_proc and not subreaper,
+        mount_ns=options.mount_ns and not subreaper,
+        proc_dir=proc_dir if options.mount_proc and not subreaper else None,
+        propagation=options.propagation,
+        root=options.root,
+        ids=options.ids,
         id_map=id_map,
+        maps_gate=gate_read,
         wait_all=options.wait_all,
         grace=options.grace,
         forward_to_group=options.forward_to_group,
@@ -627,18 +681,20 @@ def _start(
             finally:
                 os._exit(exits.EXIT_SETUP)
     except OSError as exc:
-        for fd in (launcher_pidfd, host_pidns, read_end, write_end):
+        for fd in (launcher_pidfd, host_pidns, read_end, write_end, gate_read, gate_write):
             if fd >= 0:
                 os.close(fd)
         raise _clone_failure(exc.errno or errno.EIO, flags) from None
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    for fd in (launcher_pidfd, host_pidns, write_end):
+    for fd in (launcher_pidfd, host_pidns, write_end, gate_read):
         if fd >= 0:
             os.close(fd)
     ns = Namespace(argv, pid, pidfd, read_end, direct=options.as_pid_1)
     ns.remap_exit = options.remap_exit
     ns.subreaper = subreaper
+    if gate_write >= 0 and id_map is not None:
+        ns.maps = (id_map, uid, gid, gate_write)
     if pidfd < 0:
         _reap_helper(pid)
         ns.init_pid = ns.pid = 0

@@ -16,6 +16,24 @@ from pidns.linux import syscalls
 PROC_FLAGS = syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
 
 
+# unshare's --propagation: the recursive propagation change of every mount of a new
+# mount namespace (fs/namespace.c:do_change_type); "unchanged" keeps the copies in their
+# parent's peer groups
+PROPAGATIONS = {
+    "private": syscalls.MS_PRIVATE,
+    "slave": syscalls.MS_SLAVE,
+    "shared": syscalls.MS_SHARED,
+    "unchanged": 0,
+}
+
+
+def set_propagation(kind: str, root: str = "/") -> None:
+    """mount --make-rKIND ROOT (nothing for "unchanged")."""
+    flag = PROPAGATIONS[kind]
+    if flag:
+        syscalls.mount(None, root, None, syscalls.MS_REC | flag)
+
+
 def make_private_recursive(root: str = "/") -> None:
     """mount --make-rprivate ROOT: no mount event crosses to or from the parent namespace."""
     syscalls.mount(None, root, None, syscalls.MS_REC | syscalls.MS_PRIVATE)

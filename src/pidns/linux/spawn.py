@@ -143,10 +143,14 @@ def _prepare_child(
     parent_death_signal: int,
     watch_pidfd: int,
     inherited: Inherited,
+    ids: tuple[int | None, int | None] = (None, None),
 ) -> None:
     """What a forked child does before exec. Signals are still blocked, SIGTTOU included,
     so tcsetpgrp from a background group is not stopped (drivers/tty/tty_jobctrl.c:
-    tty_check_change treats a blocked SIGTTOU as ignored)."""
+    tty_check_change treats a blocked SIGTTOU as ignored). ``ids``: the (uid, gid) to
+    become (unshare's -S, -G: the supplementary groups dropped where setgroups is allowed);
+    before the parent-death signal, which a change of credentials clears
+    (kernel/cred.c:commit_creds)."""
     if new_group:
         os.setpgid(0, 0)
     if terminal >= 0:
@@ -154,6 +158,13 @@ def _prepare_child(
     for target, fd in enumerate(stdio):
         if fd >= 0:
             os.dup2(fd, target)
+    uid, gid = ids
+    if gid is not None:
+        if _setgroups_allowed():
+            os.setgroups([])
+        os.setgid(gid)
+    if uid is not None:
+        os.setuid(uid)
     if parent_death_signal:
         syscalls.set_parent_death_signal(parent_death_signal)
         # The parent may have died before prctl: its pidfd (opened by the parent, so it
@@ -167,6 +178,15 @@ def _prepare_child(
         elif signal.getsignal(sig) == signal.SIG_IGN or sig in RESTORED_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, inherited.mask)
+
+
+def _setgroups_allowed() -> bool:
+    """Whether this user namespace allows setgroups (/proc/self/setgroups, 3.19+)."""
+    try:
+        with open("/proc/self/setgroups", "rb") as f:
+            return f.read().strip() != b"deny"
+    except OSError:
+        return True
 
 
 def _readable(fd: int) -> bool:
@@ -185,6 +205,7 @@ def fork_exec(
     watch_pidfd: int = -1,
     ready: Callable[[int], None] | None = None,
     inherited: Inherited = NOTHING_INHERITED,
+    ids: tuple[int | None, int | None] = (None, None),
 ) -> int:
     """fork, prepare (new group, terminal foreground, stdio, parent-death signal), exec.
     Returns the child's pid once it has exec'd; raises OSError(errno) if exec failed.
@@ -195,7 +216,9 @@ def fork_exec(
     if pid == 0:
         try:
             os.close(read_end)
-            _prepare_child(stdio, terminal, new_group, parent_death_signal, watch_pidfd, inherited)
+            _prepare_child(
+                stdio, terminal, new_group, parent_death_signal, watch_pidfd, inherited, ids
+            )
             if gate_read >= 0:
                 os.close(gate_write)
                 os.read(gate_read, 1)  # EOF: the parent is done with ready()
@@ -234,9 +257,10 @@ def exec_command(
     parent_death_signal: int = 0,
     watch_pidfd: int = -1,
     inherited: Inherited = NOTHING_INHERITED,
+    ids: tuple[int | None, int | None] = (None, None),
 ) -> None:
     """Become the command (execve); returns only by raising OSError."""
-    _prepare_child(stdio, terminal, new_group, parent_death_signal, watch_pidfd, inherited)
+    _prepare_child(stdio, terminal, new_group, parent_death_signal, watch_pidfd, inherited, ids)
     try:
         os.execve(path, list(argv), env)
     except OSError as exc:

@@ -15,6 +15,8 @@ line   fields                                                     sent by
                                                                   ``become_init``
                                                                   raises
 ``F``  ``<status> <errno> <stage>\\t<text>``: setup failed         the init
+``M``  (no fields): the init waits for the launcher to write its  the init, first
+       id maps with newuidmap/newgidmap (subordinate ranges)
 ``N``  ``<kind>=<inode> ...``: the init's namespaces (asked for   the init, before R
        with ``namespace_inodes``)
 ``R``  ``<pid in ns> <host pid> <t spawned>``: the command runs   the init
@@ -98,6 +100,15 @@ class Failed(Message):
     text: str
 
 
+class MapsWanted(Message):
+    """``M``: the init has made its user namespace and waits, at the maps gate, for the
+    launcher to write the subordinate id maps (only setuid helpers may: userns.py)."""
+
+    FIELDS = ()
+    __slots__ = FIELDS
+    KIND = "M"
+
+
 class Namespaces(Message):
     """``N``: the nsfs inode of each of the init's namespaces, by kind (``pid``, ``mnt``...).
     Sent before ``R``: the init may exit as soon as the command does, and its
@@ -157,7 +168,8 @@ class Report(Message):
 
 
 _KINDS: dict[str, type[Message]] = {
-    k.KIND: k for k in (HelperSpawned, CloneFailed, Failed, Namespaces, Ready, Stopped, Report)
+    k.KIND: k
+    for k in (HelperSpawned, CloneFailed, Failed, MapsWanted, Namespaces, Ready, Stopped, Report)
 }
 
 
@@ -186,6 +198,8 @@ def encode(message: Message) -> str:
 def decode(line: str) -> Message:
     """The message a line carries; ChannelError if it carries none."""
     kind = _KINDS.get(line[:1])
+    if kind is not None and not kind.FIELDS and line == kind.KIND:
+        return kind()
     if kind is None or line[1:2] != " ":
         raise ChannelError(f"not a status-channel message: {line!r}")
     try:
