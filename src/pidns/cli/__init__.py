@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if args else EXIT_USAGE
-    if args[0] == "--version":
+    if args[0] in ("-V", "--version") or args[1:2] in (["-V"], ["--version"]):
         print(f"pidns {__import__('pidns').__version__}")
         return 0
     name = args[0]

@@ -331,7 +331,10 @@ def parse(argv: list[str]) -> Args:
             of = userns.IdMap.of(mapping, os.geteuid(), os.getegid())
             ids = {"user": of.user, "group": of.group, **ids}
     if ids or user_namespace:
-        settings["id_map"] = userns.IdMap(**ids)  # type: ignore[arg-type]
+        try:
+            settings["id_map"] = userns.IdMap(**ids)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise UsageError(f"--{exc}") from None
     if uid_ids != [None, None]:
         settings["ids"] = tuple(uid_ids)
     try:

@@ -122,7 +122,7 @@ class Plan:
         root: str | None = None,
         ids: tuple[int | None, int | None] = (None, None),
         id_map: userns.IdMap | None = None,
-        maps_gate: int = -1,
+        maps_gate: tuple[int, int] = (-1, -1),
         wait_all: bool = False,
         grace: float | None = None,
         forward_to_group: bool = False,
@@ -140,7 +140,7 @@ class Plan:
         subreaper: bool = False,
     ) -> None:
         self.argv = argv
-        self.path = path  # argv[0] resolved on PATH
+        self.path = path  # argv[0] resolved on PATH ("": by the init, after the chroot)
         self.env = env
         self.cwd = cwd
         self.stdio = stdio  # fds that become the command's 0, 1, 2 (-1: inherit)
@@ -153,7 +153,9 @@ class Plan:
         self.root = root  # chroot there (unshare -R), before cwd and /proc
         self.ids = ids  # (uid, gid) the command runs as (unshare -S, -G); None: unchanged
         self.id_map = id_map  # the user namespace's maps (None: no user namespace)
-        self.maps_gate = maps_gate  # with subordinate ranges: "1" once the launcher wrote them
+        # with subordinate ranges, a pipe (read end, write end): "1" once the launcher has
+        # written the maps, EOF if it could not (the init closes its copy of the write end)
+        self.maps_gate = maps_gate
         self.uid = os.getuid()
         self.gid = os.getgid()
         self.wait_all = wait_all
@@ -203,12 +205,14 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
             tree.enter_cgroup()  # where one is delegated: the command is born in it
         if plan.id_map is not None:
             stage = "user namespace"
-            if plan.maps_gate >= 0:  # the launcher runs newuidmap/newgidmap on us
+            gate, gate_write = plan.maps_gate
+            if gate >= 0:  # the launcher runs newuidmap/newgidmap on us
+                os.close(gate_write)
                 userns.write_setgroups(plan.id_map)
                 status_channel.send(channel, status_channel.MapsWanted())
-                if os.read(plan.maps_gate, 1) != b"1":
+                if os.read(gate, 1) != b"1":
                     os._exit(exits.EXIT_SETUP)  # the launcher reports why
-                os.close(plan.maps_gate)
+                os.close(gate)
             else:
                 userns.write_own_maps(plan.id_map, plan.uid, plan.gid)
         stage = "parent death signal"
@@ -247,6 +251,8 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
             for fd in plan.pass_fds:
                 os.set_inheritable(fd, True)
         stage = "exec"
+        if not plan.path:
+            plan.path = spawn.resolve(plan.argv[0], plan.env)
         if plan.as_pid_1:
             spawn.exec_command(
                 plan.path,

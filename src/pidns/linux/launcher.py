@@ -601,7 +601,8 @@ def _start(
     gate_read, gate_write = os.pipe() if id_map is not None and id_map.needs_helpers else (-1, -1)
     proc_dir = options.mount_proc if isinstance(options.mount_proc, str) else "/proc"
     environment = dict(os.environ) if env is None else env
-    path = spawn.resolve(argv[0], environment)  # raises FileNotFoundError, PermissionError
+    # raises FileNotFoundError, PermissionError; under another root, the init looks it up
+    path = spawn.resolve(argv[0], environment) if options.root is None else ""
     plan = Plan(
         argv,
         path,
@@ -617,7 +618,7 @@ def _start(
         root=options.root,
         ids=options.ids,
         id_map=id_map,
-        maps_gate=gate_read,
+        maps_gate=(gate_read, gate_write),
         wait_all=options.wait_all,
         grace=options.grace,
         forward_to_group=options.forward_to_group,

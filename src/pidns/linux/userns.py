@@ -94,6 +94,14 @@ class IdMap:
     ) -> None:
         if setgroups not in (None, "allow", "deny"):
             raise ValueError(f"setgroups must be allow or deny, not {setgroups!r}")
+        if setgroups == "allow" and group is not None and not groups:
+            # the namespace writes its own gid line, which the kernel permits only once
+            # setgroups is denied (kernel/user_namespace.c:new_idmap_permitted); unshare
+            # refuses the same pair
+            raise ValueError(
+                "setgroups allow and a map of your own gid exclude each other "
+                "(the kernel wants setgroups denied first; --map-groups can allow it)"
+            )
         self.user = user
         self.group = group
         self.users = users
