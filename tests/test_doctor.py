@@ -6,6 +6,7 @@ names the cause, gives the fix, and exits 0 only where ``pidns run`` isolates fu
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pwd
@@ -242,3 +243,26 @@ def test_a_hidepid_proc_is_noted_and_isolation_still_works(who: str) -> None:
     assert status == 0, doc
     assert "hidepid=invisible: other users' processes hidden" in row(doc, "/proc")["detail"]
     assert row(doc, "fresh /proc")["state"] == "ok"
+
+
+@pytest.mark.skipif(not confinement.seccomp_supported, reason="the filter is for x86_64")
+@pytest.mark.parametrize("err", [errno.ENOSYS, errno.EPERM])
+def test_a_call_a_filter_refuses_is_not_called_missing(err: int) -> None:
+    """pidfd_open refused by a seccomp filter on a kernel that has it (6.18): the filter
+    is named, not the kernel; the same call missing for real is features' line."""
+
+    def scenario() -> tuple[int, str, str]:
+        confinement.seccomp_refuse({434: err})  # pidfd_open
+        return cli_captured(["run", "--", "true"])
+
+    status, _, text = in_child(scenario)
+    assert status == 125
+    assert text.startswith(
+        f"pidns run: pidfd_open(2) is refused by a seccomp filter ({errno.errorcode[err]}; "
+    )
+    assert text.endswith("--security-opt seccomp=unconfined\n")
+    assert text.count("\n") == 1
+    facts_missing = pidns.linux.diagnose.missing_call("pidfd_open", errno.ENOSYS)
+    assert facts_missing is not None
+    assert "is missing on this kernel" in facts_missing  # no filter here
+    assert pidns.linux.diagnose.missing_call("pipe", errno.EPERM) is None

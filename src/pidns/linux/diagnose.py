@@ -288,6 +288,29 @@ def refusal(step: str, err: int, *, user: bool, facts: Facts | None = None) -> R
     return Refusal(f"{what}: {os.strerror(err)}", "")
 
 
+def missing_call(call: str, err: int, needed_for: str = "") -> str | None:
+    """The one line for a call the launcher needs that failed with ENOSYS or EPERM: a
+    kernel feature that is missing (linux/features.py), or, on a release that has it and
+    under a seccomp filter, the filter's refusal. None for any other failure."""
+    from pidns.linux import features  # noqa: PLC0415
+
+    row = features.FEATURES.get(call)
+    if row is None or err not in (errno.ENOSYS, errno.EPERM):
+        return None
+    facts = Facts()
+    has_it = features.release_tuple() >= features.release_tuple(row.since)
+    if facts.status.seccomp == SECCOMP_FILTER and has_it:
+        purpose = f", needed for {needed_for}" if needed_for else ""
+        return str(
+            Refusal(
+                f"{row.what} is refused by a seccomp filter ({errno.errorcode[err]}; "
+                f"Linux {features.release()} has it){purpose}",
+                _container_flag(facts, "--security-opt seccomp=unconfined"),
+            )
+        )
+    return str(features.Missing(row, needed_for))
+
+
 def proc_refusal(user: bool, facts: Facts, subset_allowed: bool | None = None) -> Refusal:
     """Why a fresh /proc cannot be mounted, and the alternatives. ``subset_allowed``:
     whether a procfs with subset=pid mounts here (None: try it now, in a throw-away child)."""

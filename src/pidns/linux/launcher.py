@@ -712,11 +712,12 @@ def _start(
 def preparation_failure(call: str, exc: OSError, needed_for: str = "") -> SetupError:
     """A SetupError for a call the launcher makes before clone3: the feature named when the
     kernel lacks it (or a seccomp filter refuses it), else the call and its errno."""
-    from pidns.linux import features  # noqa: PLC0415 (only once something failed)
+    from pidns.linux import diagnose  # noqa: PLC0415 (only once something failed)
 
     err = exc.errno or errno.EIO
-    if call in features.FEATURES and err in (errno.ENOSYS, errno.EPERM):
-        return SetupError(err, str(features.Missing(features.FEATURES[call], needed_for)))
+    text = diagnose.missing_call(call, err, needed_for)
+    if text is not None:
+        return SetupError(err, text)
     return SetupError(err, f"cannot set the namespace up: {call}: {os.strerror(err)}")
 
 
