@@ -177,6 +177,7 @@ def _prepare_child(
             signal.signal(sig, signal.SIG_IGN)
         elif signal.getsignal(sig) == signal.SIG_IGN or sig in RESTORED_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
+    syscalls.reset_internal_signals()
     signal.pthread_sigmask(signal.SIG_SETMASK, inherited.mask)
 
 

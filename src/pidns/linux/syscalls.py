@@ -221,6 +221,24 @@ def set_child_subreaper(on: bool = True) -> None:
     prctl(PR_SET_CHILD_SUBREAPER, int(on))
 
 
+# rt_sigaction(2) by number: glibc's sigaction refuses its two internal signals (32, 33),
+# which a process started by glibc's posix_spawn (make, for one) inherits ignored.
+_SYS_RT_SIGACTION = {"x86_64": 13, "aarch64": 134}.get(os.uname().machine)
+GLIBC_INTERNAL_SIGNALS = (32, 33)
+
+
+def reset_internal_signals() -> None:
+    """Give glibc's internal signals SIG_DFL (kernel/signal.c:do_sigaction), as
+    posix_spawn's POSIX_SPAWN_SETSIGDEF does for a spawned command: a forked child about
+    to exec must not pass on an ignored 32 or 33 it inherited. A kernel ``struct
+    sigaction`` of zeros is SIG_DFL with no flags and an empty mask."""
+    if _SYS_RT_SIGACTION is None:
+        return
+    action = (ctypes.c_ulong * 4)()
+    for sig in GLIBC_INTERNAL_SIGNALS:
+        _check(_libc.syscall(_SYS_RT_SIGACTION, sig, ctypes.byref(action), None, 8))
+
+
 def set_parent_death_signal(sig: int) -> None:
     prctl(PR_SET_PDEATHSIG, sig)
 
