@@ -1,10 +1,13 @@
 """The one interface both backends implement, and the runner that drives it.
 
-The runner owns the language rules that need no kernel: a process whose fork or clone
-failed never exists (its steps are ``skipped``, naming it as a target yields ``ESRCH``)
-and a busy actor is a scenario error. A backend owns everything else: it performs the
-step, settles, reports completions of calls that blocked earlier, and snapshots every
-named process.
+The runner owns the language rules that need no kernel call: a process whose fork or
+clone failed never exists (its steps are ``skipped``, naming it as a target yields
+``ESRCH``), a busy actor is a scenario error, a dead actor's steps are ``skipped``, and
+the op registry's *answered without a call* rules (pidns.scenario.ops: lookups, and a
+kill, wait or setns naming a process the actor cannot see or that was reaped) are
+applied here, through the backend's observations, before any backend sees the step. A
+backend owns everything else: it performs the call, settles, reports completions of
+calls that blocked earlier, and snapshots every named process.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pidns.core import errnos
+from pidns.scenario import ops
 from pidns.scenario.ast import BLOCKS, SKIPPED, Completion, Outcome, Scenario, Snapshot, Step
 
 
@@ -53,10 +57,25 @@ class Backend(Protocol):
         """Make the world: ``root`` (its init) and ``A`` (root's first child)."""
 
     def step(self, step: Step) -> Outcome:
-        """Perform one step by a live, idle actor whose names all exist; settle."""
+        """Perform the call of one step by a live, idle actor whose names all exist, and
+        that no rule answers without a call; settle."""
 
     def snapshot(self) -> Snapshot:
         """Every named process that exists: state, parent name, NSpid."""
+
+    def can_act(self, name: str) -> bool:
+        """NAME is alive and can make a call (not dead, dying or killed)."""
+
+    # Observations (pidns.scenario.ops.Observer), for the no-call rules:
+
+    def pid_seen_by(self, actor: str, target: str) -> int:
+        """TARGET's pid in ACTOR's active pid namespace; 0 if invisible or reaped."""
+
+    def state_of(self, name: str) -> str:
+        """A ``State`` value (root: ``running``)."""
+
+    def nspid_of(self, name: str) -> tuple[int, ...]:
+        """NAME's pid at each level from the world's inwards (``()`` once reaped)."""
 
     def close(self) -> None:
         """End the world; afterwards no process of it is left (on every path)."""
@@ -82,6 +101,59 @@ class Trace:
 BUSY = "busy"  # the result of a step whose actor was still blocked (non-strict runs only)
 
 
+class Runner:
+    """Runs the steps of one scenario on one backend, one at a time (``run`` runs them
+    all; the random generator grows a scenario step by step)."""
+
+    def __init__(self, scenario: Scenario, backend: Backend, strict: bool = True) -> None:
+        self.scenario = scenario
+        self.backend = backend
+        self.strict = strict
+        self.missing: set[str] = set()  # names whose fork/clone failed
+        self.busy: dict[str, int] = {}  # actor -> index of its pending step
+
+    def start(self) -> None:
+        self.backend.start(self.scenario)
+
+    def outcome(self, step: Step) -> Outcome:
+        """What the step yields: the language's own answer where it has one, else the
+        backend's call."""
+        if step.actor in self.busy and self.strict:
+            raise ScenarioError(
+                self.scenario.path,
+                step.line,
+                1,
+                f"{step.actor} is still blocked in the call at step {self.busy[step.actor] + 1}",
+                step.text,
+            )
+        if step.actor in self.busy:
+            return Outcome(BUSY)
+        if step.actor in self.missing:
+            return Outcome(SKIPPED)
+        if step.args.target is not None and step.args.target in self.missing:
+            return Outcome(errnos.name(3))  # ESRCH: no such process
+        if not self.backend.can_act(step.actor):
+            return Outcome(SKIPPED)
+        answer = ops.answer_without_call(step, self.backend)
+        if answer is not None:
+            return Outcome(answer)
+        return self.backend.step(step)
+
+    def step(self, step: Step) -> Record:
+        outcome = self.outcome(step)
+        if step.bind and (errnos.is_name(outcome.result) or outcome.result in (SKIPPED, BUSY)):
+            self.missing.add(step.bind)
+        if outcome.result == BLOCKS:
+            self.busy[step.actor] = step.index
+        for done in outcome.completions:
+            self.busy.pop(done.actor, None)
+        snapshot = self.backend.snapshot()
+        for actor in list(self.busy):  # a call pending in a dead process never completes
+            if actor in snapshot and snapshot[actor].state in ("exiting", "zombie", "reaped"):
+                del self.busy[actor]
+        return Record(step, outcome.result, outcome.completions, snapshot)
+
+
 def run(scenario: Scenario, backend: Backend, strict: bool = True) -> Trace:
     """Run every step of ``scenario`` on ``backend``; always closes the backend.
 
@@ -92,38 +164,11 @@ def run(scenario: Scenario, backend: Backend, strict: bool = True) -> Trace:
     A BackendError ends the trace early with ``trace.error`` set.
     """
     trace = Trace(backend.name, scenario)
-    missing: set[str] = set()  # names whose fork/clone failed
-    busy: dict[str, int] = {}  # actor -> index of its pending step
+    runner = Runner(scenario, backend, strict)
     try:
-        backend.start(scenario)
+        runner.start()
         for step in scenario.steps:
-            if step.actor in busy and strict:
-                raise ScenarioError(
-                    scenario.path,
-                    step.line,
-                    1,
-                    f"{step.actor} is still blocked in the call at step {busy[step.actor] + 1}",
-                    step.text,
-                )
-            if step.actor in busy:
-                outcome = Outcome(BUSY)
-            elif step.actor in missing:
-                outcome = Outcome(SKIPPED)
-            elif step.args.target is not None and step.args.target in missing:
-                outcome = Outcome(errnos.name(3))  # ESRCH: no such process
-            else:
-                outcome = backend.step(step)
-            if step.bind and (errnos.is_name(outcome.result) or outcome.result in (SKIPPED, BUSY)):
-                missing.add(step.bind)
-            if outcome.result == BLOCKS:
-                busy[step.actor] = step.index
-            for done in outcome.completions:
-                busy.pop(done.actor, None)
-            snapshot = backend.snapshot()
-            for actor in list(busy):  # a call pending in a dead process never completes
-                if actor in snapshot and snapshot[actor].state in ("exiting", "zombie", "reaped"):
-                    del busy[actor]
-            trace.records.append(Record(step, outcome.result, outcome.completions, snapshot))
+            trace.records.append(runner.step(step))
     except BackendError as err:
         trace.error = str(err) or type(err).__name__
         trace.unsupported = isinstance(err, UnsupportedStep)

@@ -12,84 +12,17 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from pidns.scenario.ast import BLOCKS
-from pidns.scenario.backend import ScenarioError, UnsupportedStep
+from pidns.scenario.ast import Op
+from pidns.scenario.backend import Runner, ScenarioError, UnsupportedStep
 from pidns.scenario.model_backend import ModelBackend
+from pidns.scenario.ops import SPECS
 from pidns.scenario.parser import parse
 
-# op -> weight
-_OPS: dict[str, float] = {
-    "fork": 5,
-    "clone": 3,
-    "unshare": 2,
-    "setns": 1.5,
-    "getpid": 1,
-    "getppid": 1,
-    "getpgid": 0.5,
-    "getsid": 0.5,
-    "setsid": 0.7,
-    "pidof": 1,
-    "nspid": 1,
-    "exit": 3,
-    "wait": 3,
-    "kill": 3,
-    "signal": 1.5,
-    "caught": 1,
-    "subreaper": 0.7,
-    "state": 1,
-    "setuid": 0.3,
-}
-_CLONE_FLAGS = ["0", "NEWPID", "NEWPID|NEWUSER", "PARENT", "NEWPID|PARENT", "NEWUSER"]
-_UNSHARE_FLAGS = ["NEWPID", "NEWPID", "NEWPID|NEWUSER", "NEWUSER"]
-_KILL_SIGNALS = ["KILL", "TERM", "USR1", "USR2", "CHLD", "0", "KILL", "TERM", "STOP", "CONT"]
-_HANDLED_SIGNALS = ["USR1", "USR2", "TERM", "CHLD"]
 _NAMES = [chr(c) for c in range(ord("B"), ord("Z") + 1)]
 
 
 def _render(lines: list[str], profile: str) -> str:
     return "".join(f"{line}\n" for line in [f"%profile {profile}", *lines])
-
-
-def _step_text(rng: random.Random, actor: str, op: str, names: list[str], fresh: str) -> str:
-    """One step line by ``actor``; ``names`` are the other processes that exist."""
-    target = rng.choice(names) if names else actor
-    if op == "fork":
-        return f"{actor}: fork -> {fresh}"
-    if op == "clone":
-        flags = rng.choice(_CLONE_FLAGS)
-        if rng.random() < 0.25:  # numbers chosen at the innermost level(s): clone3 set_tid
-            tids = [rng.choice([1, 2, 3, 5, 40, 299, 300])]
-            if "NEWPID" in flags and rng.random() < 0.5:
-                tids.append(rng.choice([1, 2, 7, 40, 300]))
-            return f"{actor}: clone {flags} set_tid={','.join(map(str, tids))} -> {fresh}"
-        return f"{actor}: clone {flags} -> {fresh}"
-    if op == "unshare":
-        return f"{actor}: unshare {rng.choice(_UNSHARE_FLAGS)}"
-    if op == "setns":
-        kind = rng.choice(["", " pid", " pid_for_children"])
-        return f"{actor}: setns {target}{kind}"
-    if op in ("pidof", "state"):
-        return f"{actor}: {op} {target}"
-    if op == "nspid":
-        return f"{actor}: nspid" + (f" {target}" if rng.random() < 0.6 else "")
-    if op == "exit":
-        return f"{actor}: exit {rng.randrange(0, 6)}"
-    if op == "wait":
-        who = rng.choice(["", " any", f" {target}"])
-        return f"{actor}: wait{who}" + (" nohang" if rng.random() < 0.5 else "")
-    if op == "kill":
-        sig = rng.choice(_KILL_SIGNALS)
-        if rng.random() < 0.3:
-            return f"{actor}: kill {rng.choice(['-1', '0', '1', '2', '3'])} {sig}"
-        return f"{actor}: kill {target} {sig}"
-    if op == "signal":
-        how = rng.choice(["catch", "catch", "ignore", "default"])
-        return f"{actor}: signal {rng.choice(_HANDLED_SIGNALS)} {how}"
-    if op == "subreaper":
-        return f"{actor}: subreaper {rng.choice(['on', 'off'])}"
-    if op == "setuid":
-        return f"{actor}: setuid {rng.choice([0, 1000, 65534])}"
-    return f"{actor}: {op}"
 
 
 def generate(
@@ -103,34 +36,36 @@ def generate(
     backend = ModelBackend(world_level=world_level)
     lines: list[str] = []
     created: list[str] = ["A"]
-    backend.start(parse(_render([], profile), "<random>"))
-    busy: set[str] = set()
+    runner = Runner(parse(_render([], profile), "<random>"), backend)
+    runner.start()
     bound = 0  # names used so far (a failed fork uses its name too)
-    ops = list(_OPS)
-    weights = [_OPS[o] for o in ops]
+    ops = [spec for spec in SPECS.values() if spec.sample is not None and spec.weight > 0]
+    weights = [spec.weight for spec in ops]
     attempts = 0
     while len(lines) < steps and attempts < steps * 20:
         attempts += 1
-        alive = [n for n in created if backend.tasks[n].state.name == "RUNNING" and n not in busy]
+        alive = [n for n in created if backend.can_act(n) and n not in runner.busy]
         if not alive:
             break
         actor = rng.choice(alive)
-        op = rng.choices(ops, weights)[0]
-        if op in ("fork", "clone") and (len(created) > processes or bound >= len(_NAMES)):
+        spec = rng.choices(ops, weights)[0]
+        if spec.binds and (len(created) > processes or bound >= len(_NAMES)):
             continue
         keep = 0.97 if len(alive) == 1 else 0.8
-        if op in ("exit", "kill") and len(alive) < 3 and rng.random() < keep:
+        if spec.op in (Op.EXIT, Op.KILL) and len(alive) < 3 and rng.random() < keep:
             continue  # keep the world alive long enough to be interesting
         fresh = _NAMES[bound]
         others = [n for n in created if n != actor]
-        line = _step_text(rng, actor, op, others, fresh)
+        target = rng.choice(others) if others else actor
+        assert spec.sample is not None
+        line = f"{actor}: {spec.sample(rng, actor, target, fresh)}"
         try:
             scenario = parse(_render([*lines, line], profile), "<random>")
         except ScenarioError:
             continue
         step = scenario.steps[-1]
         try:
-            outcome = backend.step(step)
+            runner.step(step)
         except UnsupportedStep:
             continue
         lines.append(line)
@@ -138,10 +73,6 @@ def generate(
             bound += 1
             if step.bind in backend.tasks:
                 created.append(step.bind)
-        if outcome.result == BLOCKS:
-            busy.add(actor)
-        for done in outcome.completions:
-            busy.discard(done.actor)
     backend.close()
     return _render(lines, profile)
 

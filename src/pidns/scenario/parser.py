@@ -18,8 +18,9 @@ from pidns.core import errnos, signals
 from pidns.core import flags as cf
 from pidns.model import profiles
 from pidns.scenario import ast
-from pidns.scenario.ast import Args, Disposition, Op, Scenario, State, Step
+from pidns.scenario.ast import Args, Op, Scenario, State, Step
 from pidns.scenario.backend import ScenarioError
+from pidns.scenario.ops import SPECS, Kind, OpSpec, P, Param
 
 ROOT = "root"
 ANY = "any"
@@ -103,19 +104,9 @@ def canonical_signal(text: str) -> str:
     return signals.name(signal_number(text))
 
 
-class _Kind:
-    """What sort of value an expectation is (to check it fits the op)."""
-
-    INT = "a number"
-    ERRNO = "an errno"
-    LIST = "a list"
-    WAIT = "a wait result"
-    STATE = "a state"
-    OTHER = "blocks/skipped"
-
-
-def parse_value(text: str, names: frozenset[str] | None = None) -> tuple[str, str]:
-    """Canonicalise one value as the language writes it; returns ``(canonical, kind)``.
+def parse_value(text: str, names: frozenset[str] | None = None) -> tuple[str, Kind | None]:
+    """Canonicalise one value as the language writes it; returns ``(canonical, kind)``,
+    kind None for ``blocks`` and ``skipped`` (which fit every op).
 
     ``names`` (when given) is the set of process names a wait result may name.
     Raises ValueError with a message fit for a ScenarioError.
@@ -125,17 +116,17 @@ def parse_value(text: str, names: frozenset[str] | None = None) -> tuple[str, st
     if not text:
         raise ValueError("empty expected value")
     if lower in (ast.BLOCKS, ast.SKIPPED):
-        return lower, _Kind.OTHER
+        return lower, None
     if lower == ast.NONE:
-        return ast.NONE, _Kind.WAIT
+        return ast.NONE, Kind.WAIT
     if lower in {s.value for s in State}:
-        return lower, _Kind.STATE
+        return lower, Kind.STATE
     if _UINT.match(text):
-        return ast.pid_value(int(text)), _Kind.INT
+        return ast.pid_value(int(text)), Kind.NUMBER
     if _INT.match(text):
         raise ValueError(f"a negative number is never a result: {text}")
     if text.startswith("["):
-        return _parse_list(text), _Kind.LIST
+        return _parse_list(text), Kind.LIST
     match = _WAIT_RESULT.match(text)
     if match:
         name, how, detail = match.groups()
@@ -144,10 +135,10 @@ def parse_value(text: str, names: frozenset[str] | None = None) -> tuple[str, st
         if how.lower() == "exited":
             if not _UINT.match(detail) or int(detail) > 255:
                 raise ValueError(f"exit status must be 0..255: {detail}")
-            return ast.exited(name, int(detail)), _Kind.WAIT
-        return ast.killed(name, canonical_signal(detail)), _Kind.WAIT
+            return ast.exited(name, int(detail)), Kind.WAIT
+        return ast.killed(name, canonical_signal(detail)), Kind.WAIT
     if text.upper().startswith("E") and errnos.is_name(text.upper()):
-        return errnos.name(errnos.number(text.upper())), _Kind.ERRNO
+        return errnos.name(errnos.number(text.upper())), Kind.ERRNO
     if re.fullmatch(r"E[A-Za-z0-9]+", text):
         raise ValueError(f"unknown errno name {text!r}")
     raise ValueError(f"cannot read expected value {text!r}")
@@ -169,30 +160,6 @@ def _parse_list(text: str) -> str:
             raise ValueError(f"a list holds numbers or 'SIG from PID' items, not {item!r}")
         caught.append((canonical_signal(match.group(1)), int(match.group(2))))
     return ast.caught_value(caught)
-
-
-# Which kinds of value each op can yield (blocks and skipped fit every op).
-_RESULT_KINDS: dict[Op, tuple[str, ...]] = {
-    Op.FORK: (_Kind.INT, _Kind.ERRNO),
-    Op.CLONE: (_Kind.INT, _Kind.ERRNO),
-    Op.GETPID: (_Kind.INT, _Kind.ERRNO),
-    Op.GETPPID: (_Kind.INT, _Kind.ERRNO),
-    Op.GETPGID: (_Kind.INT, _Kind.ERRNO),
-    Op.GETSID: (_Kind.INT, _Kind.ERRNO),
-    Op.SETSID: (_Kind.INT, _Kind.ERRNO),
-    Op.PIDOF: (_Kind.INT,),
-    Op.UNSHARE: (_Kind.INT, _Kind.ERRNO),
-    Op.SETNS: (_Kind.INT, _Kind.ERRNO),
-    Op.KILL: (_Kind.INT, _Kind.ERRNO),
-    Op.SIGNAL: (_Kind.INT, _Kind.ERRNO),
-    Op.SUBREAPER: (_Kind.INT, _Kind.ERRNO),
-    Op.SETUID: (_Kind.INT, _Kind.ERRNO),
-    Op.EXIT: (_Kind.INT,),
-    Op.NSPID: (_Kind.LIST, _Kind.ERRNO),
-    Op.CAUGHT: (_Kind.LIST,),
-    Op.WAIT: (_Kind.WAIT, _Kind.ERRNO),
-    Op.STATE: (_Kind.STATE,),
-}
 
 
 # ---- lines ----------------------------------------------------------------------------
@@ -339,9 +306,10 @@ class _Parser:
             raise line.error(
                 op_token.column, f"unknown op {op_token.text!r} (ops: {known})"
             ) from None
-        parsed = self.arguments(line, op, op_token, parts.args)
+        spec = SPECS[op]
+        parsed = self.arguments(line, spec, op_token, parts.args)
         bind: str | None = None
-        if op in (Op.FORK, Op.CLONE):
+        if spec.binds:
             if bind_token is None:
                 raise line.error(op_token.column, f"{op.value} needs '-> NAME' for the new process")
             bind = self.bind_name(line, bind_token)
@@ -367,102 +335,75 @@ class _Parser:
             value, kind = parse_value(token.text, names)
         except ValueError as exc:
             raise line.error(token.column, str(exc)) from None
-        if kind != _Kind.OTHER and kind not in _RESULT_KINDS[op]:
-            wanted = " or ".join(_RESULT_KINDS[op])
+        results = SPECS[op].results
+        if kind is not None and kind not in results:
+            wanted = " or ".join(results)
             raise line.error(
                 token.column, f"{op.value} yields {wanted}, not {kind} ({token.text!r})"
             )
         return value
 
-    def arguments(self, line: _Line, op: Op, op_token: _Token, args: list[_Token]) -> Args:
+    def arguments(self, line: _Line, spec: OpSpec, op_token: _Token, args: list[_Token]) -> Args:
+        """Read ``args`` with the op's grammar (``spec.params``, pidns.scenario.ops): each
+        word goes to the next parameter that can take it; an optional one that cannot
+        (a KEYWORD whose word it is not, or a word a later KEYWORD owns) is left out."""
         end = op_token.column + len(op_token.text)
-
-        def need(count: int, usage: str) -> None:
-            if len(args) < count:
+        usage = f"{spec.name} {spec.usage or 'takes no arguments'}"
+        values: dict[str, object] = {}
+        params = list(spec.params)
+        index = 0
+        for token in args:
+            while index < len(params) and not self.takes(params, index, token):
+                if not params[index].optional:
+                    break
+                index += 1
+            if index >= len(params):
+                raise line.error(token.column, f"unexpected argument: {usage}")
+            field, value = self.argument(line, params[index], token)
+            values[field] = value
+            index += 1
+        for param in params[index:]:
+            if not param.optional:
                 col = args[-1].column + len(args[-1].text) if args else end
-                raise line.error(col, f"missing argument: {op.value} {usage}")
-            if len(args) > count:
-                raise line.error(args[count].column, f"unexpected argument: {op.value} {usage}")
+                raise line.error(col, f"missing argument: {usage}")
+        return Args(**values)  # type: ignore[arg-type]
 
-        if op in (Op.FORK, Op.GETPID, Op.GETPPID, Op.GETPGID, Op.GETSID, Op.SETSID, Op.CAUGHT):
-            need(0, "takes no arguments")
-            return Args()
-        if op is Op.CLONE:
-            if not args:
-                raise line.error(end, "missing argument: clone FLAGS [set_tid=N,N,...] -> NAME")
-            flags = self.flag_word(line, args[0])
-            set_tid: tuple[int, ...] = ()
-            if len(args) > 1:
-                set_tid = self.set_tid(line, args[1])
-            if len(args) > 2:
-                raise line.error(args[2].column, "unexpected argument: clone FLAGS [set_tid=N,...]")
-            return Args(flags=flags, set_tid=set_tid)
-        if op is Op.UNSHARE:
-            need(1, "FLAGS")
-            return Args(flags=self.flag_word(line, args[0]))
-        if op is Op.SETNS:
-            if not args or len(args) > 2:
-                need(1 if not args else 2, "TARGET [pid|pid_for_children]")
-            target = self.existing(line, args[0], "target", allow_root=True)
-            for_children = False
-            if len(args) == 2:
-                if args[1].text not in ("pid", "pid_for_children"):
-                    raise line.error(
-                        args[1].column, f"expected pid or pid_for_children, not {args[1].text!r}"
-                    )
-                for_children = args[1].text == "pid_for_children"
-            return Args(target=target, pid_for_children=for_children)
-        if op in (Op.PIDOF, Op.STATE):
-            need(1, "TARGET")
-            return Args(target=self.existing(line, args[0], "target", allow_root=True))
-        if op is Op.NSPID:
-            if len(args) > 1:
-                need(1, "[TARGET]")
-            if not args:
-                return Args()
-            return Args(target=self.existing(line, args[0], "target", allow_root=True))
-        if op is Op.EXIT:
-            need(1, "CODE")
-            return Args(number=self.integer(line, args[0], 0, 255, "exit status"))
-        if op is Op.SETUID:
-            need(1, "UID")
-            return Args(number=self.integer(line, args[0], 0, 2**32 - 2, "uid"))
-        if op is Op.SUBREAPER:
-            need(1, "on|off")
-            if args[0].text not in ("on", "off"):
-                raise line.error(args[0].column, f"expected on or off, not {args[0].text!r}")
-            return Args(on=args[0].text == "on")
-        if op is Op.SIGNAL:
-            need(2, "SIG catch|ignore|default")
-            signo = self.signal(line, args[0], allow_zero=False)
-            try:
-                disposition = Disposition(args[1].text)
-            except ValueError:
-                raise line.error(
-                    args[1].column, f"expected catch, ignore or default, not {args[1].text!r}"
-                ) from None
-            return Args(signal=signo, disposition=disposition)
-        if op is Op.KILL:
-            need(2, "TARGET|NUMBER SIG")
-            signo = self.signal(line, args[1], allow_zero=True)
-            if _INT.match(args[0].text):
-                number = self.integer(line, args[0], -(2**31), 2**31 - 1, "pid")
-                return Args(number=number, signal=signo)
-            target = self.existing(line, args[0], "target", allow_root=True)
-            return Args(target=target, signal=signo)
-        if op is Op.WAIT:
-            waited: str | None = None
-            nohang = False
-            rest = list(args)
-            if rest and rest[-1].text == NOHANG:
-                nohang = True
-                rest.pop()
-            if len(rest) > 1:
-                raise line.error(rest[1].column, "unexpected argument: wait [TARGET|any] [nohang]")
-            if rest and rest[0].text != ANY:
-                waited = self.existing(line, rest[0], "target", allow_root=True)
-            return Args(target=waited, nohang=nohang)
-        raise AssertionError(op)  # pragma: no cover - every Op is handled above
+    @staticmethod
+    def takes(params: list[Param], index: int, token: _Token) -> bool:
+        param = params[index]
+        if param.kind is P.KEYWORD:
+            return any(token.text == word for word, _ in param.words)
+        later = {w for p in params[index + 1 :] if p.kind is P.KEYWORD for w, _ in p.words}
+        return token.text not in later
+
+    def argument(self, line: _Line, param: Param, token: _Token) -> tuple[str, object]:
+        """The ``Args`` field one argument sets and its value, or the ScenarioError that
+        says what it should be."""
+        kind = param.kind
+        if kind is P.TARGET_OR_NUMBER and _INT.match(token.text):  # kill 1 TERM: as it is
+            return "number", self.integer(line, token, param.low, param.high, param.what)
+        return param.field, self.value(line, param, token)
+
+    def value(self, line: _Line, param: Param, token: _Token) -> object:
+        kind = param.kind
+        if kind in (P.TARGET, P.TARGET_OR_NUMBER):
+            if param.any_word is not None and token.text == param.any_word:
+                return None
+            return self.existing(line, token, "target", allow_root=True)
+        if kind is P.NUMBER:
+            return self.integer(line, token, param.low, param.high, param.what)
+        if kind is P.FLAGS:
+            return self.flag_word(line, token)
+        if kind is P.SET_TID:
+            return self.set_tid(line, token)
+        if kind is P.SIGNAL:
+            return self.signal(line, token, allow_zero=param.zero)
+        for word, value in param.words:  # CHOICE, KEYWORD
+            if token.text == word:
+                return value
+        words = [word for word, _ in param.words]
+        wanted = ", ".join(words[:-1]) + " or " + words[-1]
+        raise line.error(token.column, f"expected {wanted}, not {token.text!r}")
 
     def flag_word(self, line: _Line, token: _Token) -> int:
         if token.text == "0":

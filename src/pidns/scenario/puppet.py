@@ -15,11 +15,8 @@ kernel keeps one pending instance of a standard signal, whatever the scheduling.
 puppet blocked in ``wait`` stays in a real waitpid(2); the runner interrupts it with
 WAKE (SIGRTMAX, the one signal scenarios may not use), it drains, and waits again.
 
-Replies (runner <- puppet), ASCII words:
-``I n`` a number; ``E errno``; ``N`` (wait: nothing to collect); ``X pid code`` /
-``K pid sig`` (a wait result, pid as the puppet sees it); ``C sig:pid,...`` (caught);
-``B`` (the call blocks; later ``D <reply>`` when it completes); ``U why`` (a step a
-Python process cannot perform); ``! why`` (a bug in the puppet).
+The commands and replies, and their wire format, are pidns.scenario.puppet_protocol; which
+command each op sends is the op registry's (pidns.scenario.ops).
 """
 
 from __future__ import annotations
@@ -33,16 +30,31 @@ import select
 import signal
 import socket
 import struct
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import ClassVar, NoReturn
 
 from pidns.core import flags as cf
 from pidns.linux import syscalls
+from pidns.scenario import puppet_protocol as wire
+from pidns.scenario.puppet_protocol import (
+    Blocks,
+    Broken,
+    Caught,
+    Done,
+    Errno,
+    Exited,
+    Killed,
+    NothingToCollect,
+    Number,
+    Reply,
+    Unsupported,
+    receive,
+    send,
+)
 
 WAKE = int(signal.SIGRTMAX)
 WALL = 0x40000000  # __WALL: include/uapi/linux/wait.h
 PR_SET_DUMPABLE = 4
-MAX_MESSAGE = 4096
 _SIGINFO_SIZE = 128  # struct signalfd_siginfo
 _SFD_NONBLOCK = os.O_NONBLOCK
 _SFD_CLOEXEC = os.O_CLOEXEC
@@ -51,21 +63,6 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.waitpid.restype = ctypes.c_int
 _libc.setsid.restype = ctypes.c_int
 _libc.signalfd.restype = ctypes.c_int
-
-
-def send(sock: socket.socket, text: str, fds: Sequence[int] = ()) -> None:
-    """One message, with file descriptors attached (SCM_RIGHTS) when given."""
-    data = text.encode()
-    if fds:
-        socket.send_fds(sock, [data], list(fds))
-    else:
-        sock.send(data)
-
-
-def receive(sock: socket.socket) -> tuple[str, list[int]]:
-    """One message and the descriptors that came with it; ``("", [])`` at end of file."""
-    data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, 4)
-    return data.decode(), fds
 
 
 def _close_all_but(keep: Sequence[int]) -> None:
@@ -152,19 +149,19 @@ class Puppet:
         while True:
             poller.poll()
             try:
-                data = self.channel.recv(MAX_MESSAGE)  # commands never carry descriptors
+                data = self.channel.recv(wire.MAX_MESSAGE)  # commands never carry descriptors
             except OSError:
                 os._exit(0)
             if not data:
                 os._exit(0)  # the runner is gone: the world is being torn down
             try:
-                reply = self._command(data.decode().split())
+                reply = self._command(data.decode())
             except _BecomeChild:
                 raise
             except Exception as exc:  # a bug here must reach the runner, not kill the puppet
-                reply = f"! {type(exc).__name__}: {exc}"
+                reply = Broken(f"{type(exc).__name__}: {exc}")
             if reply is not None:
-                send(self.channel, reply)
+                send(self.channel, wire.encode_reply(reply))
 
     def _drain(self) -> None:
         if self.sigfd < 0:
@@ -180,62 +177,98 @@ class Puppet:
 
     # ---- commands ----
 
-    def _command(self, words: list[str]) -> str | None:
-        op, args = words[0], words[1:]
+    def _command(self, text: str) -> Reply | None:
+        word, args = wire.decode_command(text)
         self._drain()  # signals caught so far are recorded before the next call
+        if word == wire.DRAIN:
+            return None  # the runner's settle: take the caught signals, no reply
         try:
-            if op == "drain":
-                return None  # the runner's settle: take the caught signals, no reply
-            if op == "fork":
-                return self._fork(None, ())
-            if op == "clone":
-                tids = () if args[1] == "-" else tuple(int(t) for t in args[1].split(","))
-                return self._fork(int(args[0]), tids)
-            if op == "unshare":
-                syscalls.unshare(int(args[0]))
-                return "I 0"
-            if op == "setns":
-                fd = os.open(f"/proc/{args[0]}/ns/{args[1]}", os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    syscalls.setns(fd, cf.NEWPID)
-                finally:
-                    os.close(fd)
-                return "I 0"
-            if op == "getpid":
-                return f"I {os.getpid()}"
-            if op == "getppid":
-                return f"I {os.getppid()}"
-            if op == "getpgid":
-                return f"I {os.getpgid(0)}"
-            if op == "getsid":
-                return f"I {os.getsid(0)}"
-            if op == "setsid":
-                return f"I {_checked(_libc.setsid())}"
-            if op == "exit":
-                os._exit(int(args[0]))
-            if op == "wait":
-                return self._wait(int(args[0]), args[1] == "1")
-            if op == "kill":
-                os.kill(int(args[0]), int(args[1]))
-                return "I 0"
-            if op == "signal":
-                return self._signal(int(args[0]), args[1])
-            if op == "caught":
-                self._drain()
-                items = ",".join(f"{signo}:{pid}" for signo, pid in self.caught)
-                self.caught = []
-                return f"C {items}"
-            if op == "subreaper":
-                syscalls.set_child_subreaper(args[0] == "1")
-                return "I 0"
-            if op == "setuid":
-                os.setuid(int(args[0]))
-                return "I 0"
+            return self.handlers[word](self, *args)
         except OSError as exc:
-            return f"E {exc.errno}"
-        return f"! unknown command {op!r}"
+            return Errno(exc.errno or 0)
 
-    def _fork(self, flags: int | None, set_tid: tuple[int, ...]) -> str | None:
+    # One handler per command word of the op registry (tests/test_ops.py checks both
+    # name the same commands); the arguments come typed by puppet_protocol.
+
+    def do_fork(self) -> Reply | None:
+        return self._fork(None, ())
+
+    def do_clone(self, flags: int, set_tid: tuple[int, ...]) -> Reply | None:
+        return self._fork(flags, set_tid)
+
+    def do_unshare(self, flags: int) -> Reply:
+        syscalls.unshare(flags)
+        return Number(0)
+
+    def do_setns(self, host_pid: int, kind: str) -> Reply:
+        fd = os.open(f"/proc/{host_pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            syscalls.setns(fd, cf.NEWPID)
+        finally:
+            os.close(fd)
+        return Number(0)
+
+    def do_getpid(self) -> Reply:
+        return Number(os.getpid())
+
+    def do_getppid(self) -> Reply:
+        return Number(os.getppid())
+
+    def do_getpgid(self) -> Reply:
+        return Number(os.getpgid(0))
+
+    def do_getsid(self) -> Reply:
+        return Number(os.getsid(0))
+
+    def do_setsid(self) -> Reply:
+        return Number(_checked(_libc.setsid()))
+
+    def do_exit(self, code: int) -> Reply:
+        os._exit(code)
+
+    def do_wait(self, pid: int, nohang: int) -> Reply | None:
+        return self._wait(pid, bool(nohang))
+
+    def do_kill(self, pid: int, signo: int) -> Reply:
+        os.kill(pid, signo)
+        return Number(0)
+
+    def do_signal(self, signo: int, disposition: str) -> Reply:
+        return self._signal(signo, disposition)
+
+    def do_caught(self) -> Reply:
+        self._drain()
+        items, self.caught = tuple(self.caught), []
+        return Caught(items)
+
+    def do_subreaper(self, on: int) -> Reply:
+        syscalls.set_child_subreaper(bool(on))
+        return Number(0)
+
+    def do_setuid(self, uid: int) -> Reply:
+        os.setuid(uid)
+        return Number(0)
+
+    handlers: ClassVar[dict[str, Callable[..., Reply | None]]] = {
+        "fork": do_fork,
+        "clone": do_clone,
+        "unshare": do_unshare,
+        "setns": do_setns,
+        "getpid": do_getpid,
+        "getppid": do_getppid,
+        "getpgid": do_getpgid,
+        "getsid": do_getsid,
+        "setsid": do_setsid,
+        "exit": do_exit,
+        "wait": do_wait,
+        "kill": do_kill,
+        "signal": do_signal,
+        "caught": do_caught,
+        "subreaper": do_subreaper,
+        "setuid": do_setuid,
+    }
+
+    def _fork(self, flags: int | None, set_tid: tuple[int, ...]) -> Reply | None:
         ours, theirs = socket.socketpair(
             socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
         )
@@ -249,14 +282,14 @@ class Puppet:
             ours.close()
             theirs.close()
             if isinstance(exc, ValueError):
-                return f"U {exc}"
-            return f"E {exc.errno}"
+                return Unsupported(str(exc))
+            return Errno(exc.errno or 0)
         if pid == 0:
             raise _BecomeChild(theirs, [self.channel, ours], shares_files)
         if pidfd < 0:
             pidfd = os.pidfd_open(pid)
         try:
-            send(self.channel, f"I {pid}", [pidfd, ours.fileno()])
+            send(self.channel, wire.encode_reply(Number(pid)), [pidfd, ours.fileno()])
         finally:
             os.close(pidfd)
             ours.close()
@@ -266,20 +299,20 @@ class Puppet:
                 theirs.close()
         return None
 
-    def _wait(self, pid: int, nohang: bool) -> str | None:
+    def _wait(self, pid: int, nohang: bool) -> Reply | None:
         try:
             got, status = os.waitpid(pid, os.WNOHANG)
         except OSError as exc:
-            return f"E {exc.errno}"
+            return Errno(exc.errno or 0)
         if got:
             return _wait_result(got, status)
         if nohang:
-            return "N"
-        send(self.channel, "B")
-        send(self.channel, "D " + self._blocking_wait(pid))
+            return NothingToCollect()
+        send(self.channel, wire.encode_reply(Blocks()))
+        send(self.channel, wire.encode_reply(Done(self._blocking_wait(pid))))
         return None
 
-    def _blocking_wait(self, pid: int) -> str:
+    def _blocking_wait(self, pid: int) -> Reply:
         """A real waitpid(2) that blocks; on WAKE (EINTR) drain the signalfd and wait again."""
         status = ctypes.c_int(0)
         while True:
@@ -288,10 +321,10 @@ class Puppet:
                 return _wait_result(got, status.value)
             err = ctypes.get_errno()
             if err != errno.EINTR:
-                return f"E {err}"
+                return Errno(err)
             self._drain()
 
-    def _signal(self, signo: int, disposition: str) -> str:
+    def _signal(self, signo: int, disposition: str) -> Reply:
         if disposition == "catch":
             signal.signal(signo, _noop)
             self.catching.add(signo)
@@ -301,7 +334,7 @@ class Puppet:
             self.catching.discard(signo)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, [signo])
         self._watch_caught_signals()
-        return "I 0"
+        return Number(0)
 
     def _watch_caught_signals(self) -> None:
         mask = _sigset(sorted(self.catching))
@@ -315,10 +348,10 @@ def _checked(result: int) -> int:
     return result
 
 
-def _wait_result(pid: int, status: int) -> str:
+def _wait_result(pid: int, status: int) -> Reply:
     if os.WIFSIGNALED(status):
-        return f"K {pid} {os.WTERMSIG(status)}"
-    return f"X {pid} {os.WEXITSTATUS(status)}"
+        return Killed(pid, os.WTERMSIG(status))
+    return Exited(pid, os.WEXITSTATUS(status))
 
 
 # ---- the world's init -----------------------------------------------------------------
@@ -350,9 +383,9 @@ def world_init(control: socket.socket, first: socket.socket) -> NoReturn:
         first.close()
         pidfd = os.pidfd_open(pid)
         text, _fds = receive(control)
-        if text != "go":
+        if text != wire.GO:
             os._exit(1)  # the runner died before the world was ready (A dies with us)
-        send(control, "A", [pidfd])
+        send(control, wire.FIRST_CHILD, [pidfd])
         os.close(pidfd)
         control.close()
         _reap_for_ever()

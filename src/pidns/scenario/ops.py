@@ -1,0 +1,494 @@
+"""The op registry: one entry per operation of the scenario language.
+
+Each entry (``OpSpec``) holds everything about an op that is not the semantics of the
+call itself:
+
+- its argument grammar (``params``; the parser reads every op with it) and ``usage``;
+- the kinds of value it yields (``results``; the parser checks expectations against it);
+- whether it binds a new name (``binds``: fork and clone);
+- its *answered without a call* rule (``no_call``; the runner applies it before any
+  backend sees the step): lookups are observations, and a kill, wait or setns naming a
+  process the actor cannot see, or one already reaped, has its result fixed by the
+  language (docs/scenario-language.md: "Decided");
+- the command the real backend sends a puppet for it (``puppet``; the puppet decodes
+  its arguments with the same table), and whether the call leaves a settled world
+  settled (``quiet``);
+- its weight and a sampler for the random generator;
+- a one-line summary, for the docs' op table (tests/test_ops.py checks the docs list
+  every op with its usage).
+
+Adding an op is one entry here, an ``Op`` member in ast.py, and its semantics in each
+backend: ``ModelBackend._perform`` and a ``Puppet`` handler (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from pidns.core import errnos
+from pidns.scenario import ast
+from pidns.scenario.ast import Op, Step
+
+ESRCH = errnos.name(errnos.number("ESRCH"))
+ECHILD = errnos.name(errnos.number("ECHILD"))
+
+
+class Kind(enum.StrEnum):
+    """The kinds of value a step can yield (``blocks`` and ``skipped`` fit every op)."""
+
+    NUMBER = "a number"
+    ERRNO = "an errno"
+    LIST = "a list"
+    WAIT = "a wait result"
+    STATE = "a state"
+
+
+# ---- argument grammar ---------------------------------------------------------------------
+
+
+class P(enum.Enum):
+    """What one argument is; the parser turns each into ``ast.Args`` fields."""
+
+    TARGET = "a process name (root too)"
+    TARGET_OR_NUMBER = "a process name, or a number passed as it is"
+    NUMBER = "an integer in a range"
+    FLAGS = "clone flags joined by |, or 0"
+    SET_TID = "set_tid=N,N,..."
+    SIGNAL = "a signal name or number"
+    CHOICE = "one of a few words"
+    KEYWORD = "a literal word that sets a flag"
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One argument: its kind, the ``Args`` field it sets, whether it may be left out.
+
+    NUMBER: ``low``..``high``, named ``what`` in errors. SIGNAL: ``zero`` allows 0.
+    CHOICE: ``words`` maps each word to the field's value. KEYWORD: the word in
+    ``words`` sets the field to its value. TARGET: ``any_word`` is read as no target.
+    """
+
+    kind: P
+    field: str
+    optional: bool = False
+    low: int = 0
+    high: int = 0
+    what: str = ""
+    zero: bool = False
+    words: tuple[tuple[str, object], ...] = ()
+    any_word: str | None = None
+
+
+def _choice(field: str, *words: tuple[str, object], optional: bool = False) -> Param:
+    return Param(P.CHOICE, field, optional=optional, words=words)
+
+
+# ---- answered without a call ----------------------------------------------------------------
+
+
+class Observer(Protocol):
+    """What the runner may ask a backend about its world, between steps."""
+
+    def pid_seen_by(self, actor: str, target: str) -> int:
+        """TARGET's pid in ACTOR's active pid namespace; 0 if invisible or reaped."""
+
+    def state_of(self, name: str) -> str:
+        """A ``State`` value (root: ``running``)."""
+
+    def nspid_of(self, name: str) -> tuple[int, ...]:
+        """NAME's pid at each level from the world's inwards (``()`` once reaped)."""
+
+
+NoCall = Callable[[Step, Observer], str | None]
+
+
+def _target(step: Step) -> str:
+    assert step.args.target is not None
+    return step.args.target
+
+
+def _pidof(step: Step, world: Observer) -> str:
+    return ast.pid_value(world.pid_seen_by(step.actor, _target(step)))
+
+
+def _nspid(step: Step, world: Observer) -> str:
+    name = step.args.target or step.actor
+    if world.state_of(name) == ast.State.REAPED:
+        return ESRCH  # Decided: its pids may belong to other processes by now
+    return ast.list_value(world.nspid_of(name))
+
+
+def _state(step: Step, world: Observer) -> str:
+    return world.state_of(_target(step))
+
+
+def _setns(step: Step, world: Observer) -> str | None:
+    """A reaped TARGET has no /proc/PID/ns to open (its pid may be another's): ESRCH."""
+    return ESRCH if world.state_of(_target(step)) == ast.State.REAPED else None
+
+
+def _wait(step: Step, world: Observer) -> str | None:
+    """A TARGET the actor cannot see, or one reaped, is not its child: ECHILD."""
+    if step.args.target is None:
+        return None
+    return ECHILD if world.pid_seen_by(step.actor, step.args.target) == 0 else None
+
+
+def _kill(step: Step, world: Observer) -> str | None:
+    """A TARGET the actor cannot see, or one reaped, has no pid to send to: ESRCH."""
+    if step.args.target is None:
+        return None
+    return ESRCH if world.pid_seen_by(step.actor, step.args.target) == 0 else None
+
+
+# ---- the puppet command -------------------------------------------------------------------
+
+
+class Field(enum.Enum):
+    """How a puppet command's argument travels (pidns.scenario.puppet_protocol)."""
+
+    INT = "int"
+    INTS = "ints"  # comma-separated, '-' when empty
+    WORD = "word"
+
+
+class CallContext(Protocol):
+    """What the real backend knows that a command's arguments need."""
+
+    def host_pid(self, name: str) -> int:
+        """NAME's pid in the runner's /proc (where the puppet opens /proc/PID/ns)."""
+
+    def pid_seen_by(self, actor: str, target: str) -> int: ...
+
+
+PuppetArgs = Callable[[Step, CallContext], tuple[object, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class PuppetCall:
+    """The command word a puppet gets for a step, its argument types, and how the real
+    backend computes the arguments from the step."""
+
+    word: str
+    fields: tuple[Field, ...] = ()
+    args: PuppetArgs = lambda _step, _ctx: ()
+
+
+def _wait_args(step: Step, ctx: CallContext) -> tuple[object, ...]:
+    pid = -1 if step.args.target is None else ctx.pid_seen_by(step.actor, step.args.target)
+    return (pid, int(step.args.nohang))
+
+
+def _kill_args(step: Step, ctx: CallContext) -> tuple[object, ...]:
+    a = step.args
+    pid = (a.number or 0) if a.target is None else ctx.pid_seen_by(step.actor, a.target)
+    return (pid, a.signal)
+
+
+def _setns_args(step: Step, ctx: CallContext) -> tuple[object, ...]:
+    kind = "pid_for_children" if step.args.pid_for_children else "pid"
+    return (ctx.host_pid(_target(step)), kind)
+
+
+def _signal_args(step: Step, _ctx: CallContext) -> tuple[object, ...]:
+    assert step.args.disposition is not None
+    return (step.args.signal, step.args.disposition.value)
+
+
+# ---- the random generator -------------------------------------------------------------------
+
+Sampler = Callable[[random.Random, str, str, str], str]
+"""``(rng, actor, target, fresh)`` -> the step after ``ACTOR: `` (``target``: another
+process that exists, or the actor itself; ``fresh``: the next unused name)."""
+
+CLONE_FLAGS = ["0", "NEWPID", "NEWPID|NEWUSER", "PARENT", "NEWPID|PARENT", "NEWUSER"]
+UNSHARE_FLAGS = ["NEWPID", "NEWPID", "NEWPID|NEWUSER", "NEWUSER"]
+KILL_SIGNALS = ["KILL", "TERM", "USR1", "USR2", "CHLD", "0", "KILL", "TERM", "STOP", "CONT"]
+HANDLED_SIGNALS = ["USR1", "USR2", "TERM", "CHLD"]
+
+
+def _sample_clone(rng: random.Random, _actor: str, _target: str, fresh: str) -> str:
+    flags = rng.choice(CLONE_FLAGS)
+    if rng.random() < 0.25:  # numbers chosen at the innermost level(s): clone3 set_tid
+        tids = [rng.choice([1, 2, 3, 5, 40, 299, 300])]
+        if "NEWPID" in flags and rng.random() < 0.5:
+            tids.append(rng.choice([1, 2, 7, 40, 300]))
+        return f"clone {flags} set_tid={','.join(map(str, tids))} -> {fresh}"
+    return f"clone {flags} -> {fresh}"
+
+
+def _sample_kill(rng: random.Random, _actor: str, target: str, _fresh: str) -> str:
+    sig = rng.choice(KILL_SIGNALS)
+    if rng.random() < 0.3:
+        return f"kill {rng.choice(['-1', '0', '1', '2', '3'])} {sig}"
+    return f"kill {target} {sig}"
+
+
+def _sample_wait(rng: random.Random, _actor: str, target: str, _fresh: str) -> str:
+    who = rng.choice(["", " any", f" {target}"])
+    return f"wait{who}" + (" nohang" if rng.random() < 0.5 else "")
+
+
+def _sample_signal(rng: random.Random, _actor: str, _target: str, _fresh: str) -> str:
+    how = rng.choice(["catch", "catch", "ignore", "default"])
+    return f"signal {rng.choice(HANDLED_SIGNALS)} {how}"
+
+
+def _bare(op: str) -> Sampler:
+    return lambda _rng, _actor, _target, _fresh: op
+
+
+# ---- the table ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpSpec:
+    op: Op
+    usage: str  # the arguments as errors and docs write them ("" for none)
+    summary: str  # what it yields, for the docs' op table
+    results: tuple[Kind, ...]
+    params: tuple[Param, ...] = ()
+    binds: bool = False  # needs ``-> NAME`` for the process it makes
+    no_call: NoCall | None = None
+    puppet: PuppetCall | None = None  # None: the runner always answers it (a lookup)
+    quiet: bool = False  # changes nothing outside its caller that a snapshot shows
+    weight: float = 1.0
+    sample: Sampler | None = None
+
+    @property
+    def name(self) -> str:
+        return self.op.value
+
+    @property
+    def doc_args(self) -> str:
+        """The arguments column of the docs' op table."""
+        text = " ".join(part for part in (self.usage, "-> NAME" if self.binds else "") if part)
+        return text or "none"
+
+
+_PID = Kind.NUMBER, Kind.ERRNO
+_TARGET = Param(P.TARGET, "target")
+
+SPECS: dict[Op, OpSpec] = {
+    spec.op: spec
+    for spec in (
+        OpSpec(
+            Op.FORK,
+            "",
+            "the child's pid as the actor sees it, or an errno",
+            _PID,
+            binds=True,
+            puppet=PuppetCall("fork"),
+            weight=5,
+            sample=lambda _r, _a, _t, fresh: f"fork -> {fresh}",
+        ),
+        OpSpec(
+            Op.CLONE,
+            "FLAGS [set_tid=N,N,...]",
+            "as `fork`; `set_tid` lists pids from the innermost namespace outwards, "
+            "as clone3(2) does",
+            _PID,
+            params=(Param(P.FLAGS, "flags"), Param(P.SET_TID, "set_tid", optional=True)),
+            binds=True,
+            puppet=PuppetCall(
+                "clone", (Field.INT, Field.INTS), lambda s, _c: (s.args.flags, s.args.set_tid)
+            ),
+            weight=3,
+            sample=_sample_clone,
+        ),
+        OpSpec(
+            Op.UNSHARE,
+            "FLAGS",
+            "`0` or an errno",
+            _PID,
+            params=(Param(P.FLAGS, "flags"),),
+            puppet=PuppetCall("unshare", (Field.INT,), lambda s, _c: (s.args.flags,)),
+            quiet=True,
+            weight=2,
+            sample=lambda rng, _a, _t, _f: f"unshare {rng.choice(UNSHARE_FLAGS)}",
+        ),
+        OpSpec(
+            Op.SETNS,
+            "TARGET [pid|pid_for_children]",
+            "`0` or an errno; `ESRCH` with no call for a reaped TARGET",
+            _PID,
+            params=(
+                _TARGET,
+                _choice(
+                    "pid_for_children", ("pid", False), ("pid_for_children", True), optional=True
+                ),
+            ),
+            no_call=_setns,
+            puppet=PuppetCall("setns", (Field.INT, Field.WORD), _setns_args),
+            quiet=True,
+            weight=1.5,
+            sample=lambda rng, _a, target, _f: (
+                f"setns {target}{rng.choice(['', ' pid', ' pid_for_children'])}"
+            ),
+        ),
+        *(
+            OpSpec(
+                op,
+                "",
+                summary,
+                _PID,
+                puppet=PuppetCall(op.value),
+                quiet=True,
+                weight=weight,
+                sample=_bare(op.value),
+            )
+            for op, summary, weight in (
+                (Op.GETPID, "the actor's pid in its own namespace, or an errno", 1),
+                (Op.GETPPID, "its parent's pid as the actor sees it, `0` if not visible", 1),
+                (Op.GETPGID, "the actor's process group id, or an errno", 0.5),
+                (Op.GETSID, "the actor's session id, or an errno", 0.5),
+                (Op.SETSID, "the new session id, or an errno", 0.7),
+            )
+        ),
+        OpSpec(
+            Op.PIDOF,
+            "TARGET",
+            "TARGET's pid in the actor's active namespace, `0` if not visible or reaped",
+            (Kind.NUMBER,),
+            params=(_TARGET,),
+            no_call=_pidof,
+            sample=lambda _r, _a, target, _f: f"pidof {target}",
+        ),
+        OpSpec(
+            Op.NSPID,
+            "[TARGET]",
+            "TARGET's NSpid (default: the actor's) from the world's level inwards; "
+            "`ESRCH` once reaped",
+            (Kind.LIST, Kind.ERRNO),
+            params=(Param(P.TARGET, "target", optional=True),),
+            no_call=_nspid,
+            sample=lambda rng, _a, target, _f: (
+                "nspid" + (f" {target}" if rng.random() < 0.6 else "")
+            ),
+        ),
+        OpSpec(
+            Op.EXIT,
+            "CODE",
+            "`0`; the process ends (CODE: 0..255)",
+            (Kind.NUMBER,),
+            params=(Param(P.NUMBER, "number", low=0, high=255, what="exit status"),),
+            puppet=PuppetCall("exit", (Field.INT,), lambda s, _c: (s.args.number,)),
+            weight=3,
+            sample=lambda rng, _a, _t, _f: f"exit {rng.randrange(0, 6)}",
+        ),
+        OpSpec(
+            Op.WAIT,
+            "[TARGET|any] [nohang]",
+            "a wait result, `none`, an errno, or `blocks`; `ECHILD` with no call for a "
+            "TARGET the actor cannot see",
+            (Kind.WAIT, Kind.ERRNO),
+            params=(
+                Param(P.TARGET, "target", optional=True, any_word="any"),
+                Param(P.KEYWORD, "nohang", optional=True, words=(("nohang", True),)),
+            ),
+            no_call=_wait,
+            puppet=PuppetCall("wait", (Field.INT, Field.INT), _wait_args),
+            weight=3,
+            sample=_sample_wait,
+        ),
+        OpSpec(
+            Op.KILL,
+            "TARGET|NUMBER SIG",
+            "`0` or an errno; `ESRCH` with no call for a TARGET the actor cannot see",
+            _PID,
+            params=(
+                Param(P.TARGET_OR_NUMBER, "target", low=-(2**31), high=2**31 - 1, what="pid"),
+                Param(P.SIGNAL, "signal", zero=True),
+            ),
+            no_call=_kill,
+            puppet=PuppetCall("kill", (Field.INT, Field.INT), _kill_args),
+            weight=3,
+            sample=_sample_kill,
+        ),
+        OpSpec(
+            Op.SIGNAL,
+            "SIG catch|ignore|default",
+            "`0` or an errno",
+            _PID,
+            params=(
+                Param(P.SIGNAL, "signal"),
+                _choice("disposition", *((d.value, d) for d in ast.Disposition)),
+            ),
+            puppet=PuppetCall("signal", (Field.INT, Field.WORD), _signal_args),
+            quiet=True,
+            weight=1.5,
+            sample=_sample_signal,
+        ),
+        OpSpec(
+            Op.CAUGHT,
+            "",
+            "the signals caught since the last `caught`, each `SIG from PID`",
+            (Kind.LIST,),
+            puppet=PuppetCall("caught"),
+            quiet=True,
+            sample=_bare("caught"),
+        ),
+        OpSpec(
+            Op.SUBREAPER,
+            "on|off",
+            "`0`: PR_SET_CHILD_SUBREAPER",
+            _PID,
+            params=(_choice("on", ("on", True), ("off", False)),),
+            puppet=PuppetCall("subreaper", (Field.INT,), lambda s, _c: (int(s.args.on),)),
+            quiet=True,
+            weight=0.7,
+            sample=lambda rng, _a, _t, _f: f"subreaper {rng.choice(['on', 'off'])}",
+        ),
+        OpSpec(
+            Op.STATE,
+            "TARGET",
+            "`running` (also sleeping or stopped), `exiting`, `zombie`, `reaped`",
+            (Kind.STATE,),
+            params=(_TARGET,),
+            no_call=_state,
+            sample=lambda _r, _a, target, _f: f"state {target}",
+        ),
+        OpSpec(
+            Op.SETUID,
+            "UID",
+            "`0` or an errno",
+            _PID,
+            params=(Param(P.NUMBER, "number", low=0, high=2**32 - 2, what="uid"),),
+            puppet=PuppetCall("setuid", (Field.INT,), lambda s, _c: (s.args.number,)),
+            quiet=True,
+            weight=0.3,
+            sample=lambda rng, _a, _t, _f: f"setuid {rng.choice([0, 1000, 65534])}",
+        ),
+    )
+}
+
+# command word -> the puppet call it is, for the puppet's decoder
+PUPPET_COMMANDS: dict[str, PuppetCall] = {
+    spec.puppet.word: spec.puppet for spec in SPECS.values() if spec.puppet is not None
+}
+
+
+def spec(op: Op) -> OpSpec:
+    return SPECS[op]
+
+
+def answer_without_call(step: Step, world: Observer) -> str | None:
+    """The step's result when the language fixes it with no call, else None."""
+    rule = SPECS[step.op].no_call
+    return None if rule is None else rule(step, world)
+
+
+def _check_complete() -> None:
+    missing = [op.value for op in Op if op not in SPECS]
+    if missing:  # pragma: no cover - a new Op without its entry
+        raise AssertionError(f"ops without a registry entry: {', '.join(missing)}")
+    for entry in SPECS.values():
+        if entry.puppet is None and entry.no_call is None:  # pragma: no cover
+            raise AssertionError(f"{entry.name}: neither a puppet call nor a no-call rule")
+
+
+_check_complete()

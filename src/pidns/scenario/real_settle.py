@@ -1,0 +1,232 @@
+"""Settling the real backend's world after a step: waiting, without timeouts deciding
+anything, until nothing is in flight (docs/scenario-language.md: "Snapshots and settling").
+
+A world is settled when the step's own call has returned (or its actor stopped, or died
+by its own call), no live process has a signal pending, no process is exiting but an
+init asleep in zap_pid_ns_processes while its namespace still has members, no zombie
+waits for root, every puppet blocked in wait sleeps in do_wait, every continued puppet
+has answered its queued call, and that sweep of /proc began after the call returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import time
+from dataclasses import dataclass, field
+
+from pidns.linux import syscalls
+from pidns.scenario import ast, puppet
+from pidns.scenario import puppet_protocol as wire
+from pidns.scenario.ast import Completion, Op
+from pidns.scenario.backend import BackendError
+from pidns.scenario.real_call import CallState
+from pidns.scenario.real_proc import SIGKILL_BIT, read, wchan
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pidns.scenario.real_world import Proc, World
+
+WAKE_BIT = 1 << (puppet.WAKE - 1)
+# The state of an init asleep in zap_pid_ns_processes: S (TASK_INTERRUPTIBLE, 6.18),
+# I (TASK_IDLE, as 6.1 shows it) or D (TASK_UNINTERRUPTIBLE, 3.8).
+_ZAP = "SID"
+
+
+@dataclass(slots=True)
+class Settle:
+    """What one step waits for while it settles."""
+
+    actor: Proc | None
+    result: str | None
+    completions: list[Completion] = field(default_factory=list)
+
+
+class Settler:
+    """The settling of one world."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def settle(self, settle: Settle) -> None:
+        """Wait until nothing is in flight; resolve the actor's call and any completions.
+
+        Only a sweep of /proc begun after the actor's call returned can show the world
+        settled: one begun earlier may have read a process before the call touched it.
+        """
+        deadline = time.monotonic() + self.world.settle_timeout
+        rounds = 0
+        asked: set[int] = set()  # host pids told to take their caught signals
+        while True:
+            self.await_actor(settle)
+            self._read_messages(settle, 0)
+            returned = settle.result is not None
+            self._sweep()
+            self._resolve_silent_actor(settle)
+            reasons = self.unsettled()
+            if not returned:
+                assert settle.actor is not None
+                reasons.append(f"{settle.actor.name}'s call has not returned")
+            if not reasons:
+                # all else at rest: the puppets take their caught signals now, so that
+                # signals of one number sent during the step merge as the kernel merges them
+                reasons = self._take_caught_signals(asked)
+                if not reasons:
+                    return
+            if time.monotonic() > deadline:
+                raise BackendError("the world did not settle: " + "; ".join(reasons))
+            if returned:
+                rounds += 1
+                self._read_messages(settle, 0 if rounds < 4 else 0.0002 if rounds < 20 else 0.002)
+
+    def await_actor(self, settle: Settle) -> None:
+        """Sleep until the actor answers or exits (its pidfd turns readable), briefly."""
+        actor = settle.actor
+        if actor is None or settle.result is not None or actor.channel is None:
+            return
+        channel = actor.channel.fileno()
+        ready, _, _ = select.select([channel, actor.pidfd], [], [], 0.001)
+        if channel in ready:
+            self.world.take_message(actor, settle)
+
+    def _read_messages(self, settle: Settle, timeout: float) -> None:
+        waiting = {
+            p.channel.fileno(): p
+            for p in self.world.by_host.values()
+            if p.channel is not None and (p.call is not None or p.discard)
+        }
+        if not waiting and timeout <= 0:
+            return
+        if not waiting:
+            time.sleep(timeout)
+            return
+        ready, _, _ = select.select(list(waiting), [], [], timeout)
+        for fd in ready:
+            self.world.take_message(waiting[fd], settle)
+
+    def _resolve_silent_actor(self, settle: Settle) -> None:
+        """The actor stopped or died without answering: only its own call can have done it."""
+        actor = settle.actor
+        if actor is None or settle.result is not None or actor.call is None:
+            return
+        op = actor.call.step.op
+        if op is Op.EXIT and (actor.reaped or actor.seen.dead):
+            settle.result = ast.OK
+            actor.call = None
+        elif actor.reaped or actor.seen.dead:
+            if op is not Op.KILL:
+                raise BackendError(f"{actor.name} died during its {op.value} step")
+            settle.result = ast.OK  # kill(2) succeeded: the signal it sent itself killed it
+            actor.call = None
+        elif actor.seen.stopped and op is Op.KILL:
+            settle.result = ast.OK  # it stopped itself; the reply comes once continued
+            actor.call = None
+            actor.discard += 1
+        elif actor.seen.stopped:
+            settle.result = ast.BLOCKS  # it reads the command once continued
+            actor.call.move_to(CallState.QUEUED)
+
+    def _sweep(self) -> None:
+        for p in list(self.world.by_host.values()):
+            seen = read(p.status_fd, p.stat_fd)
+            if seen is None:
+                p.reaped = True
+                del self.world.by_host[p.host]
+                self.world.forget(p)
+            else:
+                p.seen = seen
+            if (
+                (seen is None or seen.dead)
+                and p.call is not None
+                and p.call.state is not CallState.AWAITED
+            ):
+                p.call = None  # a call pending in a dead process never completes
+
+    def unsettled(self) -> list[str]:
+        """Why the world is not settled yet (empty: settled).
+
+        A process is at rest when it is a zombie nobody is about to reap, an init asleep in
+        zap_pid_ns_processes waiting for the other pids of its namespace (``exiting``),
+        stopped, or alive with no signal pending, no call of its own on the way and, if it
+        is blocked in wait, asleep in do_wait. The kernel's own wait channel
+        (/proc/PID/wchan) tells a sleeping waiter or exiting init from one that was just
+        woken, so no step result ever depends on timing.
+        """
+        reasons: list[str] = []
+        for p in self.world.by_host.values():
+            seen = p.seen
+            if seen.state == "X":
+                reasons.append(f"{p.name} is being reaped")
+            elif seen.state == "Z":
+                if seen.ppid == self.world.root_host:
+                    reasons.append(f"{p.name} is a zombie root will reap")
+            elif seen.exiting:
+                if not (self._members(p) and self._asleep_in(p, "zap_pid_ns_processes", _ZAP)):
+                    reasons.append(f"{p.name} is exiting")
+            elif seen.stopped:
+                if seen.pending & SIGKILL_BIT:
+                    reasons.append(f"{p.name} is stopped with SIGKILL pending")
+            else:
+                if seen.pending & ~seen.blocked:  # blocked ones: caught, taken at the end
+                    reasons.append(f"{p.name} has signals pending")
+                call = p.call
+                if call is not None and call.state is CallState.QUEUED:
+                    reasons.append(f"{p.name} was continued: its queued call runs")
+                elif (
+                    call is not None
+                    and call.state is CallState.BLOCKED
+                    and not self._asleep_in(p, "do_wait")
+                ):
+                    reasons.append(f"{p.name}'s wait is returning")
+        return reasons
+
+    def _members(self, init: Proc) -> bool:
+        """Another process still has a pid in INIT's namespace. Without one, an init asleep
+        in zap_pid_ns_processes is about to wake: a member's /proc entry goes before its
+        pid is freed (kernel/exit.c:release_task, then free_pids)."""
+        level, ns = init.level, init.nschain[-1]
+        return any(
+            p is not init and len(p.nschain) > level and p.nschain[level] == ns
+            for p in self.world.by_host.values()
+        )
+
+    def _asleep_in(self, p: Proc, function: str, states: str = "S") -> bool:
+        return p.seen.state in states and wchan(p.host) == function
+
+    def _take_caught_signals(self, asked: set[int]) -> list[str]:
+        """Tell every running puppet with caught signals pending to take them: an idle one
+        by the ``drain`` command, one blocked in wait by WAKE. Returns who has not yet."""
+        reasons: list[str] = []
+        for p in self.world.by_host.values():
+            seen = p.seen
+            if seen.dead or seen.stopped or seen.exiting or not seen.pending & seen.blocked:
+                continue
+            reasons.append(f"{p.name} has caught signals to take")
+            if p.host in asked:
+                continue
+            asked.add(p.host)
+            call = p.call
+            if call is None and p.channel is not None:
+                wire.send(p.channel, wire.encode_command(wire.DRAIN))
+            elif (
+                call is not None and call.state is CallState.BLOCKED and not seen.pending & WAKE_BIT
+            ):
+                with contextlib.suppress(ProcessLookupError):
+                    syscalls.pidfd_send_signal(p.pidfd, puppet.WAKE)
+        return reasons
+
+
+_wchan_checked = False
+
+
+def check_wchan(root: Proc) -> None:
+    """Settling reads wait channels: make sure this kernel shows them (CONFIG_KALLSYMS);
+    once per runner process."""
+    global _wchan_checked
+    deadline = time.monotonic() + 2.0
+    while not _wchan_checked and time.monotonic() < deadline:
+        # root sleeps between its reaps
+        _wchan_checked = wchan(root.host) not in ("", "0")
+        time.sleep(0 if _wchan_checked else 0.0005)
+    if not _wchan_checked:
+        raise BackendError("/proc/PID/wchan shows no kernel symbols; the backend needs them")

@@ -1,0 +1,354 @@
+"""The real backend's world: its processes (root and the puppets), the steps sent to
+them, their replies, and snapshots. Settling is pidns.scenario.real_settle, reading
+/proc pidns.scenario.real_proc; pidns.scenario.real is the Backend over all of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pidns.core import errnos, signals
+from pidns.core import flags as cf
+from pidns.linux import nsfs, syscalls
+from pidns.scenario import ast, ops, puppet
+from pidns.scenario import puppet_protocol as wire
+from pidns.scenario.ast import Completion, Outcome, ProcessSnapshot, Snapshot, Step
+from pidns.scenario.backend import BackendError, UnsupportedStep
+from pidns.scenario.real_call import Call, CallState
+from pidns.scenario.real_proc import SIGKILL_BIT, Seen, pidfd_numbers, read
+from pidns.scenario.real_settle import Settle, Settler, check_wchan
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold Ctrl-C back while the world's init is made or killed, so that no
+    KeyboardInterrupt leaves it unrecorded or alive; it arrives right after."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+@dataclass(slots=True)
+class Proc:
+    """A process of the world: root or a puppet."""
+
+    name: str
+    host: int  # pid in the runner's /proc
+    pidfd: int
+    channel: socket.socket | None  # None for root
+    nspid: tuple[int, ...]  # from the world's level inwards
+    nschain: tuple[int, ...]  # pid namespace inode at each of those levels
+    status_fd: int
+    stat_fd: int
+    seen: Seen
+    reaped: bool = False
+    call: Call | None = None
+    discard: int = 0  # replies still to come for calls already resolved (see _resolve_silent_actor)
+
+    @property
+    def level(self) -> int:
+        """Index of the active namespace in ``nspid``/``nschain``."""
+        return len(self.nschain) - 1
+
+
+class World:
+    def __init__(self, userns: bool, settle_timeout: float) -> None:
+        self.userns = userns
+        self.settle_timeout = settle_timeout
+        self.procs: dict[str, Proc] = {}
+        self.by_host: dict[int, Proc] = {}  # processes not yet reaped
+        self.root: Proc | None = None
+        self.root_pidfd = -1
+        self.root_host = 0
+        self.world_index = 0  # index of the world's level in /proc's NSpid lines
+        self.world_ns = 0
+        self.settler = Settler(self)
+
+    # ---- making and ending the world ----------------------------------------------------
+
+    def make(self) -> None:
+        kind = socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
+        control, root_control = socket.socketpair(socket.AF_UNIX, kind)
+        first, first_child = socket.socketpair(socket.AF_UNIX, kind)
+        flags = cf.NEWPID | (cf.NEWUSER if self.userns else 0)
+        with uninterrupted():
+            try:
+                pid, pidfd = syscalls.clone(flags, want_pidfd=True)
+            except OSError as exc:
+                for sock in (control, root_control, first, first_child):
+                    sock.close()
+                how = "a user and pid namespace" if self.userns else "a pid namespace"
+                raise BackendError(f"cannot make {how} for the world: {exc.strerror}") from None
+            if pid == 0:
+                control.close()
+                first.close()
+                puppet.world_init(root_control, first_child)
+            self.root_pidfd = pidfd  # from here on, close() can end the world
+        root_control.close()
+        first_child.close()
+        self.root = self._register("root", pidfd, None)
+        self.root_host = self.root.host
+        try:
+            if self.userns:
+                self._map_ids(self.root.host)
+            wire.send(control, wire.GO)
+            text, fds = self._receive(control, "root")
+            if text != wire.FIRST_CHILD or len(fds) != 1:
+                raise BackendError(f"the world's init failed to start A ({text!r})")
+            self._register("A", fds[0], first)
+        finally:
+            control.close()
+        check_wchan(self.root)
+        self.settle(Settle(None, ast.OK))
+
+    def _map_ids(self, host: int) -> None:
+        try:
+            for name, text in (
+                ("setgroups", "deny"),
+                ("uid_map", f"0 {os.geteuid()} 1"),
+                ("gid_map", f"0 {os.getegid()} 1"),
+            ):
+                with open(f"/proc/{host}/{name}", "wb") as f:
+                    f.write(text.encode())
+        except OSError as exc:
+            raise BackendError(f"cannot map the caller to root in the world: {exc}") from None
+
+    def close(self) -> None:
+        """SIGKILL root from outside: the kernel kills everything below it first."""
+        pidfd = self.root_pidfd
+        if pidfd >= 0:
+            with uninterrupted(), contextlib.suppress(ProcessLookupError):
+                syscalls.pidfd_send_signal(pidfd, signals.KILL)
+            select.select([pidfd], [], [], 30.0)  # the whole world is gone by then
+            with contextlib.suppress(ChildProcessError):
+                os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+        for p in self.procs.values():
+            self.forget(p)
+        if self.root is None and pidfd >= 0:
+            os.close(pidfd)  # root never got its record, which owns the descriptor
+        self.root_pidfd = -1
+
+    def forget(self, p: Proc) -> None:
+        for fd in (p.pidfd, p.status_fd, p.stat_fd):
+            if fd >= 0:
+                os.close(fd)
+        p.pidfd = p.status_fd = p.stat_fd = -1
+        if p.channel is not None:
+            p.channel.close()
+            p.channel = None
+
+    # ---- processes ----------------------------------------------------------------------
+
+    def _register(self, name: str, pidfd: int, channel: socket.socket | None) -> Proc:
+        host, full = pidfd_numbers(pidfd)
+        status_fd = os.open(f"/proc/{host}/status", os.O_RDONLY | os.O_CLOEXEC)
+        stat_fd = os.open(f"/proc/{host}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        if name == "root":
+            self.world_index = len(full) - 1
+            self.world_ns = os.stat(f"/proc/{host}/ns/pid").st_ino
+        nspid = full[self.world_index :]
+        p = Proc(
+            name, host, pidfd, channel, nspid, (), status_fd, stat_fd, Seen("R", 0, 0, 0, False)
+        )
+        p.nschain = self._ns_chain(host, len(nspid))
+        self.procs[name] = p
+        self.by_host[host] = p
+        seen = read(p.status_fd, p.stat_fd)
+        if seen is not None:
+            p.seen = seen
+        return p
+
+    def _ns_chain(self, host: int, depth: int) -> tuple[int, ...]:
+        """The pid namespace of each level from the world's inwards (NS_GET_PARENT walk)."""
+        fd = os.open(f"/proc/{host}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        chain = [os.fstat(fd).st_ino]
+        try:
+            while len(chain) < depth:
+                parent = syscalls.ns_ioctl(fd, nsfs.NS_GET_PARENT)
+                os.close(fd)
+                fd = parent
+                chain.append(os.fstat(fd).st_ino)
+        finally:
+            os.close(fd)
+        chain.reverse()
+        if chain[0] != self.world_ns:
+            raise BackendError(f"process {host} is not in the world's namespace")
+        return tuple(chain)
+
+    def seen_by(self, actor: Proc, target: Proc) -> int:
+        """TARGET's pid in ACTOR's active namespace; 0 when invisible or reaped."""
+        level = actor.level
+        if target.reaped or len(target.nschain) <= level:
+            return 0
+        return target.nspid[level] if target.nschain[level] == actor.nschain[level] else 0
+
+    def name_of(self, actor: Proc, pid: int) -> str:
+        """The process that is ``pid`` in ACTOR's namespace (a child ACTOR just reaped)."""
+        level, ns = actor.level, actor.nschain[-1]
+        found = [
+            p
+            for p in self.procs.values()
+            if p.name != "root"
+            and len(p.nschain) > level
+            and p.nschain[level] == ns
+            and p.nspid[level] == pid
+        ]
+        if not found:
+            raise BackendError(f"{actor.name} reaped pid {pid}, which is no named process")
+        found.sort(key=lambda p: (p.seen.ppid == actor.host, not p.reaped))
+        return found[-1].name
+
+    # ---- the runner's observations (pidns.scenario.ops.Observer, CallContext) ----------
+
+    def pid_seen_by(self, actor: str, target: str) -> int:
+        return self.seen_by(self.procs[actor], self.procs[target])
+
+    def host_pid(self, name: str) -> int:
+        return self.procs[name].host
+
+    def can_act(self, name: str) -> bool:
+        """Read fresh: the actor may have been killed from outside the world."""
+        actor = self.procs[name]
+        seen = None if actor.reaped else read(actor.status_fd, actor.stat_fd)
+        if seen is None or seen.dead or seen.pending & SIGKILL_BIT:
+            self.settle(Settle(None, ast.SKIPPED))  # let the snapshot catch up with its death
+            return False
+        actor.seen = seen
+        return True
+
+    # ---- steps --------------------------------------------------------------------------
+
+    def step(self, step: Step) -> Outcome:
+        """Send the step's command to its actor's puppet (the runner has checked the actor
+        can act, and answered what needs no call); settle."""
+        actor = self.procs[step.actor]
+        spec = ops.SPECS[step.op]
+        if spec.puppet is None:
+            raise BackendError(f"line {step.line}: {step.op.value} has no puppet command")
+        if actor.channel is None:
+            raise BackendError(f"{actor.name} has no channel")
+        command = wire.encode_command(spec.puppet.word, spec.puppet.args(step, self))
+        wire.send(actor.channel, command)
+        settle = Settle(actor, None)
+        actor.call = Call(step)
+        if actor.seen.stopped:  # it will read the command once continued
+            actor.call.move_to(CallState.QUEUED)
+            settle.result = ast.BLOCKS
+        elif spec.quiet:
+            for _ in range(4):  # the world was settled and the call touches no one else
+                self.settler.await_actor(settle)
+                if settle.result is not None:
+                    return Outcome(settle.result)
+        self.settle(settle)
+        assert settle.result is not None
+        return Outcome(settle.result, settle.completions)
+
+    # ---- replies ------------------------------------------------------------------------
+
+    def _receive(self, sock: socket.socket, who: str) -> tuple[str, list[int]]:
+        ready, _, _ = select.select([sock], [], [], self.settle_timeout)
+        if not ready:
+            raise BackendError(f"{who} did not answer within {self.settle_timeout} s")
+        try:
+            return wire.receive(sock)
+        except OSError as exc:
+            raise BackendError(f"lost {who}: {exc}") from None
+
+    def take_message(self, p: Proc, settle: Settle) -> None:
+        """Read one message of P's puppet and apply it to the call it answers."""
+        assert p.channel is not None
+        try:
+            text, fds = wire.receive(p.channel)
+        except OSError:
+            text, fds = "", []
+        if not text:  # the puppet is gone; its death shows in /proc
+            p.channel.close()
+            p.channel = None
+            return
+        if p.discard:
+            p.discard -= 1
+            for fd in fds:
+                os.close(fd)
+            return
+        call = p.call
+        if call is None:
+            raise BackendError(f"{p.name} sent {text!r} with no call pending")
+        try:
+            reply = wire.decode_reply(text)
+        except wire.ProtocolError as err:
+            raise BackendError(f"line {call.step.line}: puppet {p.name}: {err}") from None
+        if isinstance(reply, wire.Blocks):
+            call.move_to(CallState.BLOCKED)
+            if p is settle.actor and settle.result is None:
+                settle.result = ast.BLOCKS
+            return
+        if isinstance(reply, wire.Done):
+            reply = reply.reply
+        result = self._result(p, call.step, reply, fds)
+        p.call = None
+        if call.state is CallState.AWAITED:
+            settle.result = result
+        else:
+            settle.completions.append(Completion(call.step.index, p.name, result))
+
+    def _result(self, p: Proc, step: Step, reply: wire.Reply, fds: list[int]) -> str:
+        """The step's canonical result for a puppet's reply."""
+        if isinstance(reply, wire.Number):
+            if ops.SPECS[step.op].binds:
+                assert step.bind is not None and p.channel is not None
+                if len(fds) != 2:
+                    raise BackendError(f"{p.name}: fork reply without its descriptors")
+                self._register(step.bind, fds[0], socket.socket(fileno=fds[1]))
+            return ast.pid_value(reply.value)
+        for fd in fds:
+            os.close(fd)
+        if isinstance(reply, wire.Errno):
+            return errnos.name(reply.errno)
+        if isinstance(reply, wire.NothingToCollect):
+            return ast.NONE
+        if isinstance(reply, wire.Exited):
+            return ast.exited(self.name_of(p, reply.pid), reply.code)
+        if isinstance(reply, wire.Killed):
+            return ast.killed(self.name_of(p, reply.pid), signals.name(reply.signal))
+        if isinstance(reply, wire.Caught):
+            return ast.caught_value([(signals.name(sig), pid) for sig, pid in reply.items])
+        if isinstance(reply, wire.Unsupported):
+            raise UnsupportedStep(f"line {step.line}: {reply.why}")
+        why = reply.why if isinstance(reply, wire.Broken) else repr(reply)
+        raise BackendError(f"line {step.line}: puppet {p.name} failed: {why}")
+
+    def settle(self, settle: Settle) -> None:
+        self.settler.settle(settle)
+
+    # ---- snapshots ----------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        snap: Snapshot = {}
+        for name, p in self.procs.items():
+            if p is self.root:
+                continue
+            if p.reaped:
+                snap[name] = ProcessSnapshot(ast.State.REAPED.value, "-", ())
+                continue
+            parent = self.by_host.get(p.seen.ppid)
+            snap[name] = ProcessSnapshot(state_of(p), parent.name if parent else "?", p.nspid)
+        return snap
+
+
+def state_of(p: Proc) -> str:
+    """What ``state`` reports for P (and the snapshot shows)."""
+    if p.reaped:
+        return ast.State.REAPED.value
+    if p.seen.state in ("Z", "X"):
+        return ast.State.ZOMBIE.value
+    if p.seen.exiting:
+        return ast.State.EXITING.value
+    return ast.State.RUNNING.value
