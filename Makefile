@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Debian packages the tests and benchmarks use; installed only when running as root.
-DEB_PACKAGES := libpam-python pamtester python3-venv util-linux procps tini bubblewrap graphviz \
+DEB_PACKAGES := libpam-python pamtester python3-venv util-linux procps tini bubblewrap graphviz uidmap dumb-init catatonit \
   qemu-system-x86
 # Kernels `pidns check --kernel` boots in `make test` (docs/check.md): Linux 3.8.13, the
 # seed's line, where this machine keeps one (no registry has it), and Debian's 6.1,

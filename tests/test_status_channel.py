@@ -17,6 +17,7 @@ EVERY_KIND = [
     sc.Ready(2, 4242, 1_000_000),
     sc.Ready(2, 0, 5),  # a kernel without NS_GET_PID_IN_PIDNS: host pid unknown
     sc.Stopped(20),
+    sc.MapsWanted(),
     sc.Namespaces({"mnt": 4026532177, "pid": 4026532178}),
     sc.Namespaces({}),
     sc.Report(15, 1, 2, 3, 0, 0, [], [], False),
@@ -49,6 +50,7 @@ def test_the_wire_format_is_the_documented_one() -> None:
         "",
         "Q 1",
         "R",
+        "M 1",
         "R 1 2",
         "R a b c",
         "X 1 2 3",
