@@ -148,11 +148,20 @@ def test_run_options_parse() -> None:
 
 
 def test_exec_options_parse() -> None:
-    assert exec_cli.parse(["-t", "5", "-m", "--", "ls"]) == (5, True, ["ls"])
-    assert exec_cli.parse(["--target=7", "ls", "-m"]) == (7, False, ["ls", "-m"])
-    assert exec_cli.parse(["--help"]) is None
+    args = exec_cli.parse(["-t", "5", "-m", "--", "ls"])
+    assert (args.target, args.mount, args.command) == (5, True, ["ls"])
+    args = exec_cli.parse(["--target=7", "ls", "-m"])
+    assert (args.target, args.mount, args.command) == (7, False, ["ls", "-m"])
+    args = exec_cli.parse(["-mUt9", "--preserve-credentials", "-w/tmp", "-R", "/", "id"])
+    assert (args.target, args.mount, args.user, args.preserve_credentials) == (9, True, True, True)
+    assert (args.wd, args.root, args.command) == ("/tmp", "/", ["id"])
+    args = exec_cli.parse(["--pid=/proc/1/ns/pid_for_children", "sh"])
+    assert (args.target, args.pid_file) == (None, "/proc/1/ns/pid_for_children")
+    assert exec_cli.parse(["--help"]).help
     with pytest.raises(UsageError, match="required"):
         exec_cli.parse(["ls"])
+    with pytest.raises(UsageError, match="need --target"):
+        exec_cli.parse(["--pid=/proc/1/ns/pid", "-m", "ls"])
 
 
 def test_a_report_read_together_with_the_ready_line_is_kept() -> None:

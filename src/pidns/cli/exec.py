@@ -1,71 +1,139 @@
-"""``pidns exec``: run a command inside the pid namespace of an existing process."""
+"""``pidns exec``: run a command inside the pid namespace of an existing process.
+
+Its options follow nsenter's where they meet (-t, -m, -U, --preserve-credentials, -w,
+--pid=FILE), from one table (``OPTIONS``: name, short, arg, help) shared with the help
+text, the man page and the completion.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 
-from pidns.cli.options import UsageError, scan, usage_error
-from pidns.core import exits
+from pidns.cli.options import Option, UsageError, format_table, scan_table, usage_error
+from pidns.core import exits, flags
 from pidns.linux import join, launcher, spawn, supervisor, syscalls
 
-USAGE = """\
-usage: pidns exec --target PID [--mount] [--] COMMAND [ARGS...]
+OPTIONS = (
+    Option("--target", "-t", arg="PID", help="the process whose pid namespace to join"),
+    Option("--pid", "-p", arg="FILE", optional=True,
+           help="the pid namespace as an nsfs file instead (/proc/PID/ns/pid, "
+           "/proc/PID/ns/pid_for_children, or a bind mount of one)"),
+    Option("--mount", "-m",
+           help="join PID's mount namespace too, so that /proc shows that namespace"),
+    Option("--user", "-U",
+           help="join PID's user namespace too (without CAP_SYS_ADMIN it is joined "
+           "whenever it differs from yours), and become uid 0 and gid 0 there"),
+    Option("--preserve-credentials", help="with --user: keep your uid and gid"),
+    Option("--root", "-R", arg="DIR", help="COMMAND's root directory (after the join)"),
+    Option("--wd", "-w", arg="DIR", help="COMMAND's working directory (after --root)"),
+    Option("--version", "-V", help="show pidns's version"),
+    Option("--help", "-h", help="show this help"),
+)  # fmt: skip
+
+HEAD = """\
+usage: pidns exec --target PID [OPTIONS] [--] COMMAND [ARGS...]
+       pidns exec --pid=/proc/PID/ns/pid [OPTIONS] [--] COMMAND [ARGS...]
 
 Run COMMAND inside the pid namespace of process PID: setns(2) through a pidfd of PID,
 then fork, so that COMMAND gets a pid there (its parent, pidns exec, stays outside).
 
 options:
-  -t, --target PID  the process whose pid namespace to join
-  -m, --mount       join its mount namespace too, so that /proc shows that namespace
-  -h, --help        show this help
-
+"""
+TAIL = """
 Without CAP_SYS_ADMIN, PID's user namespace is joined as well when it differs from yours.
 exit status: COMMAND's status (128+N if it was killed by signal N); 2 bad usage;
 125 cannot join; 126 COMMAND not executable; 127 COMMAND not found.
 """
 
 
-def parse(argv: list[str]) -> tuple[int, bool, list[str]] | None:
-    """(target, mount, command), or None for --help."""
-    target: int | None = None
-    mount = False
-    options, command = scan(argv, ("-t", "--target"))
+def usage() -> str:
+    return HEAD + format_table(OPTIONS) + TAIL
+
+
+class ExecArgs:
+    """What ``pidns exec`` was asked (``help``/``version``: only that)."""
+
+    __slots__ = (
+        "command",
+        "help",
+        "mount",
+        "pid_file",
+        "preserve_credentials",
+        "root",
+        "target",
+        "user",
+        "version",
+        "wd",
+    )
+
+    def __init__(self) -> None:
+        self.target: int | None = None
+        self.pid_file: str | None = None
+        self.mount = False
+        self.user = False
+        self.preserve_credentials = False
+        self.root: str | None = None
+        self.wd: str | None = None
+        self.command: list[str] = []
+        self.help = False
+        self.version = False
+
+
+def parse(argv: list[str]) -> ExecArgs:
+    args = ExecArgs()
+    options, args.command = scan_table(argv, OPTIONS)
     for name, value in options:
-        if name in ("-t", "--target"):
+        if name == "--help":
+            args.help = True
+            return args
+        if name == "--version":
+            args.version = True
+            return args
+        if name == "--target":
             if not value.isdigit() or int(value) <= 0:
                 raise UsageError(f"{name} needs a pid (a positive number), not {value!r}")
-            target = int(value)
-        elif name in ("-m", "--mount"):
-            mount = True
-        elif name in ("-h", "--help"):
-            return None
-        else:
-            raise UsageError(f"unknown option {name!r}")
-    if target is None:
-        raise UsageError("--target PID is required")
-    if not command:
+            args.target = int(value)
+        elif name == "--pid":
+            args.pid_file = value or None  # bare -p: the target's, which is the default
+        elif name == "--mount":
+            args.mount = True
+        elif name == "--user":
+            args.user = True
+        elif name == "--preserve-credentials":
+            args.preserve_credentials = True
+        elif name == "--root":
+            args.root = value
+        elif name == "--wd":
+            args.wd = value
+    if args.target is None and args.pid_file is None:
+        raise UsageError("--target PID (or --pid=FILE) is required")
+    if args.target is None and (args.mount or args.user):
+        raise UsageError("--mount and --user join PID's namespaces: they need --target PID")
+    if not args.command:
         raise UsageError("no command given")
-    return target, mount, command
+    return args
 
 
 def main(name: str, argv: list[str]) -> int:
     try:
-        parsed = parse(argv)
+        args = parse(argv)
     except UsageError as exc:
         return usage_error(f"pidns {name}", exc)
-    if parsed is None:
-        sys.stdout.write(USAGE)
+    if args.help:
+        sys.stdout.write(usage())
         return 0
-    target, mount, command = parsed
+    if args.version:
+        print(f"pidns {__import__('pidns').__version__}")
+        return 0
     try:
-        return _exec(name, target, mount, command)
+        return _exec(name, args)
     except Exception as exc:  # a bug of ours: still one line, never a traceback
         print(f"pidns {name}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return exits.EXIT_SETUP
 
 
-def _exec(name: str, target: int, mount: bool, command: list[str]) -> int:
+def _exec(name: str, args: ExecArgs) -> int:
     try:
         sfd, inherited = supervisor.block_signals()  # the command-line process only
     except launcher.SetupError as exc:
@@ -73,28 +141,34 @@ def _exec(name: str, target: int, mount: bool, command: list[str]) -> int:
         return exits.EXIT_SETUP
     terminal, foreground = supervisor.foreground_terminal()
     try:
-        join.join(target, mount=mount)
+        joined = join.join(args.target, mount=args.mount, user=args.user, pid_file=args.pid_file)
+        join.set_root(args.root, args.wd)
     except join.JoinError as exc:
         print(f"pidns {name}: {exc}", file=sys.stderr)
         return exits.EXIT_SETUP
+    # nsenter's rule: entering a user namespace (asked for) makes you its root, unless
+    # --preserve-credentials; one joined only for permission keeps the uid you map to
+    become_root = args.user and not args.preserve_credentials and bool(joined & flags.NEWUSER)
     env = dict(os.environ)
     me = syscalls.pidfd_open(os.getpid())
     try:
-        path = spawn.resolve(command[0], env)
+        path = spawn.resolve(args.command[0], env)
         child = spawn.fork_exec(
             path,
-            command,
+            args.command,
             env,
             terminal=terminal if foreground else -1,
             parent_death_signal=int(launcher.SIGKILL),
             watch_pidfd=me,
             inherited=inherited,
+            ids=(0, 0) if become_root else (None, None),
         )
     except OSError as exc:
         err = exc.errno or 0
-        print(f"pidns {name}: {command[0]}: {exits.describe_exec_error(err)}", file=sys.stderr)
+        what = exits.describe_exec_error(err)
+        print(f"pidns {name}: {args.command[0]}: {what}", file=sys.stderr)
         return exits.for_exec_error(err)
     finally:
         os.close(me)
-    ns = launcher.Namespace(command, child, syscalls.pidfd_open(child))
+    ns = launcher.Namespace(args.command, child, syscalls.pidfd_open(child))
     return supervisor.supervise(ns, sfd, terminal=terminal)

@@ -19,7 +19,7 @@ import errno
 import os
 
 from pidns.core import flags as cf
-from pidns.linux import syscalls, userns
+from pidns.linux import nsfs, syscalls, userns
 
 
 class JoinError(OSError):
@@ -29,12 +29,14 @@ class JoinError(OSError):
         return str(self.strerror)
 
 
-def join_flags(target: int, *, mount: bool, privileged: bool) -> int:
-    """The CLONE_NEW* flags to pass to setns for ``target``."""
+def join_flags(target: int, *, mount: bool, privileged: bool, user: bool = False) -> int:
+    """The CLONE_NEW* flags to pass to setns for ``target``: its pid namespace, its mount
+    namespace with ``mount``, its user namespace with ``user`` or, when it differs from
+    ours, without CAP_SYS_ADMIN."""
     flags = cf.NEWPID
     if mount:
         flags |= cf.NEWNS
-    if not privileged and _differs(target, "user"):
+    if (user or not privileged) and _differs(target, "user"):
         flags |= cf.NEWUSER
     return flags
 
@@ -47,28 +49,109 @@ def _differs(target: int, kind: str) -> bool:
         return False
 
 
-def join(target: int, *, mount: bool = False) -> int:
+def join(
+    target: int | None,
+    *,
+    mount: bool = False,
+    user: bool = False,
+    pid_file: str | None = None,
+) -> int:
     """Move the calling process's pid_for_children (and, with ``mount``, its mount
-    namespace) into those of process ``target``. Returns the flags used; raises JoinError."""
+    namespace; with ``user``, its user namespace) into those of process ``target``.
+    ``pid_file``: the pid namespace as an nsfs file instead (nsenter's ``--pid=FILE``:
+    /proc/PID/ns/pid, /proc/PID/ns/pid_for_children, or a bind mount of one); ``target``
+    then gives only the other namespaces, and may be None. Returns the flags used;
+    raises JoinError."""
+    privileged = userns.has_cap_sys_admin()
+    flags = 0
+    cwd = _cwd()
+    pid_fd = -1 if pid_file is None else _open_pid_namespace(pid_file)
+    try:
+        if target is not None:
+            flags = join_flags(target, mount=mount, privileged=privileged, user=user)
+            if pid_fd >= 0:
+                flags &= ~cf.NEWPID
+            if flags:
+                _setns_target(target, flags)
+        if pid_fd >= 0:
+            if not flags & cf.NEWUSER and (user or not privileged):
+                flags |= _join_owner(pid_fd, pid_file or "")
+            try:
+                syscalls.setns(pid_fd, cf.NEWPID)
+            except OSError as exc:
+                err = exc.errno or errno.EIO
+                raise JoinError(err, _explain(err, f"the pid namespace {pid_file}")) from None
+            flags |= cf.NEWPID
+    finally:
+        if pid_fd >= 0:
+            os.close(pid_fd)
+    if flags & cf.NEWNS and cwd is not None and os.path.isdir(cwd):
+        # setns(CLONE_NEWNS) moves the caller to the new namespace's root
+        # (fs/namespace.c:mntns_install); keep the same directory if it exists there.
+        os.chdir(cwd)
+    return flags
+
+
+def _setns_target(target: int, flags: int) -> None:
     try:
         pidfd = syscalls.pidfd_open(target)
     except OSError as exc:
         if exc.errno == errno.ESRCH:
             raise JoinError(errno.ESRCH, f"no process {target}") from None
         raise JoinError(exc.errno or errno.EIO, f"process {target}: {exc.strerror}") from None
-    flags = join_flags(target, mount=mount, privileged=userns.has_cap_sys_admin())
-    cwd = _cwd()
     try:
         syscalls.setns(pidfd, flags)
     except OSError as exc:
-        raise JoinError(exc.errno or errno.EIO, _explain(exc.errno or errno.EIO, target)) from None
+        err = exc.errno or errno.EIO
+        raise JoinError(err, _explain(err, f"process {target}")) from None
     finally:
         os.close(pidfd)
-    if flags & cf.NEWNS and cwd is not None and os.path.isdir(cwd):
-        # setns(CLONE_NEWNS) moves the caller to the new namespace's root
-        # (fs/namespace.c:mntns_install); keep the same directory if it exists there.
-        os.chdir(cwd)
-    return flags
+
+
+def _open_pid_namespace(path: str) -> int:
+    """An fd of the pid namespace file ``path``; JoinError unless it is one (NS_GET_NSTYPE:
+    fs/nsfs.c:ns_ioctl)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise JoinError(exc.errno or errno.EIO, f"{path}: {exc.strerror}") from None
+    if nsfs.nstype(fd) != nsfs.CLONE_NEWPID:
+        os.close(fd)
+        raise JoinError(errno.EINVAL, f"{path} is not a pid namespace (an nsfs file)")
+    return fd
+
+
+def _join_owner(pid_fd: int, path: str) -> int:
+    """Join the user namespace that owns the pid namespace ``pid_fd`` (NS_GET_USERNS), when
+    it is not ours: CLONE_NEWUSER if it was joined, else 0."""
+    owner = nsfs.related(pid_fd, nsfs.NS_GET_USERNS)
+    if owner is None:
+        return 0  # above ours (EPERM): setns will say why
+    try:
+        if os.fstat(owner).st_ino == os.stat("/proc/self/ns/user").st_ino:
+            return 0
+        syscalls.setns(owner, cf.NEWUSER)
+    except OSError as exc:
+        err = exc.errno or errno.EIO
+        raise JoinError(err, _explain(err, f"the owner of {path}")) from None
+    finally:
+        os.close(owner)
+    return cf.NEWUSER
+
+
+def set_root(root: str | None, wd: str | None) -> None:
+    """nsenter's --root and --wd, after the join: chroot to ``root`` (then ``/``), then
+    chdir to ``wd``. Raises JoinError."""
+    for what, path in (("the root directory", root), ("the working directory", wd)):
+        if path is None:
+            continue
+        try:
+            if path is root:
+                os.chroot(path)
+            os.chdir("/" if path is root else path)
+        except OSError as exc:
+            err = exc.errno or errno.EIO
+            raise JoinError(err, f"cannot change {what} to {path}: {exc.strerror}") from None
 
 
 def _cwd() -> str | None:
@@ -78,7 +161,7 @@ def _cwd() -> str | None:
         return None
 
 
-def _explain(err: int, target: int) -> str:
+def _explain(err: int, target: str) -> str:
     if err == errno.EPERM:
         from pidns.linux import diagnose  # noqa: PLC0415 (only once setns failed)
 
@@ -86,14 +169,14 @@ def _explain(err: int, target: int) -> str:
         if facts.status.seccomp == diagnose.SECCOMP_FILTER:  # refused before any check
             return str(diagnose.refusal("setns", err, user=False, facts=facts))
         return (
-            f"not permitted to join the namespaces of process {target} (that needs ptrace "
+            f"not permitted to join the namespaces of {target} (that needs ptrace "
             "access to it and CAP_SYS_ADMIN over the user namespace that owns them)"
         )
     if err == errno.EINVAL:
         return (
-            f"cannot join the pid namespace of process {target}: it is not yours "
+            f"cannot join the pid namespace of {target}: it is not yours "
             "nor below yours (a pid namespace can only be entered downwards)"
         )
     if err == errno.ESRCH:
-        return f"process {target} has exited"
-    return f"cannot join the namespaces of process {target}: {os.strerror(err)}"
+        return f"{target} has exited"
+    return f"cannot join the namespaces of {target}: {os.strerror(err)}"
