@@ -38,8 +38,32 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+EXIT_OUTPUT = 1  # the output could not be written (a full device, an I/O error)
+EXIT_PIPE = 141  # the output pipe was closed: 128 + SIGPIPE, what a shell shows
+
+
 def main(argv: list[str] | None = None) -> int:
+    _hold_standard_fds()
     args = sys.argv[1:] if argv is None else argv
+    name = args[0] if args else "pidns"
+    try:
+        result = _dispatch(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_PIPE
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_ERRNOS:
+            raise
+        _drop_stdout()
+        print(f"pidns {name}: cannot write the output: {exc.strerror}", file=sys.stderr)
+        return EXIT_OUTPUT
+    return result
+
+
+def _dispatch(args: list[str]) -> int:
+    if args[:1] == ["help"] and len(args) > 1 and args[1] in COMMANDS:
+        args = [args[1], "--help"]  # pidns help run: run's own help
     if not args or args[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if args else EXIT_USAGE
@@ -54,3 +78,42 @@ def main(argv: list[str] | None = None) -> int:
     module = __import__(entry[0], fromlist=["main"])
     result: int = module.main(name, args[1:])
     return result
+
+
+# errnos of a write that failed on the output's side: ENOSPC, EIO, EFBIG, EDQUOT
+_OUTPUT_ERRNOS = (28, 5, 27, 122)
+
+
+def _drop_stdout() -> None:
+    """Point fd 1 at /dev/null, so that the interpreter's last flush cannot fail again
+    (it would print "Exception ignored" and exit 120)."""
+    import os  # noqa: PLC0415 (only on this path)
+
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+    except OSError:
+        return
+
+
+def _hold_standard_fds() -> None:
+    """A closed fd 0, 1 or 2 is held by /dev/null, close-on-exec: the next file pidns opens
+    must not become its stdout or stderr (messages would go into a pipe or a pidfd), and a
+    command still starts with it closed, as exec would pass it. Python then has no
+    sys.stderr either, and print(file=None) writes to stdout: messages must go nowhere."""
+    import os  # noqa: PLC0415 (os is imported by the interpreter itself: no cost)
+
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            except OSError:
+                return
+            if null != fd:
+                os.dup2(null, fd, inheritable=False)
+                os.close(null)
+            if fd == 2:
+                sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 (for the process's life)

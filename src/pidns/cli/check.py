@@ -28,7 +28,7 @@ from pidns.core.exits import (
 from pidns.model import profiles
 from pidns.scenario import report
 from pidns.scenario.ast import Scenario
-from pidns.scenario.backend import Backend, ScenarioError, run
+from pidns.scenario.backend import Backend, ScenarioError, WorldError, run
 from pidns.scenario.compare import Verdict, judge, judge_release
 from pidns.scenario.model_backend import ModelBackend
 from pidns.scenario.parser import parse, parse_file
@@ -157,7 +157,10 @@ class _Worlds:
             from pidns.scenario import real  # noqa: PLC0415 - the kernel side loads on demand
         except ImportError as err:  # pragma: no cover - the module ships with the package
             raise SetupError(f"the real backend is not available: {err}") from None
-        backend: Backend = real.RealBackend()
+        try:
+            backend: Backend = real.RealBackend()
+        except OSError as err:  # no /proc, most often
+            raise SetupError(f"the kernel world cannot be made: {err}") from None
         self.world_level = int(getattr(backend, "world_level", self.world_level))
         self.mapped_uids = getattr(backend, "mapped_uids", self.mapped_uids)
         return backend
@@ -169,11 +172,14 @@ def _run_both(worlds: _Worlds, scenario: Scenario) -> Verdict:
     release, and the file's expectations with the model of its profile."""
     real = worlds.real()  # first: it tells the model where its world sits
     own = run(scenario, worlds.model())  # strict: a busy actor is a scenario error
-    if profiles.same_semantics(profiles.get(scenario.profile), worlds.kernel):
-        return judge([own, run(scenario, real, strict=False)])
-    own.backend = f"model {scenario.profile}"
-    model = run(scenario, worlds.model(worlds.kernel.name), strict=False)
-    return judge_release(own, model, run(scenario, real, strict=False), worlds.release)
+    try:
+        if profiles.same_semantics(profiles.get(scenario.profile), worlds.kernel):
+            return judge([own, run(scenario, real, strict=False)])
+        own.backend = f"model {scenario.profile}"
+        model = run(scenario, worlds.model(worlds.kernel.name), strict=False)
+        return judge_release(own, model, run(scenario, real, strict=False), worlds.release)
+    except WorldError as err:  # never a divergence: the kernel side could not start
+        raise SetupError(str(err)) from None
 
 
 def _emit(verdicts: list[Verdict], as_json: bool, verbose: bool, extra: dict[str, Any]) -> int:

@@ -11,6 +11,7 @@ import os
 import sys
 
 from pidns.cli.options import Option, UsageError, format_table, scan_table, usage_error
+from pidns.cli.options import pid as options_pid
 from pidns.core import exits, flags
 from pidns.linux import join, launcher, spawn, supervisor, syscalls
 
@@ -91,9 +92,9 @@ def parse(argv: list[str]) -> ExecArgs:
             args.version = True
             return args
         if name == "--target":
-            if not value.isdigit() or int(value) <= 0:
-                raise UsageError(f"{name} needs a pid (a positive number), not {value!r}")
-            args.target = int(value)
+            if args.target is not None:
+                raise UsageError("--target is given more than once")
+            args.target = options_pid(name, value)
         elif name == "--pid":
             args.pid_file = value or None  # bare -p: the target's, which is the default
         elif name == "--mount":

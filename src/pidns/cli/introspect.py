@@ -21,7 +21,15 @@ import os
 import sys
 from collections.abc import Callable
 
-from pidns.cli.options import HELP, UsageError, check_known, scan, usage_error
+from pidns.cli.options import (
+    HELP,
+    PID_MAX_LIMIT,
+    UsageError,
+    check_known,
+    is_number,
+    scan,
+    usage_error,
+)
 from pidns.core import exits
 from pidns.linux import namespaces, translate
 from pidns.render import data, proc_view, text
@@ -193,7 +201,7 @@ def _select(view: SystemView, pid: int | None, spec: str | None) -> SystemView:
         return view.subtree(process.ns)
     if spec is None:
         return view
-    if spec.isdigit():
+    if is_number(spec):
         number = int(spec)
         for ns in view.namespaces:
             if ns.id == number:
@@ -202,8 +210,8 @@ def _select(view: SystemView, pid: int | None, spec: str | None) -> SystemView:
             if ns.inode == number:
                 return view.subtree(ns.id)
         raise namespaces.NamespaceError(f"no pid namespace {number} is visible (see pidns ls)")
-    if spec.startswith("pid:") and spec[4:].isdigit():
-        return _select(view, int(spec[4:]), None)
+    if spec.startswith("pid:") and is_number(spec[4:]):
+        return _select(view, _pid_argument(spec[4:]), None)
     fd = namespaces.open_namespace(spec)
     try:
         inode = os.fstat(fd).st_ino
@@ -232,14 +240,19 @@ def _draw(view: SystemView, path: str, fmt: str, prog: str) -> int:
 def _read(build: Callable[[], SystemView], prog: str) -> SystemView | None:
     """Run a /proc reader; a one-line error (and None) if /proc cannot be read."""
     try:
-        return build()
+        view = build()
     except OSError as e:
         print(f"{prog}: cannot read /proc: {e.strerror or e}", file=sys.stderr)
         return None
+    if not view.namespaces and not view.hidden_processes:
+        # not even our own process: no proc mounted there (an empty table would be a lie)
+        print(f"{prog}: cannot read /proc: it shows no process (is proc mounted?)", file=sys.stderr)
+        return None
+    return view
 
 
 def _pid_argument(word: str) -> int:
-    if not word.isdigit() or int(word) == 0:
+    if not is_number(word) or not 0 < int(word) <= PID_MAX_LIMIT:
         raise UsageError(f"not a pid: {word!r}")
     return int(word)
 

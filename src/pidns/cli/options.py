@@ -95,6 +95,21 @@ def integer(name: str, value: str, minimum: int | None = None) -> int:
     return number
 
 
+PID_MAX_LIMIT = 4 * 1024 * 1024  # include/linux/threads.h: no pid is ever above it (64-bit)
+
+
+def is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes "٣" and "²", which no kernel does."""
+    return text.isascii() and text.isdigit()
+
+
+def pid(name: str, value: str) -> int:
+    """``value`` as a pid (1 to PID_MAX_LIMIT), or a UsageError naming the option."""
+    if not is_number(value) or not 0 < int(value) <= PID_MAX_LIMIT:
+        raise UsageError(f"{name} needs a pid (a number from 1 to {PID_MAX_LIMIT}), not {value!r}")
+    return int(value)
+
+
 def usage_error(prog: str, error: UsageError) -> int:
     """Report ``error`` in the one format every subcommand uses; the status to exit with."""
     print(f"{prog}: {error} (see {prog} --help)", file=sys.stderr)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pidns.cli.options import Option, UsageError, format_table, scan_table, usage_error
+from pidns.cli.options import Option, UsageError, format_table, is_number, scan_table, usage_error
 from pidns.core import exits
 from pidns.linux import fastsignal, launcher, spawn, statusfd, supervisor, syscalls, userns
 
@@ -166,7 +166,7 @@ def parse_signal(option: str, text: str, *, zero: bool = False) -> int:
 
 
 def _parse_fd(option: str, text: str) -> int:
-    if not text.isdigit():
+    if not is_number(text):
         raise UsageError(f"{option} needs a file descriptor number, not {text!r}")
     fd = int(text)
     try:
@@ -263,7 +263,7 @@ def parse(argv: list[str]) -> Args:
             rewrite[parse_signal(name, source)] = parse_signal(name, target, zero=True)
             settings["rewrite"] = rewrite
         elif name == "--remap-exit":
-            if not value.isdigit() or int(value) > 255:
+            if not is_number(value) or int(value) > 255:
                 raise UsageError(f"--remap-exit needs an exit status 0-255, not {value!r}")
             remap.append(int(value))
             settings["remap_exit"] = tuple(remap)

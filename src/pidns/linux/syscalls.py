@@ -217,6 +217,17 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     )
 
 
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def effective_capabilities() -> int:
+    """capget(2): the calling thread's effective capability set, as a bit mask."""
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # two struct __user_cap_data_struct (3 words each)
+    _check(_libc.capget(header, data))
+    return int(data[0]) | int(data[3]) << 32
+
+
 def set_child_subreaper(on: bool = True) -> None:
     prctl(PR_SET_CHILD_SUBREAPER, int(on))
 

@@ -29,13 +29,29 @@ def self_status(status_path: str = "/proc/self/status") -> tuple[bool, int]:
     """(whether the caller holds CAP_SYS_ADMIN in its own user namespace (CapEff), its
     number of threads), from one read of /proc/self/status."""
     privileged, threads = False, 1
-    with open(status_path, "rb") as f:
+    try:
+        f = open(status_path, "rb")  # noqa: SIM115 (closed below)
+    except FileNotFoundError:  # no /proc: ask the kernel itself
+        return _status_without_proc()
+    with f:
         for line in f:
             if line.startswith(b"CapEff:"):
                 privileged = bool(int(line.split()[1], 16) >> CAP_SYS_ADMIN & 1)
             elif line.startswith(b"Threads:"):
                 threads = int(line.split()[1])
     return privileged, threads
+
+
+def _status_without_proc() -> tuple[bool, int]:
+    """self_status from capget(2) (kernel/capability.c) and the threads Python started
+    (a thread started by C code alone is not seen: /proc is the only complete count)."""
+    import sys  # noqa: PLC0415 (only without /proc)
+
+    from pidns.linux import syscalls  # noqa: PLC0415
+
+    threading = sys.modules.get("threading")
+    threads = threading.active_count() if threading is not None else 1
+    return bool(syscalls.effective_capabilities() >> CAP_SYS_ADMIN & 1), threads
 
 
 def has_cap_sys_admin() -> bool:

@@ -43,6 +43,11 @@ class BackendError(Exception):
     not settle in time, or a puppet broke. The backend is still closed by ``run``."""
 
 
+class WorldError(BackendError):
+    """The world itself could not be made (no namespaces here, no /proc): a setup failure
+    of the machine, never a divergence; ``run`` lets it through instead of a trace."""
+
+
 class UnsupportedStep(BackendError):
     """A valid step that this backend cannot perform faithfully (the real backend: clone
     flags that would share a Python puppet's memory or threads, or profile 3.8)."""
@@ -111,6 +116,7 @@ class Runner:
         self.strict = strict
         self.missing: set[str] = set()  # names whose fork/clone failed
         self.busy: dict[str, int] = {}  # actor -> index of its pending step
+        self.unborn: dict[int, str] = {}  # index of a blocked fork/clone -> its name
 
     def start(self) -> None:
         self.backend.start(self.scenario)
@@ -145,8 +151,14 @@ class Runner:
             self.missing.add(step.bind)
         if outcome.result == BLOCKS:
             self.busy[step.actor] = step.index
+            if step.bind:  # a fork by a stopped actor: no child until it completes
+                self.missing.add(step.bind)
+                self.unborn[step.index] = step.bind
         for done in outcome.completions:
             self.busy.pop(done.actor, None)
+            born = self.unborn.pop(done.step_index, None)
+            if born is not None and not errnos.is_name(done.result):
+                self.missing.discard(born)
         snapshot = self.backend.snapshot()
         for actor in list(self.busy):  # a call pending in a dead process never completes
             if actor in snapshot and snapshot[actor].state in ("exiting", "zombie", "reaped"):
@@ -169,6 +181,8 @@ def run(scenario: Scenario, backend: Backend, strict: bool = True) -> Trace:
         runner.start()
         for step in scenario.steps:
             trace.records.append(runner.step(step))
+    except WorldError:
+        raise
     except BackendError as err:
         trace.error = str(err) or type(err).__name__
         trace.unsupported = isinstance(err, UnsupportedStep)

@@ -464,14 +464,19 @@ def parse(source: str | os.PathLike[str], path: str | None = None) -> Scenario:
     return _Parser(path or "<string>").run(source)
 
 
+MAX_FILE_BYTES = 1 << 20  # a scenario of a million bytes is already ~50,000 steps
+
+
 def parse_file(path: str | os.PathLike[str]) -> Scenario:
     """Read and parse a .pidns file (UTF-8)."""
     name = os.fspath(path)
     try:
         with open(name, "rb") as f:
-            data = f.read()
+            data = f.read(MAX_FILE_BYTES + 1)  # bounded: /dev/zero is a "file" too
     except OSError as exc:
         raise ScenarioError(name, 1, 1, f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ScenarioError(name, 1, 1, f"larger than {MAX_FILE_BYTES} bytes: not a scenario")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from pidns.core import signals
-from pidns.linux import proc
+from pidns.linux import proc, userns
 from pidns.scenario.backend import BackendError
 
 CAP_SYS_ADMIN = 21
@@ -22,11 +22,7 @@ _STATUS = re.compile(r"^(PPid|SigPnd|ShdPnd|SigBlk):\s*(.*)$", re.M)
 
 def privileged() -> bool:
     """CAP_SYS_ADMIN in the effective set: the world needs no user namespace."""
-    with open("/proc/self/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"CapEff:"):
-                return bool(int(line.split()[1], 16) >> CAP_SYS_ADMIN & 1)
-    return False
+    return userns.has_cap_sys_admin()
 
 
 def own_nspid() -> tuple[int, ...]:

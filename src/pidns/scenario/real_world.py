@@ -19,7 +19,7 @@ from pidns.linux import nsfs, syscalls
 from pidns.scenario import ast, ops, puppet
 from pidns.scenario import puppet_protocol as wire
 from pidns.scenario.ast import Completion, Outcome, ProcessSnapshot, Snapshot, Step
-from pidns.scenario.backend import BackendError, UnsupportedStep
+from pidns.scenario.backend import BackendError, UnsupportedStep, WorldError
 from pidns.scenario.real_call import Call, CallState
 from pidns.scenario.real_proc import SIGKILL_BIT, Seen, pidfd_numbers, read
 from pidns.scenario.real_settle import Settle, Settler, check_wchan
@@ -85,8 +85,12 @@ class World:
             except OSError as exc:
                 for sock in (control, root_control, first, first_child):
                     sock.close()
-                how = "a user and pid namespace" if self.userns else "a pid namespace"
-                raise BackendError(f"cannot make {how} for the world: {exc.strerror}") from None
+                from pidns.linux import diagnose  # noqa: PLC0415 (only on failure)
+
+                why = diagnose.refusal("clone", exc.errno or 0, user=self.userns)
+                if why.fix.startswith("try --"):  # a pidns run option: not for a world
+                    why = why._replace(fix="")
+                raise WorldError(f"cannot make the world: {why}") from None
             if pid == 0:
                 control.close()
                 first.close()
@@ -102,7 +106,7 @@ class World:
             wire.send(control, wire.GO)
             text, fds = self._receive(control, "root")
             if text != wire.FIRST_CHILD or len(fds) != 1:
-                raise BackendError(f"the world's init failed to start A ({text!r})")
+                raise WorldError(f"the world's init failed to start A ({text!r})")
             self._register("A", fds[0], first)
         finally:
             control.close()
@@ -119,7 +123,7 @@ class World:
                 with open(f"/proc/{host}/{name}", "wb") as f:
                     f.write(text.encode())
         except OSError as exc:
-            raise BackendError(f"cannot map the caller to root in the world: {exc}") from None
+            raise WorldError(f"cannot map the caller to root in the world: {exc}") from None
 
     def close(self) -> None:
         """SIGKILL root from outside: the kernel kills everything below it first."""
