@@ -217,14 +217,17 @@ class Namespace:
 
     def await_ready(self, flags: int) -> None:
         """Block until the command runs; raise what the init reported if it could not."""
+        ready, host = False, 0
         while True:
             messages = self._reader.messages(block=True)
             if not messages:
                 break  # EOF: pid 1 exec'd the command (as_pid_1) or died
-            for index, message in enumerate(messages):
+            for message in messages:
                 if isinstance(message, status_channel.HelperSpawned):
                     self.init_pid = self.pid = message.init_pid
                     self.pidfd = syscalls.pidfd_open(self.init_pid)
+                elif ready:  # a quick command's end may come in the same read
+                    self._take(message)
                 elif isinstance(message, status_channel.CloneFailed):
                     raise _clone_failure(message.errno, flags)
                 elif isinstance(message, status_channel.Failed):
@@ -235,14 +238,16 @@ class Namespace:
                 elif isinstance(message, status_channel.Namespaces):
                     self.namespace_inodes = message.inodes
                 elif isinstance(message, status_channel.Ready):
+                    ready = True
                     self.pid_in_namespace = message.pid_in_ns
-                    self.pid = message.host_pid or self._find_command(message.pid_in_ns)
+                    host = message.host_pid
                     self.times["ready"] = message.t_spawned
-                    os.set_blocking(self.channel, False)
-                    # a quick command's end may have come in the same read
-                    for later in messages[index + 1 :]:
-                        self._take(later)
-                    return
+            # the helper of a multi-threaded caller and the init it made both write here:
+            # the init's ready line may come before the helper's pid line
+            if ready and self.pidfd >= 0:
+                self.pid = host or self._find_command(self.pid_in_namespace)
+                os.set_blocking(self.channel, False)
+                return
         self.times["ready"] = time.monotonic_ns()
         if self.direct:
             return
