@@ -244,7 +244,7 @@ class Namespace:
                     self.times["ready"] = message.t_spawned
             # the helper of a multi-threaded caller and the init it made both write here:
             # the init's ready line may come before the helper's pid line
-            if ready and self.pidfd >= 0:
+            if ready and self.init_pid > 0:  # (0: the helper's line is still to come)
                 self.pid = host or self._find_command(self.pid_in_namespace)
                 os.set_blocking(self.channel, False)
                 return
