@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -221,11 +222,19 @@ def test_world_is_built_as_described_and_leaves_nothing_behind() -> None:
         assert len(facts[b].members) == 2
         assert len(facts[c].members) == 2
         assert proc.status(w.oddball).ppid == w.helper
-    left = []
-    for pid in proc.pids():
-        with contextlib.suppress(OSError):
-            if ns_inode(pid) in (a, b, c):
-                left.append(pid)
-    assert left == []
+
+    def left() -> list[int]:
+        found = []
+        for pid in proc.pids():
+            with contextlib.suppress(OSError):
+                if ns_inode(pid) in (a, b, c):
+                    found.append(pid)
+        return found
+
+    # killed processes take a moment to go under load: wait on the event, not a guess
+    deadline = time.monotonic() + 10
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert left() == []
     with pytest.raises(ChildProcessError):
         os.waitpid(w.helper, os.WNOHANG)

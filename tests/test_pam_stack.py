@@ -497,7 +497,8 @@ def test_sigint_to_login_test_ends_the_whole_session(
     try:
         wait_for(scratch / "ns", session)
         members = session_processes((scratch / "ns").read_text().strip())
-        assert len(members) == 2
+        # mv may still be a zombie that sh has not reaped yet, under load
+        assert len([s for s in members.values() if s.state != "Z"]) == 2
         session.process.send_signal(signal.SIGINT)
         assert session.wait() == 128 + signal.SIGINT, session.text()
         assert alive(members) == []
