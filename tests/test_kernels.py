@@ -3,8 +3,8 @@
 
 The images come from ``PIDNS_TEST_KERNELS`` (``make test`` sets it: the 3.8.13 image this
 machine keeps and the 6.1 one it fetches from Debian); without them or without qemu the
-boot tests are skipped, saying why. Each kernel is booted twice (a check, a feature
-probe): boots cost seconds under TCG.
+boot tests are skipped, saying why. Each kernel is booted twice (a check; the feature
+probes and every command): boots cost seconds under TCG.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,9 @@ from pidns.linux import cpio, features, guest
 ROOT = Path(__file__).parent.parent
 SRC = ROOT / "src"
 IMAGES = [k for k in os.environ.get("PIDNS_TEST_KERNELS", "").split(":") if k]
+needs_images = pytest.mark.skipif(
+    not IMAGES, reason="PIDNS_TEST_KERNELS names no kernel image (make test sets it)"
+)
 
 
 def test_cpio_archives_read_back_with_every_parent_made_once(tmp_path: Path) -> None:
@@ -105,9 +109,7 @@ def _boot(image: str, *argv: str, cwd: Path) -> subprocess.CompletedProcess[str]
     )
 
 
-@pytest.mark.skipif(
-    not IMAGES, reason="PIDNS_TEST_KERNELS names no kernel image (make test sets it)"
-)
+@needs_images
 @pytest.mark.parametrize("image", IMAGES)
 def test_check_in_a_booted_kernel_reports_as_on_the_host(image: str, tmp_path: Path) -> None:
     for name in ("01_seed_login_flow", "15_nesting_limit", "43_group_kill_shares_one_siginfo"):
@@ -138,23 +140,67 @@ def test_check_in_a_booted_kernel_reports_as_on_the_host(image: str, tmp_path: P
     assert "s in qemu" in done.stderr
 
 
-@pytest.mark.skipif(
-    not IMAGES, reason="PIDNS_TEST_KERNELS names no kernel image (make test sets it)"
-)
-@pytest.mark.parametrize("image", IMAGES)
-def test_the_feature_probes_in_a_booted_kernel_match_its_release(image: str) -> None:
+_COMMANDS = """
+import json, os, subprocess, sys
+py = sys.executable
+probe = subprocess.run([py, "-m", "pidns.linux.features"], capture_output=True, text=True)
+found = {"features": json.loads(probe.stdout)}
+for name, argv in [
+    ("run", ["run", "--", py, "-c", "import os; print(os.getpid())"]),
+    ("ls", ["ls"]),
+    ("tree", ["tree"]),
+    ("pid", ["pid", "1"]),
+    ("exec", ["exec", "--target", "1", "--", py, "-c", "print(1)"]),
+]:
+    done = subprocess.run([py, "-m", "pidns", *argv], capture_output=True, text=True, timeout=120)
+    found[name] = [done.returncode, done.stdout, done.stderr]
+print(json.dumps(found))
+"""
+_REPORTS: dict[str, dict[str, Any]] = {}
+
+
+def _report(image: str, tmp_path: Path) -> dict[str, Any]:
+    """One boot per image: the feature probes and each command, as the guest saw them."""
     if not shutil.which("qemu-system-x86_64"):
         pytest.skip("qemu-system-x86_64 is not installed")
-    read_end, write_end = os.pipe()  # the guest's report is a few hundred bytes
-    try:
-        status, _seconds = guest.run(image, ["-m", "pidns.linux.features"], [], stdout=write_end)
-    finally:
-        os.close(write_end)
-    with os.fdopen(read_end) as f:
-        found = json.loads(f.read())
-    assert status == 0
+    if image not in _REPORTS:
+        script = tmp_path / "commands.py"
+        script.write_text(_COMMANDS)
+        read_end, write_end = os.pipe()  # the report is a few kilobytes at most
+        try:
+            status, _seconds = guest.run(image, [str(script)], [str(script)], stdout=write_end)
+        finally:
+            os.close(write_end)
+        with os.fdopen(read_end) as f:
+            _REPORTS[image] = json.loads(f.read())
+        assert status == 0
+    return _REPORTS[image]
+
+
+@needs_images
+@pytest.mark.parametrize("image", IMAGES)
+def test_the_feature_probes_in_a_booted_kernel_match_its_release(
+    image: str, tmp_path: Path
+) -> None:
+    found = _report(image, tmp_path)["features"]
     running = features.release_tuple(found["release"])
     assert found["release"] != os.uname().release  # probed in the guest
     for name, present in found["features"].items():
         since = features.release_tuple(features.FEATURES[name].since)
         assert present is (running >= since), (name, found["release"])
+
+
+@needs_images
+@pytest.mark.parametrize("image", IMAGES)
+def test_each_command_works_or_names_the_missing_feature(image: str, tmp_path: Path) -> None:
+    found = _report(image, tmp_path)
+    for name in ("ls", "tree"):  # /proc and the nsfs files suffice, from 3.8 on
+        assert found[name][0] == 0, found[name]
+    for name in ("run", "pid", "exec"):
+        code, _out, err = found[name]
+        if code == 125:
+            (line,) = err.splitlines()
+            assert "is missing on this kernel" in line and "Linux " in line, (name, line)
+        else:
+            assert code == 0, (name, err)
+    assert found["run"][0] != 0 or found["run"][1].strip() == "2"

@@ -13,7 +13,7 @@ import sys
 from pidns.cli.options import Option, UsageError, format_table, scan_table, usage_error
 from pidns.cli.options import pid as options_pid
 from pidns.core import exits, flags
-from pidns.linux import join, launcher, spawn, supervisor, syscalls
+from pidns.linux import features, join, launcher, spawn, supervisor, syscalls
 
 OPTIONS = (
     Option("--target", "-t", arg="PID", help="the process whose pid namespace to join"),
@@ -134,7 +134,16 @@ def main(name: str, argv: list[str]) -> int:
         return exits.EXIT_SETUP
 
 
+# What pidns exec cannot do without (docs/kernels.md): the command and the tool watch
+# each other through pidfds; joining falls back to /proc/PID/ns files before 5.8.
+EXEC_NEEDS = ("pidfd_open",)
+
+
 def _exec(name: str, args: ExecArgs) -> int:
+    lacking = features.first_missing(EXEC_NEEDS)
+    if lacking is not None:
+        print(f"pidns {name}: {features.Missing(lacking, 'pidns exec')}", file=sys.stderr)
+        return exits.EXIT_SETUP
     try:
         sfd, inherited = supervisor.block_signals()  # the command-line process only
     except launcher.SetupError as exc:

@@ -31,7 +31,7 @@ from pidns.cli.options import (
     usage_error,
 )
 from pidns.core import exits
-from pidns.linux import namespaces, translate
+from pidns.linux import features, namespaces, translate
 from pidns.render import data, proc_view, text
 from pidns.render.view import SystemView
 
@@ -154,10 +154,19 @@ def _tree(argv: list[str], prog: str) -> int:
     return 0
 
 
+# What `pidns pid` cannot do without (docs/kernels.md): it names the namespaces it is
+# given by NS_GET_NSTYPE and translates through NSpid where NS_GET_PID_* are absent.
+PID_NEEDS = ("ns_get_nstype", "nspid")
+
+
 def _pid(argv: list[str], prog: str) -> int:
     options, positional = parse(argv, ("--json",), ("--from", "--to"), 1)
     if not positional:
         raise UsageError("PID is required")
+    lacking = features.first_missing(PID_NEEDS)
+    if lacking is not None:
+        print(f"{prog}: {features.Missing(lacking, prog)}", file=sys.stderr)
+        return exits.EXIT_SETUP
     pid = _pid_argument(positional[0])
     source_spec = str(options.get("--from", "/proc/self/ns/pid"))
     target_spec = str(options.get("--to", "/proc/self/ns/pid"))

@@ -224,6 +224,11 @@ def _probe_ns_get_parent() -> bool:
     return _probe_ns_ioctl(lambda fd: os.close(int(fcntl.ioctl(fd, nsfs.NS_GET_USERNS))))
 
 
+def _probe_ns_get_nstype() -> bool:
+    # fs/nsfs.c:ns_ioctl (4.11): the type of our own pid namespace.
+    return _probe_ns_ioctl(lambda fd: fcntl.ioctl(fd, nsfs.NS_GET_NSTYPE))
+
+
 def _probe_ns_get_pid() -> bool:
     # fs/nsfs.c:ns_ioctl (6.11): our own pid in our own namespace.
     return _probe_ns_ioctl(lambda fd: nsfs.pid_in(fd, os.getpid()))
@@ -294,6 +299,13 @@ FEATURES: dict[str, Feature] = {
             "the NS_GET_PARENT/NS_GET_USERNS ioctls",
             "namespace parents tracked from the steps that made them",
             _probe_ns_get_parent,
+        ),
+        Feature(
+            "ns_get_nstype",
+            "4.11",
+            "the NS_GET_NSTYPE ioctl",
+            "none for `pidns pid` (it tells a pid namespace file from others with it)",
+            _probe_ns_get_nstype,
         ),
         Feature(
             "pid_for_children",

@@ -19,7 +19,7 @@ import errno
 import os
 
 from pidns.core import flags as cf
-from pidns.linux import nsfs, syscalls, userns
+from pidns.linux import features, nsfs, syscalls, userns
 
 
 class JoinError(OSError):
@@ -93,6 +93,15 @@ def join(
 
 
 def _setns_target(target: int, flags: int) -> None:
+    if not features.has("setns_pidfd"):
+        try:
+            _setns_files(target, flags)
+            return
+        except JoinError as exc:
+            # "missing" includes a seccomp filter that refuses setns: then the pidfd route
+            # fails too, and its failure is the one diagnosed (pidns doctor's causes)
+            if exc.errno not in (errno.EPERM, errno.EACCES) or not features.has("pidfd_open"):
+                raise
     try:
         pidfd = syscalls.pidfd_open(target)
     except OSError as exc:
@@ -106,6 +115,37 @@ def _setns_target(target: int, flags: int) -> None:
         raise JoinError(err, _explain(err, f"process {target}")) from None
     finally:
         os.close(pidfd)
+
+
+# The /proc/PID/ns files of each flag, in the order they are joined one by one: the user
+# namespace first, so that the others are joined with its capabilities.
+_FILES = ((cf.NEWUSER, "user"), (cf.NEWNS, "mnt"), (cf.NEWPID, "pid"))
+
+
+def _setns_files(target: int, flags: int) -> None:
+    """The fallback before setns took a pidfd (5.8): one /proc/PID/ns file per namespace,
+    all opened before any is joined. Not atomic, and racy against the reuse of
+    ``target``'s pid between the opens, as every tool before 5.8 was."""
+    fds: list[tuple[int, int]] = []
+    try:
+        for flag, name in _FILES:
+            if flags & flag:
+                try:
+                    fds.append((flag, os.open(f"/proc/{target}/ns/{name}", os.O_RDONLY)))
+                except FileNotFoundError:
+                    raise JoinError(errno.ESRCH, f"no process {target}") from None
+                except OSError as exc:
+                    err = exc.errno or errno.EIO
+                    raise JoinError(err, _explain(err, f"process {target}")) from None
+        for flag, fd in fds:
+            try:
+                syscalls.setns(fd, flag)
+            except OSError as exc:
+                err = exc.errno or errno.EIO
+                raise JoinError(err, _explain(err, f"process {target}")) from None
+    finally:
+        for _flag, fd in fds:
+            os.close(fd)
 
 
 def _open_pid_namespace(path: str) -> int:

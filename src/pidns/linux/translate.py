@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno
 import os
 
-from pidns.linux import namespaces, nsfs, proc
+from pidns.linux import features, namespaces, nsfs, proc
 
 METHOD_IOCTL = "ioctl"  # NS_GET_PID_FROM_PIDNS + NS_GET_PID_IN_PIDNS
 METHOD_NSPID = "nspid"  # /proc/PID/status NSpid + NS_GET_PARENT
@@ -61,6 +61,8 @@ def translate_reporting(
 
 def via_ioctl(pid: int, source: int, target: int) -> int | None:
     """The ioctl route; None when the kernel cannot answer this way (ENOTTY)."""
+    if not features.has("ns_get_pid"):
+        return None
     try:
         mine = nsfs.pid_from(source, pid)
     except OSError as e:
