@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 # x86_64 and asm-generic share these numbers (they were allocated after the tables merged).
+SYS_CLONE = 56  # x86_64: clone(flags, stack, parent_tid, child_tid, tls)
 SYS_FSCONFIG = 431
 SYS_PIDFD_OPEN = 434
 SYS_CLONE3 = 435
@@ -177,18 +178,29 @@ def _probe_waitid_pidfd() -> bool:
 def _probe_setns_pidfd() -> bool:
     # kernel/nsproxy.c:setns (5.8): a pidfd of a reaped child passes check_setns_flags
     # and fails validate_nsset with ESRCH, before any capability check; an older setns
-    # takes a pidfd for no namespace file: EINVAL. Joins nothing either way. The child
-    # has exit signal 0, so no SIGCHLD reaches the caller and only __WALL reaps it: an
-    # init's own reaping loop cannot take it first.
-    if not (has("clone3") and has("pidfd_open")):
+    # takes a pidfd for no namespace file: EINVAL. Joins nothing either way. The child is
+    # made by clone(2) with exit signal 0 (not clone3, which seccomp filters refuse more
+    # often), so no SIGCHLD reaches the caller and only __WALL reaps it: an init's own
+    # reaping loop cannot take it first.
+    if not has("pidfd_open"):
         return False
+    import ctypes  # noqa: PLC0415 - ctypes costs start-up time; only probes need it
+
     from pidns.linux import syscalls  # noqa: PLC0415 - ctypes, as above
 
-    pid, fd = syscalls.clone_bare(exit_signal=0, want_pidfd=True)
+    libc = ctypes.PyDLL(None, use_errno=True)  # the GIL stays held across the clone
+    libc.syscall.restype = ctypes.c_long
+    pid = int(libc.syscall(ctypes.c_long(SYS_CLONE), ctypes.c_long(0), ctypes.c_long(0)))
     if pid == 0:
         os._exit(0)
+    if pid < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
     try:
+        fd = os.pidfd_open(pid)
+    finally:
         os.waitpid(pid, _WALL)
+    try:
         syscalls.setns(fd, CLONE_NEWUTS)
     except OSError as e:
         if e.errno == errno.ESRCH:
@@ -196,7 +208,7 @@ def _probe_setns_pidfd() -> bool:
         return not _missing(e, also=(errno.EINVAL,))
     finally:
         os.close(fd)
-    return True
+    return True  # a joined own-namespace: present
 
 
 def _ns_fd() -> int:
