@@ -11,6 +11,10 @@
    less each launcher's own run of ``sh -c true`` (its start-up and teardown, which part 1
    compares); ``storm_with_startup_vs_tini`` the whole runs.
 4. Idle memory (Pss) of the launcher plus the init, with ``unshare`` plus ``tini`` beside it.
+5. The cost of the caller: ``pidns.run(["true"])`` from a fresh interpreter holding 4 GiB
+   of touched memory and from a bare one, driven call by call and interleaved with each
+   other (``inprocess_big_caller_vs_bare``); each one's first call, which starts its
+   namespace server, is reported apart (``first_call_ms``).
 
 Runs are interleaved (A, B, C, A, B, C, ...) and the medians compared. Peers come from
 Debian packages (util-linux, tini); a missing one is skipped with a note and its ratio is
@@ -23,7 +27,8 @@ compile pidns from source.
     python benchmarks/run_bench.py [--json] [--rounds N] [--quick]
 
 Targets (issue 4): in-process run <= 0.8x the unshare subprocess; the CLI <= 1.6x the
-interpreter's bare start-up; the storm <= 1.1x tini.
+interpreter's bare start-up; the storm <= 1.1x tini. Issue 11: a 4 GiB caller <= 1.3x a
+bare one.
 """
 
 from __future__ import annotations
@@ -133,6 +138,53 @@ def idle_pss(command: Command, depth: int) -> int:
         process.wait()
 
 
+BIG_CALLER_MIB = 4096
+
+
+def caller_worker(mib: int) -> int:
+    """``--caller MIB``: hold MIB of touched memory, then time one ``pidns.run(["true"])``
+    per line read from stdin, writing the milliseconds back (the first: with the server's
+    start)."""
+    held = bytearray(mib << 20)
+    held[::4096] = b"\1" * len(range(0, len(held), 4096))  # touch every page
+    print("ready", flush=True)
+    for _line in sys.stdin:
+        started = time.perf_counter()
+        pidns.run(["true"])
+        print((time.perf_counter() - started) * 1000, flush=True)
+    del held  # held until here
+    return 0
+
+
+def caller_costs(rounds: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Median and first-call ms of ``pidns.run(["true"])`` in a bare and a big caller."""
+    workers = {}
+    for name, mib in (("bare caller", 0), (f"{BIG_CALLER_MIB // 1024} GiB caller", BIG_CALLER_MIB)):
+        command = [sys.executable, __file__, "--caller", str(mib)]
+        worker = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=environment()
+        )
+        assert worker.stdout is not None and worker.stdin is not None
+        if worker.stdout.readline() != "ready\n":
+            raise SystemExit(f"{name}: the worker did not start")
+        workers[name] = worker
+    samples: dict[str, list[float]] = {name: [] for name in workers}
+    try:
+        for _ in range(rounds + 1):
+            for name, worker in workers.items():
+                assert worker.stdout is not None and worker.stdin is not None
+                worker.stdin.write("call\n")
+                worker.stdin.flush()
+                samples[name].append(float(worker.stdout.readline()))
+    finally:
+        for worker in workers.values():
+            assert worker.stdin is not None
+            worker.stdin.close()
+            worker.wait()
+    first = {name: values[0] for name, values in samples.items()}
+    return {name: statistics.median(values[1:]) for name, values in samples.items()}, first
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round(a / b, 3)
 
@@ -142,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     parser.add_argument("--rounds", type=int, default=40, help="start-up runs of each command")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke test)")
+    parser.add_argument("--caller", type=int, metavar="MIB", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.caller is not None:
+        return caller_worker(args.caller)
     rounds = 5 if args.quick else args.rounds
     notes: list[str] = []
     compileall.compile_dir(str(Path(pidns.__file__).parent), quiet=1)
@@ -196,10 +251,16 @@ def main(argv: list[str] | None = None) -> int:
     if unshare and tini:
         peer_pss = idle_pss([*unshare, tini, "--", "sleep", "30"], depth=2)
 
+    # 5. the caller's size
+    callers, first_calls = caller_costs(rounds * 5)
+    big = f"{BIG_CALLER_MIB // 1024} GiB caller"
+
     result = {
         "cli": cli_name,
         "startup_ms": {k: round(v, 3) for k, v in startup.items()},
         "inprocess_ms": {k: round(v, 3) for k, v in inprocess.items()},
+        "caller_ms": {k: round(v, 3) for k, v in callers.items()},
+        "first_call_ms": {k: round(v, 3) for k, v in first_calls.items()},
         "storm_ms": {k: round(v, 1) for k, v in storm.items()},
         "storm_less_startup_ms": {k: round(v, 1) for k, v in reaping.items()},
         "idle_pss_kib": pss,
@@ -214,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "inprocess_vs_subprocess_true": ratio(
             inprocess["pidns.run(['true'])"], inprocess["subprocess.run(['true'])"]
         ),
+        "inprocess_big_caller_vs_bare": ratio(callers[big], callers["bare caller"]),
         "storm_vs_tini": ratio(reaping["pidns run"], reaping.get("unshare + tini")),
         "storm_with_startup_vs_tini": ratio(storm["pidns run"], storm.get("unshare + tini")),
         "notes": notes,
@@ -233,6 +295,8 @@ def report(result: dict[str, Any]) -> None:
     print(f"pidns command line: {result['cli']}")
     table("start-up (median wall time per run)", result["startup_ms"], "ms")
     table("in a warm interpreter (median per call)", result["inprocess_ms"], "ms")
+    table("pidns.run(['true']) by the caller's size (median per call)", result["caller_ms"], "ms")
+    table("the first call, which starts the namespace server", result["first_call_ms"], "ms")
     table("2,000 orphans (median wall time per run)", result["storm_ms"], "ms")
     table("2,000 orphans, less the launcher's own start-up", result["storm_less_startup_ms"], "ms")
     print(f"idle Pss, launcher + init: {result['idle_pss_kib']} KiB", end="")
@@ -240,6 +304,7 @@ def report(result: dict[str, Any]) -> None:
     print("" if peer is None else f" (unshare + tini: {peer} KiB)")
     targets = (
         ("inprocess_vs_unshare", 0.8),
+        ("inprocess_big_caller_vs_bare", 1.3),
         ("cli_vs_python_startup", 1.6),
         ("storm_vs_tini", 1.1),
     )

@@ -14,7 +14,7 @@ import warnings
 import pytest
 
 import pidns
-from pidns.api import DEVNULL, PIPE, STDOUT, SetupError
+from pidns.api import DEVNULL, PIPE, STDOUT
 from test_run_support import (
     Marker,
     children,
@@ -72,9 +72,19 @@ def test_exec_failures_raise_like_subprocess(tmp_path: os.PathLike[str]) -> None
         pidns.run([bad])
 
 
-def test_setup_failures_raise_setup_error(tmp_path: os.PathLike[str]) -> None:
-    with pytest.raises(SetupError, match="working directory"):
-        pidns.run(["true"], cwd=os.path.join(tmp_path, "missing"))
+def test_bad_arguments_raise_before_anything_runs(tmp_path: os.PathLike[str]) -> None:
+    missing = os.path.join(tmp_path, "missing")
+    with pytest.raises(FileNotFoundError) as caught:
+        pidns.run(["true"], cwd=missing)
+    assert caught.value.filename == missing  # as subprocess: the directory is named
+    with pytest.raises(NotADirectoryError):
+        pidns.run(["true"], cwd="/etc/passwd")
+    with pytest.raises(ValueError, match="null byte"):
+        pidns.run(["echo", "a\0b"])
+    with pytest.raises(ValueError, match="null byte"):
+        pidns.run(["true"], env={"A": "x\0y"})
+    with pytest.raises(ValueError, match="illegal environment variable name"):
+        pidns.run(["true"], env={"A=B": "x"})
     with pytest.raises(ValueError):
         pidns.Popen(["true"], map_user="nobody")
     with pytest.raises(ValueError):
@@ -291,12 +301,13 @@ def test_the_command_stays_in_the_callers_process_group() -> None:
 
 
 def test_no_descriptor_or_child_is_left_behind_on_any_path() -> None:
+    pidns.run(["true"])  # the namespace server runs: its socket and itself stay
     before = sorted(os.listdir("/proc/self/fd"))
     kids = children(os.getpid())
     for _ in range(5):
         with pytest.raises(PermissionError):
             pidns.run(["/etc/passwd"])
-        with pytest.raises(SetupError):
+        with pytest.raises(FileNotFoundError):
             pidns.run(["true"], cwd="/nonexistent-pidns")
         pidns.run(["cat"], input=b"x", capture_output=True)
         with pytest.raises(subprocess.TimeoutExpired):

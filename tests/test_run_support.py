@@ -31,7 +31,7 @@ import pidns.cli.exec
 import pidns.cli.run
 import pidns.core.signals
 from pidns.cli import main as cli_main
-from pidns.linux import syscalls
+from pidns.linux import mounts, syscalls
 
 assert pidns.api and pidns.cli.exec and pidns.cli.run and pidns.core.signals  # loaded
 
@@ -153,6 +153,37 @@ def drop_privileges() -> None:
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 1)
 
 
+MS_MOVE = 8192
+
+
+def expose_interpreter() -> None:
+    """In a private mount namespace of the calling (root) process, make the interpreter
+    reachable by every uid: it lies under /root (mode 0700) here, so a process that drops
+    to 65534 could not execute it (nor pidns's namespace server). The blocked directory
+    is covered with a tmpfs (0755) into which the interpreter's own subtree is moved back;
+    nothing changes outside this process's mount namespace."""
+    path = os.path.realpath(sys.executable)
+    parts = path.split("/")
+    for depth in range(2, len(parts)):
+        blocked = "/".join(parts[:depth]) or "/"
+        if not os.stat(blocked).st_mode & 0o001:
+            break
+    else:
+        return  # every directory on the way is searchable by anyone
+    inner = "/".join(parts[: depth + 1])
+    assert os.path.realpath(sys.base_prefix).startswith(inner + "/"), "stdlib elsewhere"
+    syscalls.unshare(0x00020000)  # CLONE_NEWNS
+    mounts.make_private_recursive()
+    staging = tempfile.mkdtemp(prefix="pidns-test-python-")
+    try:
+        syscalls.mount(inner, staging, None, syscalls.MS_BIND | syscalls.MS_REC)
+        syscalls.mount("tmpfs", blocked, "tmpfs", 0, "mode=755,size=64k")
+        os.mkdir(inner)
+        syscalls.mount(staging, inner, None, MS_MOVE)
+    finally:
+        os.rmdir(staging)
+
+
 def in_child(
     fn: Callable[[], T],
     *,
@@ -160,11 +191,13 @@ def in_child(
     subreaper: bool = False,
     timeout: float = 60.0,
     started: Callable[[int], None] | None = None,
+    interpreter: bool = False,
 ) -> T:
     """Run ``fn`` in a forked child and return its result (pickled back); an exception in
     the child fails the test with the child's traceback. ``subreaper``: the child reaps
     every orphan of what it started (so killed launchers leave no zombie behind).
-    ``started(pid)`` is called in the parent once the child runs."""
+    ``started(pid)`` is called in the parent once the child runs. ``interpreter``: the
+    child can execute this interpreter even as uid 65534 (``expose_interpreter``)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover (the child)
@@ -173,6 +206,8 @@ def in_child(
             syscalls.set_parent_death_signal(signal.SIGKILL)
             if subreaper:
                 syscalls.set_child_subreaper(True)
+            if interpreter:
+                expose_interpreter()
             if nobody:
                 drop_privileges()
             payload = pickle.dumps(("ok", fn()))

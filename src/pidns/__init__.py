@@ -2,7 +2,8 @@
 
 - ``pidns.model``: an executable model of the kernel's pid-namespace subsystem.
 - ``pidns.linux``: the real kernel (syscalls, the pid-1 init, the launcher).
-- ``pidns.run`` / ``pidns.Popen``: run a command in a fresh pid namespace.
+- ``pidns.run`` / ``pidns.Popen`` (and ``call``, ``check_output``, ``PIPE``...): run a
+  command in a fresh pid namespace, as subprocess's; ``pidns.asyncio`` for asyncio.
 
 The package imports nothing heavy at start-up: ``run`` and ``Popen`` load on first use.
 """
@@ -15,9 +16,37 @@ __version__ = "0.1.0"
 # type checkers treat any constant of this name the same way.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pidns.api import CompletedProcess, Popen, run
+    from pidns.api import (
+        DEVNULL,
+        PIPE,
+        STDOUT,
+        CalledProcessError,
+        CompletedProcess,
+        Popen,
+        SetupError,
+        TimeoutExpired,
+        call,
+        check_call,
+        check_output,
+        run,
+    )
 
-_LAZY = {"run": "pidns.api", "Popen": "pidns.api", "CompletedProcess": "pidns.api"}
+__all__ = [
+    "DEVNULL",
+    "PIPE",
+    "STDOUT",
+    "CalledProcessError",
+    "CompletedProcess",
+    "Popen",
+    "SetupError",
+    "TimeoutExpired",
+    "__version__",
+    "call",
+    "check_call",
+    "check_output",
+    "run",
+]
+_LAZY = dict.fromkeys((name for name in __all__ if name != "__version__"), "pidns.api")
 
 
 def __getattr__(name: str) -> object:
@@ -25,6 +54,3 @@ def __getattr__(name: str) -> object:
     if module is None:
         raise AttributeError(f"module 'pidns' has no attribute {name!r}")
     return getattr(__import__(module, fromlist=[name]), name)  # importlib costs start-up
-
-
-__all__ = ["CompletedProcess", "Popen", "__version__", "run"]

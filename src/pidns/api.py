@@ -1,20 +1,24 @@
-"""The Python API: ``pidns.run`` and ``pidns.Popen``, shaped like subprocess's.
+"""The Python API: ``pidns.run``, ``pidns.Popen``, ``check_output``, ``call``, shaped like
+subprocess's.
 
 Each call makes a new pid namespace (and, by default, a mount namespace with a fresh
 /proc; a user namespace when the caller lacks CAP_SYS_ADMIN) whose pid 1 is a pidns init,
-a fork of the caller, and runs the command as pid 2. The init is the caller's child, so
-``Popen`` waits on it; it is reaped only once every process of the namespace is gone.
+and runs the command as pid 2. The init is made by this process's namespace server
+(``pidns.linux.server``, started on first use), never by forking the caller: the cost of a
+call does not grow with the caller's memory, and threads are safe. The caller holds a
+pidfd of the init and learns its end on the status channel; it is reaped (by the server)
+only once every process of the namespace is gone.
 
 What differs from subprocess, on purpose:
 - ``pid`` is the command's pid as the caller sees it; ``init_pid`` is pid 1's.
 - ``kill()`` SIGKILLs pid 1, and with it every process of the namespace (the kernel's
   zap_pid_ns_processes); ``send_signal``/``terminate`` reach the command through the init.
 - Leaving a ``with`` block, or dropping the last reference, kills the namespace if it still
-  runs: no process of it outlives its Popen. If the calling process dies, the init notices
-  through a pidfd and kills the namespace too.
+  runs: no process of it outlives its Popen. If the calling process dies, the server and
+  the init notice through a pidfd and the namespace dies too.
 - File descriptors: the command gets 0, 1, 2 and ``pass_fds``, nothing else
-  (``close_fds`` is always true). No ``preexec_fn``: the command is started with
-  posix_spawn by the init.
+  (``close_fds=False`` is refused). No ``preexec_fn``: the command is started with
+  posix_spawn by the init, in another process.
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ import os
 import select
 import signal
 import subprocess
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
-from pidns.linux import launcher
+from pidns.linux import launcher, served
 from pidns.linux.launcher import SetupError
 
 PIPE = subprocess.PIPE
@@ -62,7 +67,7 @@ class CompletedProcess(subprocess.CompletedProcess[Any]):
         stdout: Any = None,
         stderr: Any = None,
         *,
-        namespace: launcher.Namespace | None = None,
+        namespace: served.Served | None = None,
     ) -> None:
         super().__init__(args, returncode, stdout, stderr)
         self._namespace = namespace
@@ -85,6 +90,47 @@ def _command(args: Args, shell: bool) -> tuple[list[str], Any]:
     return argv, args
 
 
+def _ids(user: str | int | None, group: str | int | None) -> tuple[int | None, int | None]:
+    """subprocess's ``user`` and ``group`` as ids (names looked up as subprocess does)."""
+    uid = gid = None
+    if user is not None:
+        if isinstance(user, int):
+            uid = user
+        else:
+            import pwd  # noqa: PLC0415 (only with user=)
+
+            uid = pwd.getpwnam(user).pw_uid
+    if group is not None:
+        if isinstance(group, int):
+            gid = group
+        else:
+            import grp  # noqa: PLC0415 (only with group=)
+
+            gid = grp.getgrnam(group).gr_gid
+    return uid, gid
+
+
+def _refuse(
+    preexec_fn: Any,
+    close_fds: bool,
+    startupinfo: Any,
+    creationflags: int,
+    user: object,
+    group: object,
+    extra_groups: object,
+) -> None:
+    """subprocess's arguments that a command started by the init, in another process,
+    cannot honour: a clear ValueError rather than silence."""
+    if preexec_fn is not None:
+        raise ValueError("preexec_fn cannot run: the command is started by the init, not a fork")
+    if not close_fds:
+        raise ValueError("close_fds=False: only 0, 1, 2 and pass_fds reach the command")
+    if startupinfo is not None or creationflags:
+        raise ValueError("startupinfo and creationflags are only supported on Windows")
+    if extra_groups is not None:
+        raise ValueError("extra_groups: the command keeps no supplementary group of its own")
+
+
 class Popen:
     """Run ``args`` in a new pid namespace; subprocess.Popen's interface where it applies.
 
@@ -97,26 +143,47 @@ class Popen:
     command under a child subreaper, with a FallbackWarning; None: $PIDNS_FALLBACK or
     "fail").
 
+    subprocess's own arguments keep their meaning: ``executable``, ``cwd``, ``env``,
+    ``start_new_session``, ``process_group`` (0 only: a group of pids the namespace
+    cannot see is meaningless), ``umask``, ``restore_signals``, ``pass_fds``; what an init
+    in another process cannot do is a ValueError (``preexec_fn``, ``close_fds=False``,
+    ``user``, ``group``, ``extra_groups``). A bad ``cwd`` raises FileNotFoundError or
+    NotADirectoryError, NUL bytes ValueError, before anything runs.
+
     Raises FileNotFoundError / PermissionError when the command cannot be executed, as
     subprocess does, and ``SetupError`` (an OSError) when the namespace cannot be made.
+    Safe to use from several threads (waiting and closing are locked, as subprocess's).
     """
 
     def __init__(
         self,
         args: Args,
+        bufsize: int = -1,
+        executable: StrOrBytesPath | None = None,
         stdin: File = None,
         stdout: File = None,
         stderr: File = None,
-        *,
+        preexec_fn: Any = None,
+        close_fds: bool = True,
         shell: bool = False,
         cwd: StrOrBytesPath | None = None,
-        env: Mapping[str, str] | None = None,
-        text: bool | None = None,
+        env: Mapping[Any, Any] | None = None,
         universal_newlines: bool | None = None,
+        startupinfo: Any = None,
+        creationflags: int = 0,
+        restore_signals: bool = True,
+        start_new_session: bool = False,
+        pass_fds: Iterable[int] = (),
+        *,
+        user: str | int | None = None,
+        group: str | int | None = None,
+        extra_groups: Iterable[str | int] | None = None,
         encoding: str | None = None,
         errors: str | None = None,
-        bufsize: int = -1,
-        pass_fds: Iterable[int] = (),
+        text: bool | None = None,
+        umask: int = -1,
+        pipesize: int = -1,
+        process_group: int | None = None,
         mount_proc: bool = True,
         as_pid_1: bool = False,
         map_user: str | None = None,
@@ -129,8 +196,15 @@ class Popen:
         self.stdin: IO[Any] | None = None
         self.stdout: IO[Any] | None = None
         self.stderr: IO[Any] | None = None
-        self._namespace: launcher.Namespace | None = None
+        self._namespace: served.Served | None = None
         self._comm: _Communication | None = None
+        self._lock = threading.Lock()  # one communicate at a time, as subprocess
+        _refuse(preexec_fn, close_fds, startupinfo, creationflags, user, group, extra_groups)
+        if process_group not in (None, 0):
+            raise ValueError(
+                "process_group: only 0 (a new group) is possible; the command's pid namespace "
+                "cannot see the caller's process groups"
+            )
         argv, self.args = _command(args, shell)
         options = launcher.Options(
             mount_proc=mount_proc,
@@ -140,6 +214,7 @@ class Popen:
             grace=grace,
             forward_to_group=forward_to_group,
             fallback=fallback,
+            ids=_ids(user, group),
         )
         self.text_mode = bool(text or universal_newlines or encoding or errors)
         self.encoding = encoding
@@ -147,16 +222,21 @@ class Popen:
         plumbing = _Plumbing()
         try:
             stdio = plumbing.child_ends(stdin, stdout, stderr)
-            self._namespace = launcher.start(
+            self._namespace = served.start(
                 argv,
                 options,
                 env=None
                 if env is None
                 else {os.fsdecode(k): os.fsdecode(v) for k, v in env.items()},
                 cwd=None if cwd is None else os.fsdecode(cwd),
+                executable=None if executable is None else os.fsdecode(executable),
                 stdio=stdio,
                 pass_fds=tuple(pass_fds),
-                new_group=False,  # in the caller's process group, as with subprocess
+                # in the caller's process group, as with subprocess, unless asked
+                new_group=process_group == 0 or forward_to_group,
+                new_session=start_new_session,
+                restore_signals=restore_signals,
+                umask=umask,
                 notice=_warn_fallback,
             )
         except BaseException:
@@ -205,7 +285,9 @@ class Popen:
 
     def poll(self) -> int | None:
         if self.returncode is None and self._namespace is not None:
-            self.returncode = self._namespace.poll()
+            returncode = self._namespace.poll()
+            if returncode is not None:
+                self.returncode = returncode
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
@@ -219,27 +301,32 @@ class Popen:
 
     def communicate(self, input: Any = None, timeout: float | None = None) -> tuple[Any, Any]:
         """Send ``input``, read stdout and stderr to EOF, wait; like subprocess's."""
-        if self._comm is None:
-            self._comm = _Communication(self, input)
-        elif input:
-            raise ValueError("Cannot send input after starting communication")
         deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            if self._comm is None:
+                self._comm = _Communication(self, input)
+            elif input:
+                raise ValueError("Cannot send input after starting communication")
+            try:
+                self._comm.run(deadline)
+            except TimeoutExpired as exc:
+                exc.timeout = timeout or 0.0
+                exc.cmd = self.args
+                raise
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            self._comm.run(deadline)
+            self.wait(left)
         except TimeoutExpired as exc:
             exc.timeout = timeout or 0.0
-            exc.cmd = self.args
+            exc.output, exc.stderr = self._comm.raw()
             raise
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        self.wait(left)
         return self._comm.results()
 
     # -- signals -----------------------------------------------------------------------
 
     def send_signal(self, sig: int) -> None:
         """``sig`` to the command (through the init), unless it has ended."""
-        if self.poll() is None:
-            assert self._namespace is not None
+        if self._namespace is not None and self.poll() is None:
             self._namespace.send_signal(sig)
 
     def terminate(self) -> None:
@@ -247,8 +334,7 @@ class Popen:
 
     def kill(self) -> None:
         """SIGKILL pid 1: every process of the namespace dies with it."""
-        if self.poll() is None:
-            assert self._namespace is not None
+        if self._namespace is not None and self.poll() is None:
             self._namespace.kill()
 
     # -- cleanup -----------------------------------------------------------------------
@@ -261,12 +347,12 @@ class Popen:
             _close_quietly(self.stdin)
 
     def _end(self) -> None:
-        """Kill the namespace if it still runs, and reap pid 1."""
+        """Kill the namespace if it still runs, and wait until it is empty."""
         if self._namespace is None:
             return
         if self.poll() is None:
             self._namespace.kill()
-            self.wait()
+            self.returncode = self._namespace.wait()
         self._namespace.close()
 
     def __enter__(self) -> Popen:
@@ -296,22 +382,13 @@ class Popen:
 
 
 class _Plumbing:
-    """The pipes and fds between the caller and the command's 0, 1, 2."""
+    """The pipes and fds between the caller and the command's 0, 1, 2 (-1: the caller's
+    own, as subprocess's None)."""
 
     def __init__(self) -> None:
         self.child: list[int] = [-1, -1, -1]
         self.parent_ends: list[int] = [-1, -1, -1]
         self.owned: list[int] = []  # fds made here for the child, closed once it runs
-
-    def _own(self, fd: int, target: int) -> int:
-        """Keep fds that are not their own target off 0..2, where a dup2 of an earlier
-        stream could clobber them before they are copied."""
-        if fd < 3 and fd != target:
-            import fcntl  # noqa: PLC0415 (rare)
-
-            fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
-        self.owned.append(fd)
-        return fd
 
     def child_ends(self, stdin: File, stdout: File, stderr: File) -> tuple[int, int, int]:
         for target, spec in enumerate((stdin, stdout, stderr)):
@@ -321,9 +398,11 @@ class _Plumbing:
                 read_end, write_end = os.pipe()
                 mine, theirs = (write_end, read_end) if target == 0 else (read_end, write_end)
                 self.parent_ends[target] = mine
-                self.child[target] = self._own(theirs, target)
+                self.child[target] = theirs
+                self.owned.append(theirs)
             elif spec == DEVNULL:
-                self.child[target] = self._own(os.open(os.devnull, os.O_RDWR), target)
+                self.child[target] = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                self.owned.append(self.child[target])
             elif spec == STDOUT:
                 if target != 2:
                     raise ValueError("STDOUT is only for stderr")
@@ -331,10 +410,9 @@ class _Plumbing:
             elif isinstance(spec, int):
                 if spec < 0:
                     raise ValueError(f"bad file descriptor for stdio: {spec}")
-                self.child[target] = spec if spec == target else self._own(os.dup(spec), target)
+                self.child[target] = spec  # sent to the server as it is (SCM_RIGHTS)
             else:
-                fd = spec.fileno()
-                self.child[target] = fd if fd == target else self._own(os.dup(fd), target)
+                self.child[target] = spec.fileno()
         return (self.child[0], self.child[1], self.child[2])
 
     def close_child_ends(self) -> None:
@@ -380,7 +458,8 @@ class _Communication:
         while self.streams:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise TimeoutExpired(self.popen.args, 0.0, output=b"".join(self.chunks[0]))
+                output, stderr = self.raw()
+                raise TimeoutExpired(self.popen.args, 0.0, output=output, stderr=stderr)
             for fd, _events in self.poller.poll(None if left is None else left * 1000):
                 if fd in self.readers:
                     data = os.read(fd, 32768)
@@ -396,6 +475,11 @@ class _Communication:
                         continue
                 self.poller.unregister(fd)
                 _close_quietly(self.streams.pop(fd))
+
+    def raw(self) -> tuple[bytes | None, bytes | None]:
+        """What has been read so far, as bytes (what TimeoutExpired carries)."""
+        found = [b"".join(chunks) if chunks else None for chunks in self.chunks]
+        return found[0], found[1]
 
     def results(self) -> tuple[Any, Any]:
         out: list[Any] = []
@@ -414,7 +498,7 @@ class _Communication:
 
 
 def _warn_fallback(text: str) -> None:
-    warnings.warn(text, FallbackWarning, stacklevel=4)
+    warnings.warn(text, FallbackWarning, stacklevel=5)
 
 
 def _close_quietly(stream: IO[Any]) -> None:
@@ -445,7 +529,7 @@ def run(
         try:
             stdout, stderr = process.communicate(input, timeout=timeout)
         except TimeoutExpired:
-            process.kill()
+            process.kill()  # the whole namespace; the output so far is in the exception
             process.wait()
             raise
         returncode = process.wait()
@@ -453,6 +537,35 @@ def run(
     if check and returncode:
         raise CalledProcessError(returncode, process.args, stdout, stderr)
     return CompletedProcess(process.args, returncode, stdout, stderr, namespace=namespace)
+
+
+def call(args: Args, *, timeout: float | None = None, **kwargs: Any) -> int:
+    """Run ``args`` in a new pid namespace; its returncode (subprocess.call)."""
+    with Popen(args, **kwargs) as process:
+        try:
+            return process.wait(timeout=timeout)
+        except TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+
+
+def check_call(args: Args, **kwargs: Any) -> int:
+    """``call``, raising CalledProcessError for a non-zero returncode."""
+    returncode = call(args, **kwargs)
+    if returncode:
+        raise CalledProcessError(returncode, _command(args, kwargs.get("shell", False))[1])
+    return 0
+
+
+def check_output(args: Args, *, timeout: float | None = None, **kwargs: Any) -> Any:
+    """The command's standard output; CalledProcessError unless it exits 0
+    (subprocess.check_output)."""
+    if "stdout" in kwargs:
+        raise ValueError("stdout argument not allowed, it will be overridden.")
+    if kwargs.get("input") is None and kwargs.get("stdin") is None:
+        kwargs["input"] = "" if kwargs.get("text") or kwargs.get("universal_newlines") else b""
+    return run(args, stdout=PIPE, timeout=timeout, check=True, **kwargs).stdout
 
 
 __all__ = [
@@ -465,5 +578,8 @@ __all__ = [
     "Popen",
     "SetupError",
     "TimeoutExpired",
+    "call",
+    "check_call",
+    "check_output",
     "run",
 ]

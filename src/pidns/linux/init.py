@@ -88,6 +88,7 @@ class Plan:
         "mount_ns",
         "namespace_inodes",
         "new_group",
+        "new_session",
         "parent_death_signal",
         "pass_fds",
         "path",
@@ -138,6 +139,7 @@ class Plan:
         namespace_inodes: bool = False,
         inherited: spawn.Inherited = spawn.NOTHING_INHERITED,
         subreaper: bool = False,
+        new_session: bool = False,
     ) -> None:
         self.argv = argv
         self.path = path  # argv[0] resolved on PATH ("": by the init, after the chroot)
@@ -178,6 +180,7 @@ class Plan:
         self.inherited = inherited  # the caller's signal state, for the command
         # no pid namespace: a child subreaper in the caller's (linux/subreaper.py)
         self.subreaper = subreaper
+        self.new_session = new_session  # the command leads a session of its own (setsid)
 
 
 def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) -> NoReturn:
@@ -330,6 +333,7 @@ def _start_command(plan: Plan, host_pidns: int) -> tuple[int, int]:
             ready=ready,
             inherited=plan.inherited,
             ids=plan.ids,
+            new_session=plan.new_session,
         )
     else:
         cmd = spawn.spawn(
@@ -339,6 +343,7 @@ def _start_command(plan: Plan, host_pidns: int) -> tuple[int, int]:
             stdio=plan.stdio,
             new_group=plan.new_group,
             inherited=plan.inherited,
+            new_session=plan.new_session,
         )
         ready(cmd)
     if not plan.new_group:

@@ -62,7 +62,7 @@ FALLBACKS = (FALLBACK_FAIL, FALLBACK_SUBREAPER)
 FALLBACK_ENV = "PIDNS_FALLBACK"
 # the failures that mean "no pid namespace can be had here"; a /proc that cannot be
 # mounted is not one of them: the fallback then keeps the pid namespace, without it
-_NO_PID_NAMESPACE = ("clone", "user_namespace", "mount")
+NO_PID_NAMESPACE = ("clone", "user_namespace", "mount")
 
 
 class Options:
@@ -229,10 +229,10 @@ class Namespace:
                 elif ready:  # a quick command's end may come in the same read
                     self._take(message)
                 elif isinstance(message, status_channel.CloneFailed):
-                    raise _clone_failure(message.errno, flags)
+                    raise clone_failure(message.errno, flags)
                 elif isinstance(message, status_channel.Failed):
                     self._wait_blocking()
-                    raise _setup_failure(message, self.argv, flags)
+                    raise setup_failure(message, self.argv, flags)
                 elif isinstance(message, status_channel.MapsWanted):
                     self._write_maps(flags)
                 elif isinstance(message, status_channel.Namespaces):
@@ -551,23 +551,33 @@ def start(
             failure = exc
         else:
             if notice is not None:
-                notice(
-                    f"a fresh /proc cannot be mounted here ({failure}); running {argv[0]} in "
-                    "a pid namespace without one: /proc shows the host's processes"
-                )
+                notice(without_proc_notice(argv[0], failure))
             ns.fallback_reason = str(failure)
             return ns
-    if failure.stage not in _NO_PID_NAMESPACE:
+    if failure.stage not in NO_PID_NAMESPACE:
         raise failure
     reason = str(failure)
     if notice is not None:
-        notice(
-            f"no pid namespace can be made here ({reason}); running {argv[0]} under a "
-            "subreaper instead: its pids are not isolated"
-        )
+        notice(subreaper_notice(argv[0], failure))
     ns = _start(argv, options, True, **settings)  # type: ignore[arg-type]
     ns.fallback_reason = reason
     return ns
+
+
+def without_proc_notice(command: str, failure: SetupError) -> str:
+    """The line that says the fallback kept the pid namespace, without a fresh /proc."""
+    return (
+        f"a fresh /proc cannot be mounted here ({failure}); running {command} in "
+        "a pid namespace without one: /proc shows the host's processes"
+    )
+
+
+def subreaper_notice(command: str, failure: SetupError) -> str:
+    """The line that says the fallback runs the command under a subreaper."""
+    return (
+        f"no pid namespace can be made here ({failure}); running {command} under a "
+        "subreaper instead: its pids are not isolated"
+    )
 
 
 def _start(
@@ -690,7 +700,7 @@ def _start(
         for fd in (launcher_pidfd, host_pidns, read_end, write_end, gate_read, gate_write):
             if fd >= 0:
                 os.close(fd)
-        raise _clone_failure(exc.errno or errno.EIO, flags) from None
+        raise clone_failure(exc.errno or errno.EIO, flags) from None
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     for fd in (launcher_pidfd, host_pidns, write_end, gate_read):
@@ -755,14 +765,14 @@ def _fork_helper() -> int:
     return os.fork()
 
 
-def _clone_failure(err: int, flags: int) -> SetupError:
+def clone_failure(err: int, flags: int) -> SetupError:
     from pidns.linux import diagnose  # noqa: PLC0415 (only once something failed)
 
     why = diagnose.refusal("clone", err, user=bool(flags & cf.NEWUSER))
     return _setup_error(err, str(why), "clone")
 
 
-def _setup_failure(failure: status_channel.Failed, argv: list[str], flags: int) -> OSError:
+def setup_failure(failure: status_channel.Failed, argv: list[str], flags: int) -> OSError:
     """The exception for an ``F`` message of the init."""
     from pidns.linux import diagnose  # noqa: PLC0415 (only once something failed)
 

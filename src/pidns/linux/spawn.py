@@ -87,12 +87,13 @@ class Inherited:
         self.mask = mask
 
     @classmethod
-    def from_caller(cls, mask: Iterable[int] | None = None) -> Inherited:
-        """The calling thread's ignored signals and ``mask`` (default: its mask now)."""
+    def from_caller(cls, mask: Iterable[int] | None = None, restore: bool = True) -> Inherited:
+        """The calling thread's ignored signals and ``mask`` (default: its mask now);
+        ``restore``: subprocess's restore_signals (SIGPIPE, SIGXFSZ back to default)."""
         ignored = tuple(
             s
             for s in CATCHABLE
-            if s not in RESTORED_SIGNALS and signal.getsignal(s) == signal.SIG_IGN
+            if not (restore and s in RESTORED_SIGNALS) and signal.getsignal(s) == signal.SIG_IGN
         )
         if mask is None:
             mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
@@ -110,9 +111,11 @@ def spawn(
     stdio: Sequence[int] = (-1, -1, -1),
     new_group: bool = True,
     inherited: Inherited = NOTHING_INHERITED,
+    new_session: bool = False,
 ) -> int:
     """posix_spawn ``path``: fds ``stdio`` (-1 = inherit) become 0, 1, 2; with ``new_group``
-    the child leads a new process group (setpgid(0, 0)). The child's signal state is
+    the child leads a new process group (setpgid(0, 0)), with ``new_session`` a new
+    session (setsid). The child's signal state is
     ``inherited``: every other signal, glibc's internal ones included, gets SIG_DFL, and
     the mask is ``inherited.mask``. Each signal ``inherited`` ignores must be ignored in
     the caller too: posix_spawn can reset a disposition, never set one (``needs_fork``).
@@ -126,6 +129,7 @@ def spawn(
         pgroup=0 if new_group else None,
         sigdefault=[s for s in _SETTABLE if s not in ignored],
         sigmask=inherited.mask,
+        setsid=new_session,
     )
 
 
@@ -144,6 +148,7 @@ def _prepare_child(
     watch_pidfd: int,
     inherited: Inherited,
     ids: tuple[int | None, int | None] = (None, None),
+    new_session: bool = False,
 ) -> None:
     """What a forked child does before exec. Signals are still blocked, SIGTTOU included,
     so tcsetpgrp from a background group is not stopped (drivers/tty/tty_jobctrl.c:
@@ -151,7 +156,9 @@ def _prepare_child(
     become (unshare's -S, -G: the supplementary groups dropped where setgroups is allowed);
     before the parent-death signal, which a change of credentials clears
     (kernel/cred.c:commit_creds)."""
-    if new_group:
+    if new_session:
+        os.setsid()
+    elif new_group:
         os.setpgid(0, 0)
     if terminal >= 0:
         os.tcsetpgrp(terminal, os.getpgid(0))
@@ -207,6 +214,7 @@ def fork_exec(
     ready: Callable[[int], None] | None = None,
     inherited: Inherited = NOTHING_INHERITED,
     ids: tuple[int | None, int | None] = (None, None),
+    new_session: bool = False,
 ) -> int:
     """fork, prepare (new group, terminal foreground, stdio, parent-death signal), exec.
     Returns the child's pid once it has exec'd; raises OSError(errno) if exec failed.
@@ -218,7 +226,14 @@ def fork_exec(
         try:
             os.close(read_end)
             _prepare_child(
-                stdio, terminal, new_group, parent_death_signal, watch_pidfd, inherited, ids
+                stdio,
+                terminal,
+                new_group,
+                parent_death_signal,
+                watch_pidfd,
+                inherited,
+                ids,
+                new_session,
             )
             if gate_read >= 0:
                 os.close(gate_write)

@@ -24,7 +24,14 @@ line   fields                                                     sent by
 ``X``  ``<wait status> <t spawned> <t exited> <t done> <orphans>  the init, last
        <killed> <killed pids> <forwarded signals> <flags>``: the
        end (flags: ``t`` the timeout ran out, ``-`` none)
+``W``  ``<wait status>``: pid 1 has been reaped (the namespace    the namespace
+       is empty)                                                  server, last
 =====  =========================================================  ==================
+
+On the namespace server's channel (a SOCK_SEQPACKET socket, one message per record:
+pidns.linux.server) the server sends ``P`` with the init's pidfd attached (SCM_RIGHTS),
+``C`` if it could not clone, ``R`` for an ``as_pid_1`` command once it has exec'd, and
+``W``; the init's own messages may come before its ``P``.
 
 ``encode`` and ``decode`` are inverses (tests/test_status_channel.py). No typing or
 dataclasses here: this module is on ``pidns run``'s start-up path.
@@ -167,9 +174,28 @@ class Report(Message):
     timed_out: bool
 
 
+class Reaped(Message):
+    """``W``: the namespace server reaped pid 1 with this wait status."""
+
+    FIELDS = ("wait_status",)
+    __slots__ = FIELDS
+    KIND = "W"
+    wait_status: int
+
+
 _KINDS: dict[str, type[Message]] = {
     k.KIND: k
-    for k in (HelperSpawned, CloneFailed, Failed, MapsWanted, Namespaces, Ready, Stopped, Report)
+    for k in (
+        HelperSpawned,
+        CloneFailed,
+        Failed,
+        MapsWanted,
+        Namespaces,
+        Ready,
+        Stopped,
+        Report,
+        Reaped,
+    )
 }
 
 

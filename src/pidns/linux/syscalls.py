@@ -380,6 +380,7 @@ def signalfd(signals: Iterable[int], flags: int = SFD_CLOEXEC | SFD_NONBLOCK) ->
 POSIX_SPAWN_SETPGROUP = 0x02
 POSIX_SPAWN_SETSIGDEF = 0x04
 POSIX_SPAWN_SETSIGMASK = 0x08
+POSIX_SPAWN_SETSID = 0x80  # glibc 2.26
 _SPAWNATTR_SIZE = 1024  # sizeof(posix_spawnattr_t) is 336 on x86-64 glibc: room to spare
 _FILE_ACTIONS_SIZE = 256  # sizeof(posix_spawn_file_actions_t) is 80
 
@@ -393,17 +394,21 @@ def posix_spawn(
     pgroup: int | None = None,
     sigdefault: Iterable[int] = (),
     sigmask: Iterable[int] = (),
+    setsid: bool = False,
 ) -> int:
     """posix_spawn(3): ``(fd, target)`` pairs dup2'd, ``sigdefault`` reset to SIG_DFL, the
     signal mask set to ``sigmask``, a new process group ``pgroup`` (0: its own) unless
-    None. Returns the child's pid; raises OSError with the exec errno."""
+    None, a new session with ``setsid``. Returns the child's pid; raises OSError with the
+    exec errno."""
     attr = ctypes.create_string_buffer(_SPAWNATTR_SIZE)
     actions = ctypes.create_string_buffer(_FILE_ACTIONS_SIZE)
     _libc.posix_spawnattr_init(attr)
     _libc.posix_spawn_file_actions_init(actions)
     try:
         flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK
-        if pgroup is not None:
+        if setsid:
+            flags |= POSIX_SPAWN_SETSID
+        elif pgroup is not None:
             flags |= POSIX_SPAWN_SETPGROUP
             _libc.posix_spawnattr_setpgroup(attr, ctypes.c_int(pgroup))
         default, mask = _sigset(sigdefault), _sigset(sigmask)
