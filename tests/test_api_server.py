@@ -339,3 +339,16 @@ def test_top_level_names_like_subprocess() -> None:
         pidns.check_output(["false"])
     with pytest.raises(pidns.TimeoutExpired):
         pidns.call(["sleep", "1000"], timeout=0.2)
+
+
+def test_a_user_namespace_maps_the_callers_ids_not_the_servers_view() -> None:
+    """The init builds its maps from the caller's ids: inside the new user namespace,
+    before the maps exist, its own getuid() is the overflow uid."""
+    result = pidns.run(["cat", "/proc/self/uid_map"], map_user="root", capture_output=True)
+    assert result.stdout.split() == [b"0", b"0", b"1"]
+
+    def as_nobody() -> list[bytes]:
+        out = pidns.run(["cat", "/proc/self/uid_map"], map_user="root", capture_output=True)
+        return out.stdout.split()
+
+    assert in_child(as_nobody, nobody=True, interpreter=True) == [b"0", b"65534", b"1"]

@@ -238,6 +238,7 @@ def start(
         "new_session": new_session,
         "inherited": (inherited.ignored, inherited.mask),
         "umask": _umask() if umask < 0 else umask,
+        "caller_ids": (os.getuid(), os.getgid()),
         "pass_fds": passed,
     }
     cwd_fd = os.open("." if cwd is None else cwd, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

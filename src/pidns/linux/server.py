@@ -343,6 +343,9 @@ def _become(
             subreaper=request["subreaper"],
             new_session=request["new_session"],
         )
+        # the caller's ids, not ours: in a new user namespace, unmapped yet, getuid()
+        # says the overflow uid (kernel/user_namespace.c: from_kuid_munged)
+        plan.uid, plan.gid = request["caller_ids"]
     except BaseException as exc:
         text = f"{type(exc).__name__}: {exc}"
         failure = status_channel.Failed(125, getattr(exc, "errno", 0) or 0, "setup", text)
