@@ -349,6 +349,7 @@ def test_a_user_namespace_maps_the_callers_ids_not_the_servers_view() -> None:
 
     def as_nobody() -> list[bytes]:
         out = pidns.run(["cat", "/proc/self/uid_map"], map_user="root", capture_output=True)
-        return out.stdout.split()
+        words: list[bytes] = out.stdout.split()
+        return words
 
     assert in_child(as_nobody, nobody=True, interpreter=True) == [b"0", b"65534", b"1"]
