@@ -126,3 +126,20 @@ def test_pidfd_get_info_numbers_in_the_callers_namespace() -> None:
     k.exit(member, 0)
     k.wait(init, member)
     assert errno_of(k.pidfd_info, init, held) == "ESRCH"  # reaped, no PIDFD_INFO_EXIT
+
+
+def test_profiles_without_pidfds_or_with_older_answers() -> None:
+    old = Kernel(profile="5.2")
+    a = old.fork(old.init)
+    assert errno_of(old.pidfd_open, a, 2) == "ENOSYS"
+    k = Kernel(profile="6.1")
+    a = k.fork(k.init)
+    t = k.clone_thread(a)
+    assert errno_of(k.pidfd_open, a, k.gettid(t)) == "EINVAL"
+    assert errno_of(k.pidfd_open, a, k.gettid(t), PIDFD_THREAD) == "EINVAL"  # no PIDFD_THREAD
+    assert errno_of(k.pidfd_info, a, k.pidfd_open(a, 2)) == "ENOTTY"
+    assert errno_of(k.ns_pid_in, a, k.root_ns, 2) == "ENOTTY"
+    k13 = Kernel(profile="6.13")
+    sibling = new_ns_init(k13, k13.init)
+    other = k13.pidfd_open(k13.init, k13.getpid(k13.fork(k13.init)))
+    assert errno_of(k13.pidfd_info, sibling, other) == "ESRCH"

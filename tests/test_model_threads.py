@@ -56,6 +56,10 @@ def test_unshare_newuser_needs_a_single_thread_newpid_does_not() -> None:
     k.unshare(a, cf.NEWPID)
     k.exit_thread(t, 0)
     k.unshare(a, cf.NEWUSER)  # alone again
+    b = k.fork(k.init)
+    u = k.clone_thread(b)
+    k.exit_thread(b, 0)  # the leader is a zombie thread, still on the group's list
+    assert errno_of(k.unshare, u, cf.NEWUSER) == "EINVAL"
 
 
 def test_3_8_unshare_newpid_implies_clone_thread_so_a_threaded_caller_gets_einval() -> None:
@@ -85,10 +89,10 @@ def test_an_inits_leader_exits_while_a_thread_lives_the_namespace_lives_on() -> 
     assert k.getppid(grandchild) == 1  # orphans still go to the init
     k.kill(grandchild, 1, 0)  # pid 1 still answers
     assert k.wait(t, c) is not None
-    k.exit_thread(t, 3)  # the last thread: the group exits with the leader's code
+    k.exit_thread(t, 3)  # the last thread: the group exits with its code
     assert state(child) is TaskState.ZOMBIE or state(child) is TaskState.REAPED
     result = k.wait(a, init)
-    assert result is not None and result.describe() == "exited 7"
+    assert result is not None and result.describe() == "exited 3"
 
 
 def test_exit_group_ends_every_thread_and_frees_their_numbers() -> None:

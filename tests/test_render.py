@@ -13,7 +13,10 @@ from typing import Any
 
 import pytest
 
+from pidns.core import flags as cf
+from pidns.model import Kernel
 from pidns.render import data, graphviz, text
+from pidns.render.model_view import from_model
 from pidns.render.view import (
     ID_INODE,
     ID_MODEL,
@@ -273,3 +276,16 @@ def test_draw_refuses_other_formats_and_reports_a_missing_dot(
     with pytest.raises(graphviz.GraphvizMissing, match="apt install graphviz"):
         graphviz.draw(picture(), str(tmp_path / "p.svg"), "svg")
     assert not (tmp_path / "p.svg").exists()
+
+
+def test_the_model_picture_names_parents_and_states_as_proc_does() -> None:
+    k = Kernel(root_level=1)
+    a = k.fork(k.init)
+    init = k.clone(a, cf.NEWPID)
+    k.clone_thread(init)
+    k.exit_thread(init, 0)  # the leader leaves, a thread stays: /proc shows it as Z
+    picture = from_model(k)
+    parents = {ns.level: ns.parent for ns in picture.namespaces}
+    assert parents == {0: None, 1: k.root_ns.id}  # NS_GET_PARENT from the root: EPERM on it
+    states = {p.pids: p.state for p in picture.processes}
+    assert states[(3, 1)] == "zombie" and states[(2,)] == "running"

@@ -133,6 +133,19 @@ def _probe_pidfd_open() -> bool:
     return True
 
 
+def _probe_pidfd_thread() -> bool:
+    # kernel/pid.c:pidfd_open (6.9): PIDFD_THREAD (O_EXCL) is a known flag; before it every
+    # flag but PIDFD_NONBLOCK is EINVAL. Our own pid always has a pidfd.
+    if not has("pidfd_open"):
+        return False
+    try:
+        fd = os.pidfd_open(os.getpid(), os.O_EXCL)
+    except OSError as e:
+        return not _missing(e, (errno.EINVAL,))
+    os.close(fd)
+    return True
+
+
 def _probe_clone3() -> bool:
     # kernel/fork.c:copy_clone_args_from_user (5.3): a size below CLONE_ARGS_SIZE_VER0 is
     # EINVAL before anything is copied or created.
@@ -289,6 +302,13 @@ FEATURES: dict[str, Feature] = {
             "pidfd_open(2)",
             "watch a pid with waitpid/kill(pid, 0) and the parent-death signal",
             _probe_pidfd_open,
+        ),
+        Feature(
+            "pidfd_thread",
+            "6.9",
+            "pidfd_open's PIDFD_THREAD",
+            "",  # the real backend's puppet threads need a pidfd of each thread
+            _probe_pidfd_thread,
         ),
         Feature(
             "clone3",

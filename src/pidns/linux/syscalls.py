@@ -205,6 +205,24 @@ def pidfd_send_signal(pidfd: int, sig: int) -> None:
     signal.pidfd_send_signal(pidfd, sig)
 
 
+PIDFD_THREAD = os.O_EXCL  # include/uapi/linux/pidfd.h (6.9)
+# _IOWR(PIDFS_IOCTL_MAGIC, 11, struct pidfd_info): the 64-byte first version of the struct
+PIDFD_INFO_SIZE = 64
+PIDFD_GET_INFO = (3 << 30) | (PIDFD_INFO_SIZE << 16) | (_PIDFS << 8) | 11
+PIDFD_INFO_PID = 0x1
+_PIDFD_INFO = struct.Struct("QQIII")  # mask, cgroupid, pid, tgid, ppid
+
+
+def pidfd_get_info(pidfd: int) -> tuple[int, int, int]:
+    """ioctl(PIDFD_GET_INFO) for PIDFD_INFO_PID (fs/pidfs.c:pidfd_info, 6.13): the
+    process's pid, tgid and ppid as the caller's active pid namespace numbers them."""
+    buf = bytearray(PIDFD_INFO_SIZE)
+    struct.pack_into("Q", buf, 0, PIDFD_INFO_PID)
+    fcntl.ioctl(pidfd, PIDFD_GET_INFO, buf, True)
+    _mask, _cgroup, pid, tgid, ppid = _PIDFD_INFO.unpack_from(buf)
+    return pid, tgid, ppid
+
+
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(
         _libc.prctl(

@@ -192,7 +192,8 @@ def unshare(kernel: Kernel, caller: Caller, flags: int) -> None:
     Profile: in 3.8 CLONE_NEWPID implies CLONE_THREAD (then VM, then SIGHAND); today
     it implies nothing. check_unshare_flags refuses THREAD, SIGHAND and VM unless the
     caller is the only thread of its group (EINVAL), so unshare(NEWUSER) needs a single
-    thread (it implies THREAD), and in 3.8 unshare(NEWPID) does too. The new
+    thread (it implies THREAD), and in 3.8 unshare(NEWPID) does too; a thread whose
+    leader exit(2)ed is not alone. The new
     pid_ns_for_children is the calling thread's alone.
     """
     profile = kernel.profile
@@ -205,8 +206,10 @@ def unshare(kernel: Kernel, caller: Caller, flags: int) -> None:
         flags |= cf.FS
     if flags & ~profile.unshare_flags:
         raise KernelError(errno.EINVAL, "unshare")  # check_unshare_flags
-    if flags & (cf.THREAD | cf.SIGHAND | cf.VM) and len(task.live_threads()) > 1:
-        raise KernelError(errno.EINVAL, "unshare")  # !thread_group_empty(current)
+    if flags & (cf.THREAD | cf.SIGHAND | cf.VM) and (isinstance(caller, Thread) or task.threads):
+        # !thread_group_empty(current): a leader that exit(2)ed stays on the thread list
+        # as a zombie, so a non-leader thread is never alone (checked on 6.18.44)
+        raise KernelError(errno.EINVAL, "unshare")
     user_ns, caps, new_children_ns = _new_namespaces(kernel, caller, flags, "unshare")
     # commit: switch_task_namespaces, then commit_creds
     caller.children_ns = new_children_ns

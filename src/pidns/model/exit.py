@@ -95,6 +95,7 @@ def notify_parent(kernel: Kernel, child: Task) -> bool:
     SIGCHLD and the parent's SIGCHLD disposition is SIG_IGN)."""
     parent = child.parent
     assert parent is not None
+    parent.wakeups += 1  # __wake_up_parent
     signo = child.exit_signal
     if signo == signals.CHLD and parent.disposition(signals.CHLD) is Disposition.IGNORE:
         return True
@@ -193,22 +194,22 @@ def release_thread(kernel: Kernel, thread: Thread) -> None:
 def exit_thread(kernel: Kernel, caller: Caller, status: int) -> None:
     """exit(2) (pthread_exit): only the calling thread ends, unless it is the last one.
 
-    A leader that leaves before its threads stays a zombie thread holding the tgid (and
-    the group's exit code: wait_task_zombie reports the leader's own exit_code); its
+    A leader that leaves before its threads stays a zombie thread holding the tgid; its
     children go to another live thread (find_new_reaper's find_alive_thread), which the
-    model has no need to move, as children belong to the group here.
+    model has no need to move, as children belong to the group here. The group's wait
+    status is the last thread's code (checked on 6.18.44: leader exit(5), then its thread
+    exit(9): "exited 9").
     """
     group = caller.group
     last = len(group.live_threads()) == 1
     if isinstance(caller, Thread):
         release_thread(kernel, caller)
         if last:
-            do_exit(kernel, group, group.exit_status)
+            do_exit(kernel, group, status)
     elif last:
         do_exit(kernel, group, status)
     else:
         group.leader_exited = True
-        group.exit_status = status
 
 
 def do_exec(kernel: Kernel, caller: Caller) -> None:

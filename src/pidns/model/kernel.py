@@ -16,7 +16,7 @@ from pidns.core import signals
 from pidns.model import create, nsfs, pidfd
 from pidns.model import exit as exits
 from pidns.model import signal as sig
-from pidns.model.errors import KernelError
+from pidns.model.errors import KernelError, Unmodeled
 from pidns.model.namespace import PidNamespace, UserNamespace, nr_in, publish_numbers
 from pidns.model.pidfd import Pidfd, PidfdInfo
 from pidns.model.profiles import (
@@ -48,6 +48,8 @@ class Kernel:
     namespace maps (None: all of them) and ``user_level`` is its kernel level, for worlds
     made by an unprivileged user inside a user namespace of their own.
     """
+
+    REAP_ALL = exits.WaitFor(all=True)  # an init's waitpid(-1, __WALL)
 
     def __init__(
         self,
@@ -91,11 +93,17 @@ class Kernel:
         task: Caller,
         flags: int,
         set_tid: Sequence[int] = (),
-        exit_signal: int = signals.CHLD,
+        exit_signal: int | None = None,
     ) -> Task:
-        """clone3(2) of a new process; CLONE_THREAD belongs to ``clone_thread``."""
+        """clone3(2) of a new process; CLONE_THREAD belongs to ``clone_thread``.
+        ``exit_signal``: None is SIGCHLD (0 with CLONE_PARENT, as clone3 wants it);
+        another signal with CLONE_PARENT is EINVAL (kernel/fork.c:clone3_args_valid)."""
         if flags & cf.THREAD:
             raise ValueError("clone with CLONE_THREAD makes a thread: use clone_thread")
+        if exit_signal is None:
+            exit_signal = signals.CHLD
+        elif exit_signal and flags & cf.PARENT:
+            raise KernelError(errno.EINVAL, "clone3")
         child = create.copy_process(self, _running(task), flags, tuple(set_tid), exit_signal)
         assert isinstance(child, Task)
         return child
@@ -105,6 +113,10 @@ class Kernel:
     ) -> tuple[Task | Thread, Pidfd]:
         """clone3 with CLONE_PIDFD: the child and a pidfd for it (a thread pidfd for a
         thread, as PIDFD_THREAD; 6.9)."""
+        if not self.profile.has_pidfd:
+            raise KernelError(errno.EINVAL, "clone3")
+        if flags & cf.THREAD and not self.profile.has_pidfd_thread:
+            raise KernelError(errno.EINVAL, "clone3")  # CLONE_PIDFD|CLONE_THREAD before 6.9
         if flags & cf.THREAD:
             child: Task | Thread = self.clone_thread(task, flags)
         else:
@@ -127,11 +139,18 @@ class Kernel:
         ns = create.open_ns_link(self, _running(task).group, target, for_children)
         create.setns(self, task, ns)
 
+    def ns_of(self, task: Caller, target: Task | Thread) -> PidNamespace:
+        """The namespace of open("/proc/TARGET/ns/pid"): ESRCH once reaped, EACCES
+        without ptrace read access."""
+        return create.open_ns_link(self, _running(task).group, target, False)
+
     def setns_pidfd(self, task: Caller, fd: Pidfd) -> None:
         """setns(pidfd, CLONE_NEWPID): the target's active namespace (EPERM without
         ptrace access to it; ESRCH once it has no nsproxy)."""
         caller = _running(task)
         target = fd.target
+        if not self.profile.has_pidfd_setns:
+            raise KernelError(errno.EINVAL, "setns")  # not an nsfs file
         if not has_task(fd) or not create.has_nsproxy(target):
             raise KernelError(errno.ESRCH, "setns")
         if not create.may_inspect(self, caller.group, target.group):
@@ -195,6 +214,8 @@ class Kernel:
     ) -> exits.WaitResult | None:
         """waitid(P_PIDFD, fd, WEXITED): ECHILD unless the pidfd's process is a child."""
         group = _running(task).group
+        if not self.profile.has_pidfd_wait:
+            raise KernelError(errno.EINVAL, "waitid")  # an unknown idtype
         target = pidfd.wait_target(self, fd)
         if target is None or target.state is TaskState.REAPED:
             raise KernelError(errno.ECHILD, "waitid")
@@ -215,21 +236,29 @@ class Kernel:
 
     def pidfd_open(self, task: Caller, pid: int, flags: int = 0) -> Pidfd:
         """pidfd_open(2) of a pid as the caller sees it; flags PIDFD_THREAD, PIDFD_NONBLOCK."""
-        return pidfd.pidfd_open(_running(task), pid, flags)
+        return pidfd.pidfd_open(_running(task), pid, flags, self.profile)
 
     def pidfd_send_signal(self, task: Caller, fd: Pidfd, signo: int) -> None:
-        """pidfd_send_signal(2) with no siginfo: to the group (also for a thread pidfd,
-        which the model does not tell apart from its group)."""
+        """pidfd_send_signal(2) with no siginfo. Through a thread pidfd the signal is the
+        thread's, with the same effect on the group as long as that thread does not block
+        it (Unmodeled when it does)."""
         caller = _running(task).group
+        if not self.profile.has_pidfd:
+            raise KernelError(errno.ENOSYS, "pidfd_send_signal")
         if not has_task(fd):
             if not caller.ns.is_ancestor_of(fd.target.ns):
                 raise KernelError(errno.EINVAL, "pidfd_send_signal")
             raise KernelError(errno.ESRCH, "pidfd_send_signal")
-        sig.pidfd_send_signal(self, caller, fd.target.group, signo)
+        target = fd.target
+        if fd.thread and signo and target.blocked >> (signo - 1) & 1 and signo not in (9, 19):
+            # a thread-directed signal the thread blocks waits in that thread's own
+            # pending set, which the model does not keep (it keeps the group's)
+            raise Unmodeled("a signal through a thread pidfd to a thread that blocks it")
+        sig.pidfd_send_signal(self, caller, target.group, signo)
 
     def pidfd_info(self, task: Caller, fd: Pidfd) -> PidfdInfo:
         """ioctl(PIDFD_GET_INFO) for PIDFD_INFO_PID."""
-        return pidfd.get_info(_running(task), fd)
+        return pidfd.get_info(_running(task), fd, self.profile)
 
     def pidfd_nspid(self, fd: Pidfd, procfs: PidNamespace | None = None) -> tuple[int, ...]:
         """The NSpid line of the pidfd's fdinfo read through a procfs of ``procfs``
@@ -395,13 +424,17 @@ class Kernel:
 
     def write_pid_max(self, task: Caller, value: int) -> None:
         """Writing /proc/sys/kernel/pid_max (kernel/pid.c:pid_table_root_permissions and
-        proc_do_cad_pid's range): EACCES without CAP_SYS_ADMIN over the owner of the
-        writer's active namespace (3.8: over the initial user namespace), then EINVAL
+        proc_dointvec_minmax's range): EACCES without CAP_SYS_ADMIN over the owner of
+        the writer's active namespace, or being its root (3.8: the initial one), then EINVAL
         outside PID_MAX_MIN..PID_MAX_LIMIT. Only later allocations see it."""
         group = _running(task).group
         per_ns = self.profile.per_ns_pid_max
         owner = group.ns.user_ns if per_ns else self.root_user_ns
-        if not capable(group, owner):
+        # "or uid_eq(current_euid(), make_kuid(ns->user_ns, 0))": the owner's root
+        # writes it even without capabilities (after unshare(NEWUSER), say); of the
+        # model's user namespaces only its root one maps uid 0
+        owners_root = owner.parent is None and owner.maps(0) and group.euid == 0
+        if not capable(group, owner) and not owners_root:
             raise KernelError(errno.EACCES, "open")
         if not PID_MAX_MIN <= value <= PID_MAX_LIMIT:
             raise KernelError(errno.EINVAL, "write")
@@ -414,15 +447,23 @@ class Kernel:
 
     def ns_parent(self, task: Caller, ns: PidNamespace) -> PidNamespace:
         """ioctl(NS_GET_PARENT) on a file of ``ns``."""
+        self._has_ioctl(self.profile.has_ns_get_parent)
         return nsfs.get_parent(task, ns)
 
     def ns_pid_from(self, task: Caller, ns: PidNamespace, pid: int, tgid: bool = False) -> int:
         """ioctl(NS_GET_PID_FROM_PIDNS) (NS_GET_TGID_FROM_PIDNS with ``tgid``)."""
+        self._has_ioctl(self.profile.has_ns_pid_ioctls)
         return nsfs.pid_from_pidns(task, ns, pid, tgid)
 
     def ns_pid_in(self, task: Caller, ns: PidNamespace, pid: int, tgid: bool = False) -> int:
         """ioctl(NS_GET_PID_IN_PIDNS) (NS_GET_TGID_IN_PIDNS with ``tgid``)."""
+        self._has_ioctl(self.profile.has_ns_pid_ioctls)
         return nsfs.pid_in_pidns(task, ns, pid, tgid)
+
+    @staticmethod
+    def _has_ioctl(present: bool) -> None:
+        if not present:
+            raise KernelError(errno.ENOTTY, "ioctl")  # ns_ioctl: -ENOIOCTLCMD
 
     # ---- observers ----------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from pidns.model.create import has_nsproxy
 from pidns.model.errors import KernelError
 from pidns.model.namespace import PidNamespace, nr_in
+from pidns.model.profiles import Profile
 from pidns.model.task import Caller, Task, TaskState, Thread
 
 if TYPE_CHECKING:
@@ -46,21 +47,24 @@ class PidfdInfo(NamedTuple):
     ppid: int  # 0 when the parent is not visible
 
 
-def pidfd_open(caller: Caller, pid: int, flags: int) -> Pidfd:
+def pidfd_open(caller: Caller, pid: int, flags: int, profile: Profile) -> Pidfd:
     """kernel/pid.c:pidfd_open + fs/pidfs.c:pidfd_prepare.
 
     EINVAL for unknown flags or pid <= 0; ESRCH when the caller's active namespace has no
     such pid or its task is gone (zombies open fine); ENOENT for a thread other than a
-    leader without PIDFD_THREAD (checked on 6.18.44: not the EINVAL of older kernels).
+    leader without PIDFD_THREAD (checked on 6.18.44; profile: EINVAL before).
     """
-    if flags & ~(PIDFD_NONBLOCK | PIDFD_THREAD) or pid <= 0:
+    if not profile.has_pidfd:
+        raise KernelError(errno.ENOSYS, "pidfd_open")
+    known = PIDFD_NONBLOCK | (PIDFD_THREAD if profile.has_pidfd_thread else 0)
+    if flags & ~known or pid <= 0:
         raise KernelError(errno.EINVAL, "pidfd_open")
     entry = caller.ns.idr.get(pid)
     if entry is None or entry.state is TaskState.REAPED:
         raise KernelError(errno.ESRCH, "pidfd_open")
     thread = bool(flags & PIDFD_THREAD)
     if isinstance(entry, Thread) and not thread:
-        raise KernelError(errno.ENOENT, "pidfd_open")
+        raise KernelError(profile.pidfd_open_thread_errno, "pidfd_open")
     return Pidfd(entry, thread)
 
 
@@ -75,17 +79,19 @@ def fdinfo_nspid(pidfd: Pidfd, procfs: PidNamespace) -> tuple[int, ...]:
     return target.numbers[procfs.depth :] if nr else (0,)
 
 
-def get_info(caller: Caller, pidfd: Pidfd) -> PidfdInfo:
+def get_info(caller: Caller, pidfd: Pidfd, profile: Profile) -> PidfdInfo:
     """fs/pidfs.c:pidfd_info for PIDFD_INFO_PID: ESRCH once the task is gone (without
     PIDFD_INFO_EXIT), EREMOTE when the caller's active namespace cannot see it (6.18.26+;
-    6.18.2 said ESRCH)."""
+    6.18.2 said ESRCH: profile); ENOTTY before 6.13."""
+    if not profile.has_pidfd_info:
+        raise KernelError(errno.ENOTTY, "PIDFD_GET_INFO")
     if pidfd.gone:
         raise KernelError(errno.ESRCH, "PIDFD_GET_INFO")
     ns = caller.ns
     target = pidfd.target
     pid = nr_in(target, ns)
     if pid == 0:
-        raise KernelError(errno.EREMOTE, "PIDFD_GET_INFO")
+        raise KernelError(profile.pidfd_info_remote_errno, "PIDFD_GET_INFO")
     parent = target.group.parent
     ppid = 0 if parent is None else nr_in(parent, ns)
     return PidfdInfo(pid, nr_in(target.group, ns), ppid)

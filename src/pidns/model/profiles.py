@@ -72,6 +72,26 @@ class Profile:
     # hands to every target, so the targets after it get 0 too. Booted: 3.8.13, 6.1.192
     # and 6.12.117 give each target its own si_pid; 6.18.44 shares the zero.
     group_kill_shares_siginfo: bool
+    # Pidfds: pidfd_open, pidfd_send_signal and CLONE_PIDFD (5.3; ENOSYS before), waitid
+    # P_PIDFD (5.4), setns through a pidfd (5.8), PIDFD_THREAD (6.9), PIDFD_GET_INFO (6.13).
+    has_pidfd: bool
+    has_pidfd_wait: bool
+    has_pidfd_setns: bool
+    has_pidfd_thread: bool
+    has_pidfd_info: bool
+    # fs/pidfs.c:pidfd_info on a pid outside the caller's namespaces: ESRCH in 6.13 and
+    # 6.18.2, EREMOTE in 6.18.26 and 6.18.44 (booted; "pidfs: return -EREMOTE when
+    # PIDFD_GET_INFO is called on another ns", backported to 6.18.y: the profile cannot
+    # tell 6.18.2 from 6.18.26 and follows the newer).
+    pidfd_info_remote_errno: int
+    # pidfd_open of a thread that is not a group leader, without PIDFD_THREAD: EINVAL from
+    # 5.3 (no PIDTYPE_TGID task); ENOENT on 6.18.44 (booted). The release that changed
+    # it is not verified; the row places it with PIDFD_THREAD (6.9).
+    pidfd_open_thread_errno: int
+    # NS_GET_PID_FROM_PIDNS / NS_GET_PID_IN_PIDNS and the TGID forms (6.11, believed;
+    # ENOTTY before); NS_GET_PARENT exists from 4.9.
+    has_ns_pid_ioctls: bool
+    has_ns_get_parent: bool
 
 
 # Each field: its value in 3.8, then (release, new value) for every release that changed it.
@@ -102,6 +122,15 @@ HISTORY: dict[str, tuple[object, tuple[tuple[str, object], ...]]] = {
     # Between 6.12.117 (each target its own si_pid) and 6.18.44 (shared): the first
     # release after the last one booted without it.
     "group_kill_shares_siginfo": (False, (("6.13", True),)),
+    "has_pidfd": (False, (("5.3", True),)),
+    "has_pidfd_wait": (False, (("5.4", True),)),
+    "has_pidfd_setns": (False, (("5.8", True),)),
+    "has_pidfd_thread": (False, (("6.9", True),)),
+    "has_pidfd_info": (False, (("6.13", True),)),
+    "pidfd_info_remote_errno": (errno.ESRCH, (("6.18", errno.EREMOTE),)),
+    "pidfd_open_thread_errno": (errno.EINVAL, (("6.9", errno.ENOENT),)),
+    "has_ns_pid_ioctls": (False, (("6.11", True),)),
+    "has_ns_get_parent": (False, (("4.9", True),)),
 }
 
 OLDEST = (3, 8)

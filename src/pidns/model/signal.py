@@ -134,6 +134,7 @@ def _act(kernel: Kernel, target: Task, signo: int, si_pid: int, handler: Disposi
     if handler is Disposition.IGNORE:
         return
     if handler is Disposition.CATCH:
+        target.wakeups += 1  # signal_wake_up: a sleeping wait returns, and is made again
         if target.caught is None:
             target.caught = []
         if target.undelivered is None:
@@ -156,6 +157,8 @@ def _act(kernel: Kernel, target: Task, signo: int, si_pid: int, handler: Disposi
 def _notify_parent_stop(kernel: Kernel, task: Task) -> None:
     """kernel/signal.c:do_notify_parent_cldstop: SIGCHLD unless the parent ignores it."""
     parent = task.parent
+    if parent is not None:
+        parent.wakeups += 1  # __wake_up_parent
     if parent is not None and parent.disposition(signals.CHLD) is not Disposition.IGNORE:
         send(kernel, parent, signals.CHLD, nr_in(task, parent.ns), force=False)
 

@@ -132,6 +132,7 @@ class Task:
         "undelivered",
         "unkillable",
         "user_ns",
+        "wakeups",
         "zombies",
     )
 
@@ -196,6 +197,9 @@ class Task:
         self.shared_pending: dict[int, int] | None = None
         self.exit_signal = 17  # SIGCHLD; another one makes the child a "clone" child
         self.execed = False  # not PF_FORKNOEXEC any more: setpgid by the parent is EACCES
+        # how often a sleeping wait of this group was woken (__wake_up_parent on a child's
+        # exit, stop or continue; a caught signal): it looks at its children again then
+        self.wakeups = 0
 
     def __repr__(self) -> str:
         return f"<Task {'/'.join(map(str, self.numbers))} {self.state}>"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pidns.model import Kernel, Task, TaskState
+from pidns.model import Kernel, KernelError, PidNamespace, Task, TaskState
 from pidns.render.view import ID_MODEL, NamespaceView, ProcessView, SystemView
 
 
@@ -25,7 +25,7 @@ def from_model(kernel: Kernel, names: Mapping[Task, str] | None = None) -> Syste
             NamespaceView(
                 id=ns.id,
                 level=ns.depth,
-                parent=None if ns.parent is None else ns.parent.id,
+                parent=_parent_id(kernel, ns),
                 owner=ns.user_ns.id,
                 init=init.numbers[0] if alive and init is not None else None,
                 nprocs=members.get(ns.id, 0),
@@ -37,8 +37,25 @@ def from_model(kernel: Kernel, names: Mapping[Task, str] | None = None) -> Syste
             ns=task.ns.id,
             ppid=0 if task.parent is None else task.parent.numbers[0],
             command=names.get(task, f"task {task.numbers[0]}"),
-            state=str(task.state),
+            state=_state(task),
         )
         for task in tasks
     )
     return SystemView(tuple(namespaces), processes, id_source=ID_MODEL)
+
+
+def _parent_id(kernel: Kernel, ns: PidNamespace) -> int | None:
+    """As procview names parents: NS_GET_PARENT asked from the picture's root (EPERM for
+    the root itself, whose parent is outside the picture)."""
+    try:
+        return kernel.ns_parent(kernel.init, ns).id
+    except KernelError:
+        return None
+
+
+def _state(task: Task) -> str:
+    """/proc/PID/stat of a group shows its leader: a leader that exit(2)ed while other
+    threads run is a zombie there, though the process lives."""
+    if task.leader_exited and task.state is TaskState.RUNNING:
+        return "zombie"
+    return str(task.state)
