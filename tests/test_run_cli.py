@@ -192,7 +192,7 @@ def test_the_json_report_describes_the_run(tmp_path: os.PathLike[str]) -> None:
     assert len(report["killed_at_shutdown"]["pids"]) == 1
     assert report["signals_forwarded"]["init"] == ["USR1"]  # kill -USR1 1 from inside
     timings = report["timings_ms"]
-    assert all(timings[k] is not None and timings[k] >= 0 for k in timings)
+    assert all(timings[k] is not None and timings[k] >= 0 for k in timings), timings
     result = run_cli("run", "--json-report", "-", "--", "true")
     assert json.loads(result.stdout)["exit_status"] == 0
 
