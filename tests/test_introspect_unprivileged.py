@@ -124,6 +124,7 @@ def test_ls_as_nobody_lists_its_own_namespaces_with_their_owner(seen: dict[str, 
             "init": fact.init,
             "nprocs": len(fact.members),
             "command": command_line(fact.init) if fact.init else None,
+            "name": None,  # not made by pidns run --name
         }
     root = rows[ns_inode(os.getpid())]
     assert (root["level"], root["parent"], root["init"]) == (0, None, 1)

@@ -18,6 +18,8 @@ EVERY_KIND = [
     sc.Ready(2, 0, 5),  # a kernel without NS_GET_PID_IN_PIDNS: host pid unknown
     sc.Stopped(20),
     sc.MapsWanted(),
+    sc.Survivor(5, 1200, b"sleep\x00100"),
+    sc.Survivor(7, 0, b""),  # a kernel thread's or a zombie's empty command line
     sc.Namespaces({"mnt": 4026532177, "pid": 4026532178}),
     sc.Namespaces({}),
     sc.Report(15, 1, 2, 3, 0, 0, [], [], False),
@@ -42,6 +44,7 @@ def test_the_wire_format_is_the_documented_one() -> None:
         "F 127 2 exec\tcommand not found"
     )
     assert (sc.encode(sc.HelperSpawned(9)), sc.encode(sc.CloneFailed(28))) == ("P 9", "C 28")
+    assert sc.encode(sc.Survivor(3, 40, b"sh\x00-c")) == "K 3 40 7368002d63"
 
 
 @pytest.mark.parametrize(
@@ -62,6 +65,9 @@ def test_the_wire_format_is_the_documented_one() -> None:
         "F 1 2 exec",
         "T",
         "R1 2 3",
+        "K 1 2",
+        "K 1 2 zz",
+        "K 1 2 - 4",
     ],
 )
 def test_a_malformed_line_is_refused(line: str) -> None:

@@ -19,6 +19,7 @@ from pidns.core.exits import EXIT_USAGE
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("pidns.cli.run", "run a command in a fresh pid namespace"),
     "exec": ("pidns.cli.exec", "run a command inside an existing pid namespace"),
+    "stop": ("pidns.cli.stop", "end a named namespace (pidns run --name)"),
     "ls": ("pidns.cli.introspect", "list the pid namespaces you can see"),
     "tree": ("pidns.cli.introspect", "processes nested by pid namespace"),
     "pid": ("pidns.cli.introspect", "translate a pid between namespaces"),

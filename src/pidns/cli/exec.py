@@ -7,6 +7,7 @@ text, the man page and the completion.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -17,6 +18,8 @@ from pidns.linux import features, join, launcher, spawn, supervisor, syscalls
 
 OPTIONS = (
     Option("--target", "-t", arg="PID", help="the process whose pid namespace to join"),
+    Option("--name", arg="NAME",
+           help="the namespace pidns run --name NAME made (through its checked init)"),
     Option("--pid", "-p", arg="FILE", optional=True,
            help="the pid namespace as an nsfs file instead (/proc/PID/ns/pid, "
            "/proc/PID/ns/pid_for_children, or a bind mount of one)"),
@@ -35,6 +38,7 @@ OPTIONS = (
 HEAD = """\
 usage: pidns exec --target PID [OPTIONS] [--] COMMAND [ARGS...]
        pidns exec --pid=/proc/PID/ns/pid [OPTIONS] [--] COMMAND [ARGS...]
+       pidns exec --name NAME [OPTIONS] [--] COMMAND [ARGS...]
 
 Run COMMAND inside the pid namespace of process PID: setns(2) through a pidfd of PID,
 then fork, so that COMMAND gets a pid there (its parent, pidns exec, stays outside).
@@ -59,6 +63,7 @@ class ExecArgs:
         "command",
         "help",
         "mount",
+        "name",
         "pid_file",
         "preserve_credentials",
         "root",
@@ -70,6 +75,7 @@ class ExecArgs:
 
     def __init__(self) -> None:
         self.target: int | None = None
+        self.name: str | None = None  # pidns run --name's
         self.pid_file: str | None = None
         self.mount = False
         self.user = False
@@ -95,6 +101,13 @@ def parse(argv: list[str]) -> ExecArgs:
             if args.target is not None:
                 raise UsageError("--target is given more than once")
             args.target = options_pid(name, value)
+        elif name == "--name":
+            from pidns.linux import registry  # noqa: PLC0415 (only for named namespaces)
+
+            try:
+                args.name = registry.check_name(value)
+            except ValueError as exc:
+                raise UsageError(f"--name: {exc}") from None
         elif name == "--pid":
             args.pid_file = value or None  # bare -p: the target's, which is the default
         elif name == "--mount":
@@ -107,9 +120,11 @@ def parse(argv: list[str]) -> ExecArgs:
             args.root = value
         elif name == "--wd":
             args.wd = value
-    if args.target is None and args.pid_file is None:
-        raise UsageError("--target PID (or --pid=FILE) is required")
-    if args.target is None and (args.mount or args.user):
+    if args.name is not None and args.target is not None:
+        raise UsageError("give one --target or --name")
+    if args.target is None and args.pid_file is None and args.name is None:
+        raise UsageError("--target PID (or --pid=FILE, or --name NAME) is required")
+    if args.target is None and args.name is None and (args.mount or args.user):
         raise UsageError("--mount and --user join PID's namespaces: they need --target PID")
     if not args.command:
         raise UsageError("no command given")
@@ -150,10 +165,24 @@ def _exec(name: str, args: ExecArgs) -> int:
         print(f"pidns {name}: {exc}", file=sys.stderr)
         return exits.EXIT_SETUP
     terminal, foreground = supervisor.foreground_terminal()
+    target, pidfd = args.target, -1
+    if args.name is not None:
+        from pidns.linux import registry  # noqa: PLC0415 (only for named namespaces)
+
+        try:
+            entry, pidfd = registry.find(args.name)
+        except registry.RegistryError as exc:
+            print(f"pidns {name}: {exc}", file=sys.stderr)
+            return exits.EXIT_SETUP
+        target = entry.pid
     try:
-        joined = join.join(args.target, mount=args.mount, user=args.user, pid_file=args.pid_file)
+        joined = join.join(
+            target, mount=args.mount, user=args.user, pid_file=args.pid_file, pidfd=pidfd
+        )
         join.set_root(args.root, args.wd)
     except join.JoinError as exc:
+        if pidfd >= 0 and exc.errno == errno.ESRCH:  # it ended in between
+            exc = join.JoinError(errno.ESRCH, f"namespace {args.name!r} has ended")
         print(f"pidns {name}: {exc}", file=sys.stderr)
         return exits.EXIT_SETUP
     # nsenter's rule: entering a user namespace (asked for) makes you its root, unless

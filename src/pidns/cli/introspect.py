@@ -122,12 +122,20 @@ def _ls(argv: list[str], prog: str) -> int:
     view = _read(proc_view.namespaces_picture, prog)
     if view is None:
         return EXIT_USAGE
+    names = _names()
     if options.get("--json"):
-        _print_json(data.ls_document(view))
+        _print_json(data.ls_document(view, names))
     else:
-        _print(text.ls_table(view))
+        _print(text.ls_table(view, names))
     _note(prog, view)
     return 0
+
+
+def _names() -> dict[int, str]:
+    """The named namespaces (pidns run --name), by pid namespace inode."""
+    from pidns.linux import registry  # noqa: PLC0415 (a directory listing)
+
+    return {entry.pid_ns: entry.name for entry in registry.entries()}
 
 
 def _tree(argv: list[str], prog: str) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
+from pidns import environment
 from pidns.cli.options import Option, UsageError, format_table, is_number, scan_table, usage_error
 from pidns.core import exits
 from pidns.linux import fastsignal, launcher, spawn, statusfd, supervisor, syscalls, userns
@@ -16,6 +17,8 @@ from pidns.linux import fastsignal, launcher, spawn, statusfd, supervisor, sysca
 TYPE_CHECKING = False  # typing costs start-up time: annotations only
 if TYPE_CHECKING:
     from typing import IO
+
+    from pidns.linux import registry
 
 
 # The one table of run's options: the help below, the man page and the shell completion
@@ -72,6 +75,10 @@ OPTIONS = (
     Option("--remap-exit", arg="CODE", help="exit 0 when COMMAND's status is CODE; repeatable"),
     Option("--die-by-signal", help="die of COMMAND's signal instead of exiting 128+N"),
     Option("--forward-to-group", help="forward signals to COMMAND's process group"),
+    Option("--pause", help="no COMMAND: the init holds the namespace open (as catatonit -P) "
+           "for pidns exec, until pidns stop or a TERM, INT or HUP"),
+    Option("--name", arg="NAME", help="record the namespace as NAME, for pidns exec --name, "
+           "pidns ls and pidns stop (in $XDG_RUNTIME_DIR/pidns)"),
     Option("--json-report", arg="FILE", help="a JSON report of the run to FILE (-: stdout)"),
     Option("--json-status-fd", arg="FD",
            help="JSON Lines on FD as bwrap writes them: the pids and namespaces once "
@@ -90,6 +97,7 @@ OPTIONS = (
 
 HEAD = """\
 usage: pidns run [OPTIONS] [--] COMMAND [ARGS...]
+       pidns run --pause [--name NAME] [OPTIONS]
 
 Run COMMAND in a new pid namespace. A pidns init is pid 1 (it reaps orphans, forwards
 signals, and kills what is left when COMMAND exits); COMMAND is pid 2.
@@ -111,6 +119,7 @@ class Args:
         "argv",
         "die_by_signal",
         "help",
+        "name",
         "options",
         "pid_file",
         "report",
@@ -122,6 +131,7 @@ class Args:
     def __init__(self) -> None:
         self.argv: list[str] = []
         self.help = False
+        self.name: str | None = None
         self.version = False
         self.report: str | None = None
         self.status_fd = -1
@@ -137,6 +147,7 @@ _FLAGS = {
     "--wait-all": ("wait_all", True),
     "--forward-to-group": ("forward_to_group", True),
     "--verbose": ("verbose", True),
+    "--pause": ("pause", True),
 }
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -248,6 +259,8 @@ def parse(argv: list[str]) -> Args:
                 raise UsageError(f"--grace needs a number of seconds, not {value!r}") from None
         elif name == "--json-report":
             args.report = value
+        elif name == "--name":
+            args.name = _name(value)
         elif name == "--kill-signal":
             settings["kill_signal"] = parse_signal(name, value)
         elif name == "--parent-death-signal":
@@ -317,8 +330,17 @@ def parse(argv: list[str]) -> Args:
         else:
             key, setting = _FLAGS[name]
             settings[key] = setting
-    if not args.argv:
+    if settings.get("pause"):
+        if args.argv:
+            raise UsageError(f"--pause takes no command (not {args.argv[0]!r})")
+    elif not args.argv:
         raise UsageError("no command given")
+    if not settings.get("as_pid_1"):  # the environment's defaults, for an init
+        try:
+            settings.setdefault("grace", environment.grace())
+            settings.setdefault("verbose", environment.verbose())
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if mount_proc is not None:
         settings["mount_proc"] = mount_proc
         if mount_proc is False and "mount_ns" not in settings:
@@ -344,6 +366,15 @@ def parse(argv: list[str]) -> Args:
             raise UsageError(f"${launcher.FALLBACK_ENV}: {exc}") from None
         raise UsageError(str(exc).replace("_", "-")) from None
     return args
+
+
+def _name(value: str) -> str:
+    from pidns.linux import registry  # noqa: PLC0415 (only for named namespaces)
+
+    try:
+        return registry.check_name(value)
+    except ValueError as exc:
+        raise UsageError(f"--name: {exc}") from None
 
 
 def main(name: str, argv: list[str]) -> int:
@@ -430,7 +461,32 @@ def _write_report(name: str, ns: launcher.Namespace, report_file: IO[str] | None
 def _run(
     name: str, args: Args, sfd: int, inherited: spawn.Inherited, pid_file: int
 ) -> tuple[int, launcher.Namespace | None]:
+    if args.name is None:
+        return _run_namespace(name, args, sfd, inherited, pid_file, None)
+    from pidns.linux import registry  # noqa: PLC0415 (only for named namespaces)
+
+    try:
+        entry = registry.reserve(args.name)
+    except registry.RegistryError as exc:
+        print(f"pidns {name}: {exc}", file=sys.stderr)
+        return exits.EXIT_SETUP, None
+    try:
+        return _run_namespace(name, args, sfd, inherited, pid_file, entry)
+    finally:
+        registry.remove(entry.name, entry)
+
+
+def _run_namespace(
+    name: str,
+    args: Args,
+    sfd: int,
+    inherited: spawn.Inherited,
+    pid_file: int,
+    entry: registry.Entry | None,
+) -> tuple[int, launcher.Namespace | None]:
     terminal, foreground = supervisor.foreground_terminal()
+    if args.options.pause:
+        foreground = False  # no command to give the terminal to
     command_pid = 1 if args.options.as_pid_1 else 2  # the init's first child is pid 2
     env = spawn.socket_activation(os.environ, os.getpid(), command_pid)
     status_fd = statusfd.StatusFd(args.status_fd)
@@ -441,7 +497,7 @@ def _run(
             env=env,
             cwd=args.wd,
             terminal=terminal if foreground else -1,
-            job_control=terminal >= 0,
+            job_control=terminal >= 0 and not args.options.pause,
             parent_death_signal=True,
             namespace_ids=args.report is not None,
             pid_file=pid_file,
@@ -462,6 +518,16 @@ def _run(
     finally:
         if pid_file >= 0:
             os.close(pid_file)
+    if entry is not None:
+        from pidns.linux import registry  # noqa: PLC0415 (only for named namespaces)
+
+        try:
+            registry.record(entry, ns.init_pid)
+        except OSError as exc:
+            ns.kill()
+            ns.wait()
+            print(f"pidns {name}: cannot record namespace {entry.name!r}: {exc}", file=sys.stderr)
+            return exits.EXIT_SETUP, ns
     status_fd.started(ns.pid, ns.init_pid, ns.pid_in_namespace, ns.namespace_inodes)
     if ns.subreaper:
         # A second line, for the command-line launcher only (it has no other children):

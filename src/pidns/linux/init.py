@@ -61,6 +61,9 @@ TERMINAL_STOPS = (int(signal.SIGTSTP), int(signal.SIGTTIN), int(signal.SIGTTOU))
 CATCHABLE = spawn.CATCHABLE
 MAX_LISTED = 1000  # pids and signals listed in the report; counts are always exact
 DEFAULT_GRACE = 10.0  # seconds between a catchable shutdown signal and SIGKILL (docker's)
+# what ends a paused init (catatonit -P, which exits 0 on these)
+PAUSE_ENDS = (int(signal.SIGTERM), int(signal.SIGINT), int(signal.SIGHUP))
+_ARGV_LIMIT = 4096  # bytes of a survivor's command line reported
 
 
 class Plan:
@@ -92,6 +95,7 @@ class Plan:
         "parent_death_signal",
         "pass_fds",
         "path",
+        "pause",
         "pid_file",
         "proc_dir",
         "propagation",
@@ -140,8 +144,9 @@ class Plan:
         inherited: spawn.Inherited = spawn.NOTHING_INHERITED,
         subreaper: bool = False,
         new_session: bool = False,
+        pause: bool = False,
     ) -> None:
-        self.argv = argv
+        self.argv = argv  # empty with ``pause``
         self.path = path  # argv[0] resolved on PATH ("": by the init, after the chroot)
         self.env = env
         self.cwd = cwd
@@ -181,6 +186,9 @@ class Plan:
         # no pid namespace: a child subreaper in the caller's (linux/subreaper.py)
         self.subreaper = subreaper
         self.new_session = new_session  # the command leads a session of its own (setsid)
+        # no command: the init holds the namespace open until a TERM, INT or HUP
+        # (catatonit -P), for ``pidns exec`` to join
+        self.pause = pause
 
 
 def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) -> NoReturn:
@@ -254,7 +262,7 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
             for fd in plan.pass_fds:
                 os.set_inheritable(fd, True)
         stage = "exec"
-        if not plan.path:
+        if not plan.path and not plan.pause:
             plan.path = spawn.resolve(plan.argv[0], plan.env)
         if plan.as_pid_1:
             spawn.exec_command(
@@ -275,7 +283,12 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
         stage = "signals"
         sfd = syscalls.signalfd(CATCHABLE)
         stage = "exec"
-        cmd, host_pid = _start_command(plan, host_pidns)
+        if plan.pause:
+            cmd, host_pid = 0, 0
+            if host_pidns >= 0:
+                os.close(host_pidns)
+        else:
+            cmd, host_pid = _start_command(plan, host_pidns)
         if plan.subreaper:
             _leave_cgroup()
     except OSError as exc:
@@ -290,6 +303,9 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
         status_channel.send(channel, status_channel.Failed(exits.EXIT_SETUP, 0, "setup", text))
         os._exit(exits.EXIT_SETUP)
     try:
+        # The command keeps the caller's directory; the init moves to / so that it holds no
+        # mount busy (as dumb-init does).
+        os.chdir("/")
         status = _serve(plan, cmd, host_pid, sfd, channel, launcher_pidfd)
     except BaseException:  # a bug of ours after the command started: end it all
         _kill_all(SIGKILL)
@@ -387,9 +403,12 @@ def _serve(plan: Plan, cmd: int, host_pid: int, sfd: int, channel: int, launcher
     status_channel.send(channel, status_channel.Ready(cmd, host_pid, t_spawned))
     init = Init(plan, cmd, sfd, launcher_pidfd, channel)
     if plan.verbose:
-        init.log(f"started {plan.argv[0]} as pid {cmd} (host pid {host_pid})")
+        started = f"started {plan.argv[0]} as pid {cmd} (host pid {host_pid})"
+        init.log(started if cmd else "pausing: no command, until a TERM, INT or HUP")
     status = init.serve()
     t_done = time.monotonic_ns()
+    for survivor in init.survivors:
+        status_channel.send(channel, survivor)
     report = status_channel.Report(
         status,
         t_spawned,
@@ -480,6 +499,39 @@ def _kill_all(sig: int) -> None:
         _refused.append(exc.errno or errno.EPERM)
 
 
+def _survivors(proc: str) -> list[status_channel.Survivor]:
+    """Every live process of the namespace but the init, from its own /proc: for the
+    report, and for the pytest plugin's list of leftovers. kill(-1, 0) first: ESRCH when
+    no one is left (kernel/signal.c:kill_something_info), at no /proc cost."""
+    try:
+        os.kill(-1, 0)
+    except ProcessLookupError:
+        return []
+    except OSError:
+        pass
+    found: list[status_channel.Survivor] = []
+    now = time.clock_gettime(time.CLOCK_BOOTTIME)
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        names = sorted((n for n in os.listdir(proc) if n.isdigit() and n != "1"), key=int)
+    except OSError:
+        return []
+    for name in names[:MAX_LISTED]:
+        try:
+            with open(f"{proc}/{name}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+            if fields[0] == b"Z":
+                continue  # it has exited already
+            with open(f"{proc}/{name}/cmdline", "rb") as f:
+                cmdline = f.read(_ARGV_LIMIT).rstrip(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        # field 22 of stat: the start time, clock ticks after boot (fs/proc/array.c)
+        age_ms = max(0, int((now - int(fields[19]) / tick) * 1000))
+        found.append(status_channel.Survivor(int(name), age_ms, cmdline))
+    return found
+
+
 def _kill_one(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
@@ -503,6 +555,7 @@ class Init:
         self.killed: list[int] = []  # pids reaped after the shutdown signal
         self.killed_count = 0
         self.forwarded: list[int] = []
+        self.survivors: list[status_channel.Survivor] = []  # alive when the shutdown began
         self.shutting_down = False
         self.timed_out = False
         self.abandoned = False  # the launcher is gone
@@ -571,6 +624,14 @@ class Init:
         if not sig:
             return
         self.forwarded.append(sig)
+        if self.plan.pause and self.cmd_status is None:
+            if sig in PAUSE_ENDS:  # no command to forward to: the end of the pause
+                if self.plan.verbose:
+                    self.log(f"{_name(sig)} ends the pause")
+                self.command_exited(0)
+                self.empty = False  # orphans may come now, as the joined processes die
+                self.reap()
+            return
         if self.cmd_status is not None:
             if self.plan.verbose:
                 self.log(f"forwarding {_name(sig)} to every process left")
@@ -620,6 +681,8 @@ class Init:
         self.cmd_status = status
         self.t_exited = time.monotonic_ns()
         self.timeout_at = None
+        if self.plan.proc_dir is not None and not (self.plan.wait_all and self.plan.grace is None):
+            self.survivors = _survivors(self.plan.proc_dir)
         if not self.plan.wait_all:
             self.shutdown(self.plan.kill_signal or SIGKILL)
         elif self.plan.grace is not None:

@@ -55,24 +55,32 @@ def join(
     mount: bool = False,
     user: bool = False,
     pid_file: str | None = None,
+    pidfd: int = -1,
 ) -> int:
     """Move the calling process's pid_for_children (and, with ``mount``, its mount
     namespace; with ``user``, its user namespace) into those of process ``target``.
     ``pid_file``: the pid namespace as an nsfs file instead (nsenter's ``--pid=FILE``:
     /proc/PID/ns/pid, /proc/PID/ns/pid_for_children, or a bind mount of one); ``target``
-    then gives only the other namespaces, and may be None. Returns the flags used;
-    raises JoinError."""
+    then gives only the other namespaces, and may be None. ``pidfd``: a pidfd of ``target``
+    already checked to be the right process (``pidns exec --name``; closed here). Returns
+    the flags used; raises JoinError."""
     privileged = userns.has_cap_sys_admin()
     flags = 0
     cwd = _cwd()
-    pid_fd = -1 if pid_file is None else _open_pid_namespace(pid_file)
+    try:
+        pid_fd = -1 if pid_file is None else _open_pid_namespace(pid_file)
+    except JoinError:
+        if pidfd >= 0:
+            os.close(pidfd)
+        raise
     try:
         if target is not None:
             flags = join_flags(target, mount=mount, privileged=privileged, user=user)
             if pid_fd >= 0:
                 flags &= ~cf.NEWPID
             if flags:
-                _setns_target(target, flags)
+                _setns_target(target, flags, pidfd)
+                pidfd = -1
         if pid_fd >= 0:
             if not flags & cf.NEWUSER and (user or not privileged):
                 flags |= _join_owner(pid_fd, pid_file or "")
@@ -83,8 +91,9 @@ def join(
                 raise JoinError(err, _explain(err, f"the pid namespace {pid_file}")) from None
             flags |= cf.NEWPID
     finally:
-        if pid_fd >= 0:
-            os.close(pid_fd)
+        for fd in (pid_fd, pidfd):
+            if fd >= 0:
+                os.close(fd)
     if flags & cf.NEWNS and cwd is not None and os.path.isdir(cwd):
         # setns(CLONE_NEWNS) moves the caller to the new namespace's root
         # (fs/namespace.c:mntns_install); keep the same directory if it exists there.
@@ -92,8 +101,12 @@ def join(
     return flags
 
 
-def _setns_target(target: int, flags: int) -> None:
+def _setns_target(target: int, flags: int, pidfd: int = -1) -> None:
+    """setns into ``target``'s namespaces through ``pidfd`` (opened here if -1; closed)."""
     if not features.has("setns_pidfd"):
+        if pidfd >= 0:  # checked already; the files route names the same process
+            os.close(pidfd)
+            pidfd = -1
         try:
             _setns_files(target, flags)
             return
@@ -102,12 +115,13 @@ def _setns_target(target: int, flags: int) -> None:
             # fails too, and its failure is the one diagnosed (pidns doctor's causes)
             if exc.errno not in (errno.EPERM, errno.EACCES) or not features.has("pidfd_open"):
                 raise
-    try:
-        pidfd = syscalls.pidfd_open(target)
-    except OSError as exc:
-        if exc.errno == errno.ESRCH:
-            raise JoinError(errno.ESRCH, f"no process {target}") from None
-        raise JoinError(exc.errno or errno.EIO, f"process {target}: {exc.strerror}") from None
+    if pidfd < 0:
+        try:
+            pidfd = syscalls.pidfd_open(target)
+        except OSError as exc:
+            if exc.errno == errno.ESRCH:
+                raise JoinError(errno.ESRCH, f"no process {target}") from None
+            raise JoinError(exc.errno or errno.EIO, f"process {target}: {exc.strerror}") from None
     try:
         syscalls.setns(pidfd, flags)
     except OSError as exc:

@@ -80,6 +80,7 @@ class Options:
         "map_user",
         "mount_ns",
         "mount_proc",
+        "pause",
         "propagation",
         "remap_exit",
         "rewrite",
@@ -110,9 +111,12 @@ class Options:
         root: str | None = None,
         ids: tuple[int | None, int | None] = (None, None),
         id_map: userns.IdMap | None = None,
+        pause: bool = False,
     ) -> None:
         if fallback is None:  # the environment's choice, else fail
             fallback = os.environ.get(FALLBACK_ENV) or FALLBACK_FAIL
+            if pause:
+                fallback = FALLBACK_FAIL  # a subreaper has no namespace to join
         if fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {FALLBACKS}, not {fallback!r}")
         if fallback == FALLBACK_SUBREAPER and as_pid_1:
@@ -128,6 +132,8 @@ class Options:
             "rewrite": bool(rewrite),
             "verbose": verbose,
         }
+        if pause and (as_pid_1 or wait_all or fallback == FALLBACK_SUBREAPER):
+            raise ValueError("pause has no command: as_pid_1, wait_all and fallback need one")
         if as_pid_1 and any(needs_init.values()):
             wanted = ", ".join(name for name, on in needs_init.items() if on)
             raise ValueError(f"as_pid_1 has no init, and {wanted} need one")
@@ -161,6 +167,7 @@ class Options:
         self.remap_exit = remap_exit  # exit statuses that count as 0 (tini's -e)
         self.verbose = verbose
         self.fallback = fallback
+        self.pause = pause  # no command: the init holds the namespace open (catatonit -P)
 
     def without_proc(self) -> Options:
         """The same options, without the mount namespace and its fresh /proc."""
@@ -194,6 +201,7 @@ class Namespace:
         self.orphans_reaped: int | None = None
         self.killed_at_shutdown: int | None = None
         self.killed_pids: list[int] = []
+        self.survivors: list[dict[str, Any]] = []  # alive when the shutdown began (K lines)
         self.init_forwarded: list[int] = []
         self.launcher_forwarded: list[int] = []
         self.stops: list[int] = []  # terminal stops reported, not yet acted on
@@ -245,7 +253,10 @@ class Namespace:
             # the helper of a multi-threaded caller and the init it made both write here:
             # the init's ready line may come before the helper's pid line
             if ready and self.init_pid > 0:  # (0: the helper's line is still to come)
-                self.pid = host or self._find_command(self.pid_in_namespace)
+                if self.pid_in_namespace == 0:  # the init pauses: no command
+                    self.pid_in_namespace, self.pid = 1, self.init_pid
+                else:
+                    self.pid = host or self._find_command(self.pid_in_namespace)
                 os.set_blocking(self.channel, False)
                 return
         self.times["ready"] = time.monotonic_ns()
@@ -304,6 +315,15 @@ class Namespace:
     def _take(self, message: status_channel.Message) -> None:
         if isinstance(message, status_channel.Stopped):
             self.stops.append(message.signal)
+        elif isinstance(message, status_channel.Survivor):
+            words = message.cmdline.split(b"\0") if message.cmdline else []
+            self.survivors.append(
+                {
+                    "pid": message.pid,
+                    "argv": [w.decode(errors="replace") for w in words],
+                    "age_s": message.age_ms / 1000,
+                }
+            )
         elif isinstance(message, status_channel.Report):
             self.command_status = message.wait_status
             self.times.update(
@@ -458,7 +478,11 @@ class Namespace:
                 "init": [names.name(s) for s in self.init_forwarded],
             },
             "orphans_reaped": self.orphans_reaped,
-            "killed_at_shutdown": {"count": self.killed_at_shutdown, "pids": self.killed_pids},
+            "killed_at_shutdown": {
+                "count": self.killed_at_shutdown,
+                "pids": self.killed_pids,
+                "processes": self.survivors,
+            },
             "timings_ms": {
                 "setup": span("start", "ready"),
                 "command": span("spawned", "exited"),
@@ -522,8 +546,8 @@ def start(
     command under a child subreaper instead (linux/subreaper.py), after ``notice`` is
     given the one line that says so.
     """
-    if not argv:
-        raise ValueError("no command given")
+    if bool(argv) == options.pause:
+        raise ValueError("pause takes no command" if argv else "no command given")
     settings = {
         "env": env,
         "cwd": cwd,
@@ -617,7 +641,7 @@ def _start(
     proc_dir = options.mount_proc if isinstance(options.mount_proc, str) else "/proc"
     environment = dict(os.environ) if env is None else env
     # raises FileNotFoundError, PermissionError; under another root, the init looks it up
-    path = spawn.resolve(argv[0], environment) if options.root is None else ""
+    path = spawn.resolve(argv[0], environment) if options.root is None and argv else ""
     plan = Plan(
         argv,
         path,
@@ -649,6 +673,7 @@ def _start(
         namespace_inodes=namespace_inodes,
         inherited=spawn.Inherited.from_caller() if inherited is None else inherited,
         subreaper=subreaper,
+        pause=options.pause,
     )
     if options.as_pid_1 and signal.getsignal(SIGCHLD) == signal.SIG_IGN:
         # pid 1 is then the command itself, and an exec'd child's exit signal is SIGCHLD

@@ -20,7 +20,11 @@ line   fields                                                     sent by
 ``N``  ``<kind>=<inode> ...``: the init's namespaces (asked for   the init, before R
        with ``namespace_inodes``)
 ``R``  ``<pid in ns> <host pid> <t spawned>``: the command runs   the init
+       (``0 0``: the init pauses, with no command: ``--pause``)
 ``T``  ``<signal>``: the command was stopped by a terminal signal the init
+``K``  ``<pid> <age ms> <argv>``: a process alive when the         the init, before X
+       shutdown began (argv: its /proc/PID/cmdline in hex, ``-``
+       when empty)
 ``X``  ``<wait status> <t spawned> <t exited> <t done> <orphans>  the init, last
        <killed> <killed pids> <forwarded signals> <flags>``: the
        end (flags: ``t`` the timeout ran out, ``-`` none)
@@ -147,6 +151,18 @@ class Stopped(Message):
     signal: int
 
 
+class Survivor(Message):
+    """``K``: a process still alive when the shutdown began, named from the namespace's
+    own /proc: its pid there, its age, its command line (/proc/PID/cmdline, NULs kept)."""
+
+    FIELDS = ("pid", "age_ms", "cmdline")
+    __slots__ = FIELDS
+    KIND = "K"
+    pid: int
+    age_ms: int
+    cmdline: bytes
+
+
 class Report(Message):
     """``X``: the namespace is empty; the command's exact wait status and what the init saw."""
 
@@ -193,6 +209,7 @@ _KINDS: dict[str, type[Message]] = {
         Namespaces,
         Ready,
         Stopped,
+        Survivor,
         Report,
         Reaped,
     )
@@ -213,6 +230,8 @@ def encode(message: Message) -> str:
         return f"F {message.status} {message.errno} {message.stage}\t{message.text}"
     if isinstance(message, Namespaces):
         return "N " + " ".join(f"{kind}={inode}" for kind, inode in message.inodes.items())
+    if isinstance(message, Survivor):
+        return f"K {message.pid} {message.age_ms} {message.cmdline.hex() or '-'}"
     if isinstance(message, Report):
         words = [str(v) for v in message.fields()[:6]]
         words += [_numbers(message.killed_pids), _numbers(message.forwarded)]
@@ -244,6 +263,10 @@ def decode(line: str) -> Message:
                     raise ValueError("kind=inode")
                 inodes[name] = int(inode)
             return Namespaces(inodes)
+        if kind is Survivor:
+            pid, age_ms, cmdline = words
+            raw = b"" if cmdline == "-" else bytes.fromhex(cmdline)
+            return Survivor(int(pid), int(age_ms), raw)
         if kind is Report:
             if len(words) != 9 or words[8] not in ("t", "-"):
                 raise ValueError("nine fields")

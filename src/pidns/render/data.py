@@ -13,14 +13,17 @@ from pidns.render.view import Index, NamespaceView, ProcessView, SystemView
 Document = dict[str, Any]
 
 
-def ls_document(view: SystemView) -> Document:
-    """``{"id_source", "namespaces": [namespace + "command"], "hidden"}``."""
+def ls_document(view: SystemView, names: dict[int, str] | None = None) -> Document:
+    """``{"id_source", "namespaces": [namespace + "command" + "name"], "hidden"}``;
+    ``names``: the names of named namespaces (``pidns run --name``), by nsfs inode."""
+    names = names or {}
     rows = []
     index = view.lookup()
     for ns in view.namespaces:
         init = index.init_of(ns.id)
         row = namespace_fields(ns)
         row["command"] = init.command if init is not None else None
+        row["name"] = names.get(ns.inode) if ns.inode is not None else None
         rows.append(row)
     return {"id_source": view.id_source, "namespaces": rows, "hidden": _hidden(view)}
 

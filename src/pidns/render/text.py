@@ -28,21 +28,25 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
-def ls_table(view: SystemView) -> str:
+def ls_table(view: SystemView, names: dict[int, str] | None = None) -> str:
     """One row per namespace: id, level, parent, owner, init, process count, init's command.
 
     The id column is headed by what the ids are: ``NSID`` (NS_GET_ID, with an INODE column
-    beside it), ``INODE``, or ``ID`` (the model's)."""
+    beside it), ``INODE``, or ``ID`` (the model's). ``names``: the names of named
+    namespaces by inode; a NAME column when there are any."""
+    names = names or {}
     with_inode = view.id_source not in (ID_INODE, ID_MODEL)
     header = [{ID_INODE: "INODE", ID_MODEL: "ID"}.get(view.id_source, "NSID")]
     header += ["INODE"] if with_inode else []
-    header += ["LEVEL", "PARENT", "OWNER", "INIT", "NPROCS"]
+    header += ["LEVEL", "PARENT", "OWNER", "INIT", "NPROCS"] + (["NAME"] if names else [])
     rows: list[list[str]] = []
     commands: list[str] = []
     index = view.lookup()
     for ns in view.namespaces:
         row = [str(ns.id)] + ([_dash(ns.inode)] if with_inode else [])
         row += [str(ns.level), _dash(ns.parent), _dash(ns.owner), _dash(ns.init), str(ns.nprocs)]
+        if names:
+            row.append(names.get(ns.inode or 0, "-"))
         rows.append(row)
         init = index.init_of(ns.id)
         commands.append(printable(init.command) if init is not None else "-")

@@ -1,0 +1,124 @@
+"""``pidns stop NAME...``: end named namespaces (``pidns run --name NAME``).
+
+SIGTERM to the init through a pidfd checked against the recorded start time (a reused
+pid is never signalled); the init ends the namespace (a paused one at once, a command's
+after forwarding the TERM to it). Once ``--grace`` seconds have passed, SIGKILL: the
+kernel then kills every process of the namespace (kernel/pid_namespace.c:
+zap_pid_ns_processes). The pidfd polls readable only once the init has exited, which it
+does only when every other process of the namespace is gone, so when ``pidns stop``
+returns nothing of the namespace survives.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import sys
+
+from pidns import environment
+from pidns.cli.options import UsageError, scan, usage_error
+from pidns.core.exits import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP
+from pidns.linux import registry
+from pidns.linux.init import DEFAULT_GRACE
+
+EXIT_NOT_RUNNING = EXIT_FAIL
+
+USAGE = """\
+usage: pidns stop [--grace SECONDS] NAME...
+
+End each namespace NAME that pidns run --name NAME made: SIGTERM to its init (which
+ends the namespace), SIGKILL if it is still there SECONDS later. Returns once nothing
+of the namespace is left. Stale entries (a namespace that ended without pidns run
+cleaning up) are removed.
+
+options:
+  --grace SECONDS  how long to wait after SIGTERM before SIGKILL (default 10,
+                   or $PIDNS_GRACE)
+  -h, --help       show this help
+
+exit status: 0 every NAME was stopped; 1 some NAME was not running (stale entries
+are removed); 2 bad usage; 125 a namespace could not be signalled.
+"""
+
+
+def parse(argv: list[str]) -> tuple[float, list[str]] | None:
+    """(grace, names), or None for --help."""
+    options, names = scan(argv, ("--grace",), command=False)
+    grace: float | None = None
+    for name, value in options:
+        if name in ("-h", "--help"):
+            return None
+        if name == "--grace":
+            try:
+                grace = float(value)
+            except ValueError:
+                grace = -1.0
+            if not grace >= 0:
+                raise UsageError(f"--grace needs a number of seconds >= 0, not {value!r}")
+        else:
+            raise UsageError(f"unknown option {name!r}")
+    if not names:
+        raise UsageError("no namespace named")
+    for word in names:
+        try:
+            registry.check_name(word)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if grace is None:
+        try:
+            grace = environment.grace()
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return (DEFAULT_GRACE if grace is None else grace), names
+
+
+def main(name: str, argv: list[str]) -> int:
+    try:
+        parsed = parse(argv)
+    except UsageError as exc:
+        return usage_error(f"pidns {name}", exc)
+    if parsed is None:
+        sys.stdout.write(USAGE)
+        return EXIT_OK
+    grace, names = parsed
+    status = EXIT_OK
+    for word in names:
+        try:
+            stop(word, grace)
+        except registry.RegistryError as exc:
+            print(f"pidns {name}: {exc}", file=sys.stderr)
+            gone = exc.errno in (errno.ENOENT, errno.ESRCH)
+            status = max(status, EXIT_NOT_RUNNING if gone else EXIT_SETUP)
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+    return status
+
+
+def stop(name: str, grace: float) -> None:
+    """End the namespace ``name``; returns once its init has exited. RegistryError if it
+    is not running (ENOENT, ESRCH), or cannot be signalled."""
+    entry, pidfd = registry.find(name)
+    try:
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+            if not _exited(pidfd, grace):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                _exited(pidfd, None)
+        except ProcessLookupError:
+            pass  # it exited meanwhile
+        except PermissionError:
+            raise registry.RegistryError(
+                errno.EPERM, f"not permitted to signal namespace {name!r}"
+            ) from None
+    finally:
+        os.close(pidfd)
+    registry.remove(name, entry)
+
+
+def _exited(pidfd: int, timeout: float | None) -> bool:
+    """Whether the process of ``pidfd`` exits within ``timeout`` seconds (None: ever)."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else timeout * 1000))
