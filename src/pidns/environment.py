@@ -16,8 +16,12 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str]] = {
         "the default for --grace: seconds between the SIGTERM of a shutdown and its SIGKILL",
     ),
     "PIDNS_VERBOSE": (
-        ("run", "exec"),
+        ("run",),
         "the default for --verbose when set to 1 (0 or empty: quiet)",
+    ),
+    "PIDNS_FALLBACK": (
+        ("run",),
+        "the default for --fallback: fail or subreaper",
     ),
     "XDG_RUNTIME_DIR": (
         ("run", "exec", "ls", "stop"),
@@ -46,6 +50,11 @@ def verbose() -> bool:
     if text not in ("", "0", "1"):
         raise ValueError(f"PIDNS_VERBOSE must be 0 or 1, not {text!r}")
     return text == "1"
+
+
+def fallback() -> str | None:
+    """PIDNS_FALLBACK, or None when unset or empty (launcher.Options checks the value)."""
+    return os.environ.get("PIDNS_FALLBACK") or None
 
 
 def runtime_dir() -> str:

@@ -23,6 +23,7 @@ import os
 import select
 import time
 
+from pidns import environment
 from pidns.core import exits
 from pidns.core import flags as cf
 from pidns.linux import fastsignal as signal
@@ -114,7 +115,7 @@ class Options:
         pause: bool = False,
     ) -> None:
         if fallback is None:  # the environment's choice, else fail
-            fallback = os.environ.get(FALLBACK_ENV) or FALLBACK_FAIL
+            fallback = environment.fallback() or FALLBACK_FAIL
             if pause:
                 fallback = FALLBACK_FAIL  # a subreaper has no namespace to join
         if fallback not in FALLBACKS:
