@@ -9,6 +9,7 @@ probes and every command): boots cost seconds under TCG.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -23,9 +24,11 @@ import pytest
 from pidns.cli import main
 from pidns.cli.check import _without_kernel
 from pidns.linux import cpio, features, guest
+from pidns.model import profiles
 
 ROOT = Path(__file__).parent.parent
 SRC = ROOT / "src"
+ROWS = Path(__file__).parent / "kernel_rows.py"  # the profile rows, measured directly
 IMAGES = [k for k in os.environ.get("PIDNS_TEST_KERNELS", "").split(":") if k]
 needs_images = pytest.mark.skipif(
     not IMAGES, reason="PIDNS_TEST_KERNELS names no kernel image (make test sets it)"
@@ -144,7 +147,8 @@ _COMMANDS = """
 import json, os, subprocess, sys
 py = sys.executable
 probe = subprocess.run([py, "-m", "pidns.linux.features"], capture_output=True, text=True)
-found = {"features": json.loads(probe.stdout)}
+rows = subprocess.run([py, sys.argv[1]], capture_output=True, text=True, timeout=300)
+found = {"features": json.loads(probe.stdout), "rows": json.loads(rows.stdout)}
 for name, argv in [
     ("run", ["run", "--", py, "-c", "import os; print(os.getpid())"]),
     ("ls", ["ls"]),
@@ -168,7 +172,9 @@ def _report(image: str, tmp_path: Path) -> dict[str, Any]:
         script.write_text(_COMMANDS)
         read_end, write_end = os.pipe()  # the report is a few kilobytes at most
         try:
-            status, _seconds = guest.run(image, [str(script)], [str(script)], stdout=write_end)
+            status, _seconds = guest.run(
+                image, [str(script), str(ROWS)], [str(script), str(ROWS)], stdout=write_end
+            )
         finally:
             os.close(write_end)
         with os.fdopen(read_end) as f:
@@ -204,3 +210,44 @@ def test_each_command_works_or_names_the_missing_feature(image: str, tmp_path: P
         else:
             assert code == 0, (name, err)
     assert found["run"][0] != 0 or found["run"][1].strip() == "2"
+
+
+def _check_rows(rows: dict[str, Any]) -> None:
+    """Each measured row is what the profile of that release says (docs/profiles.md)."""
+    p = profiles.for_release(rows["release"])
+    assert rows["too_deep"]["errno"] == errno.errorcode[p.too_deep_errno]
+    user = p.user_ns_too_deep_errno
+    assert rows["user_ns_too_deep"]["errno"] == (None if user is None else errno.errorcode[user])
+    assert rows["newpid_with_parent"]["errno"] == ("EINVAL" if p.newpid_refuses_parent else None)
+    assert rows["pid_for_children"] == {
+        "link": p.has_pid_for_children_link,
+        "open_before_init": "ENOENT",  # present or not, nothing to open before an init
+    }
+    pid_max = rows["pid_max"]
+    inside = profiles.PID_MAX_LIMIT if p.per_ns_pid_max else pid_max["outside"]
+    assert pid_max["inside"] == inside
+    group_kill = rows["group_kill"]
+    shared = 0 if p.group_kill_shares_siginfo else group_kill["sender"]
+    assert group_kill["si_pid"] == shared
+    if "pid_space_full" in rows:  # guests only: it lowers the global pid_max for a moment
+        assert rows["pid_space_full"]["errno"] == errno.errorcode[p.pid_space_full_errno]
+
+
+@needs_images
+@pytest.mark.parametrize("image", IMAGES)
+def test_the_profile_rows_hold_on_a_booted_kernel(image: str, tmp_path: Path) -> None:
+    _check_rows(_report(image, tmp_path)["rows"])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the rows are measured as root")
+def test_the_profile_rows_hold_on_this_kernel() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROWS), "--host"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    rows = json.loads(done.stdout)
+    assert rows["release"] == os.uname().release
+    _check_rows(rows)
