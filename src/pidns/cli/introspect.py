@@ -171,7 +171,10 @@ def _pid(argv: list[str], prog: str) -> int:
     options, positional = parse(argv, ("--json",), ("--from", "--to"), 1)
     if not positional:
         raise UsageError("PID is required")
-    lacking = features.first_missing(PID_NEEDS)
+    try:
+        lacking = features.first_missing(PID_NEEDS)
+    except OSError:  # no /proc to probe with: opening the namespace below says so
+        lacking = None
     if lacking is not None:
         print(f"{prog}: {features.Missing(lacking, prog)}", file=sys.stderr)
         return exits.EXIT_SETUP
