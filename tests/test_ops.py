@@ -29,7 +29,7 @@ def op_table() -> dict[str, tuple[str, str]]:
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
         if len(cells) != 3 or cells[0] in ("op", "---"):
             continue
-        for name in re.findall(r"`([a-z]+)`", cells[0]):
+        for name in re.findall(r"`([a-z_]+)`", cells[0]):
             rows[name] = (cells[1].replace("\\|", "|").strip("`"), cells[2].replace("\\|", "|"))
     return rows
 
@@ -67,8 +67,13 @@ def test_the_parser_reads_each_op_with_its_grammar(spec: ops.OpSpec) -> None:
     extra = " ".join(["nohang"] * words) if spec.op is Op.WAIT else " ".join(["0"] * words)
     if spec.op is Op.CLONE:
         extra = "0 set_tid=1 0"
-    if spec.op in (Op.PIDOF, Op.STATE, Op.NSPID):
+    named = (Op.GETPGID, Op.GETSID, Op.SETPGID, Op.NSPARENT, Op.NS_PID_IN)
+    if spec.op in (Op.PIDOF, Op.STATE, Op.NSPID, *named):
         extra = " ".join(["A"] * words)
+    if spec.op in (Op.BLOCK, Op.UNBLOCK):
+        extra = "USR1 USR1"
+    if spec.op is Op.NS_PID_FROM:
+        extra = "A 1 1"
     if spec.op is Op.SETNS:
         extra = "A pid A"
     if spec.op in (Op.SIGNAL, Op.SUBREAPER):

@@ -288,13 +288,18 @@ def test_expectations_in_a_file_are_canonical() -> None:
         ("A: kill 1", 1, 10, "missing argument: kill TARGET|NUMBER SIG"),
         ("A: kill x1 TERM", 1, 9, "unknown process 'x1'"),
         ("A: kill 99999999999 TERM", 1, 9, "pid out of range"),
-        ("A: wait any B", 1, 13, "unexpected argument: wait [TARGET|any] [nohang]"),
+        ("A: wait any B", 1, 13, "unexpected argument: wait [pgrp] [TARGET|any] [nohang]"),
         ("A: wait => EFOO", 1, 12, "unknown errno name 'EFOO'"),
         ("A: getpid => zombie", 1, 14, "getpid yields a number or an errno, not a state"),
         ("A: getpid => -2", 1, 14, "a negative number is never a result"),
         ("A: getpid => x", 1, 14, "cannot read expected value 'x'"),
         ("A: state A => 0", 1, 15, "state yields a state, not a number"),
-        ("A: caught => [USR1 at 0]", 1, 14, "a list holds numbers or 'SIG from PID' items"),
+        (
+            "A: caught => [USR1 at 0]",
+            1,
+            14,
+            "a list holds numbers, signals or 'SIG from PID' items",
+        ),
         ("A: caught => [USR1 from 0", 1, 14, "a list must end with ']'"),
         ("A: caught => [FOO from 0]", 1, 14, "unknown signal 'FOO'"),
         ("A: nspid => none", 1, 13, "nspid yields a list or an errno, not a wait result"),
@@ -323,7 +328,8 @@ def test_render_shows_the_line_and_a_caret_under_the_column() -> None:
     assert err.render().splitlines() == [
         "t.pidns:2:4: unknown op 'frok' (ops: fork, clone, unshare, setns, getpid, getppid, "
         "getpgid, getsid, setsid, pidof, nspid, exit, wait, kill, signal, caught, subreaper, "
-        "setuid, state)",
+        "setuid, state, block, unblock, pending, pid_max, setpgid, nsparent, ns_pid_in, "
+        "ns_pid_from)",
         "    A: frok -> B   # typo",
         "       ^",
     ]

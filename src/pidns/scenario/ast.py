@@ -34,6 +34,15 @@ class Op(enum.StrEnum):
     SUBREAPER = "subreaper"
     SETUID = "setuid"
     STATE = "state"
+    # blocked signals, pid_max, process groups of others, the nsfs ioctls
+    BLOCK = "block"
+    UNBLOCK = "unblock"
+    PENDING = "pending"
+    PID_MAX = "pid_max"
+    SETPGID = "setpgid"
+    NSPARENT = "nsparent"
+    NS_PID_IN = "ns_pid_in"
+    NS_PID_FROM = "ns_pid_from"
 
 
 class Disposition(enum.StrEnum):
@@ -55,10 +64,18 @@ class Args:
 
     flags: int = 0  # clone, unshare
     set_tid: tuple[int, ...] = ()  # clone
-    target: str | None = None  # setns, pidof, nspid, wait, kill, state (a process name)
-    number: int | None = None  # kill NUMBER, exit CODE, setuid UID
+    exit_signal: int | None = None  # clone ... exit_signal=SIG (None: SIGCHLD)
+    # a process name: setns, pidof, nspid, wait, kill, state, getpgid, getsid, setpgid
+    # (who), nsparent, ns_pid_in and ns_pid_from (whose namespace)
+    target: str | None = None
+    other: str | None = None  # setpgid (the group), ns_pid_in (whose pid)
+    # kill NUMBER, exit CODE, setuid UID, pid_max N, ns_pid_from NUMBER
+    number: int | None = None
     pid_for_children: bool = False  # setns ... pid_for_children
     nohang: bool = False  # wait ... nohang
+    pgrp: bool = False  # wait pgrp [TARGET]: waitpid(0) or waitpid(-PGID)
+    nowait: bool = False  # wait ... nowait: WNOWAIT (never blocks)
+    wall: bool = False  # wait ... wall: __WALL
     signal: int = 0  # kill, signal
     disposition: Disposition | None = None  # signal
     on: bool = False  # subreaper
@@ -137,6 +154,11 @@ def exited(name: str, code: int) -> str:
 
 def killed(name: str, signame: str) -> str:
     return f"{name} killed {signame}"
+
+
+def signals_value(names: Iterable[str]) -> str:
+    """``["USR1", "TERM"]`` -> ``"[USR1, TERM]"``: a list of signals (``pending``)."""
+    return list_value(names)
 
 
 def caught_value(items: Sequence[tuple[str, int | str]]) -> str:

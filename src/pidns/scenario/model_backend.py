@@ -34,8 +34,9 @@ class _Pending:
     step_index: int
     actor: Task
     actor_name: str
-    target: Task | None
+    waiting: Step | None  # the wait that sleeps (tried again once the actor is woken)
     deferred: Step | None = None
+    wakeups: int = 0  # the actor's wakeups when it went to sleep
 
 
 class ModelBackend:
@@ -135,7 +136,10 @@ class ModelBackend:
             k.clone_thread(actor, args.flags)  # a thread: the language names processes
             raise UnsupportedStep(f"line {step.line}: clone makes a thread here")
         if op in (Op.FORK, Op.CLONE):
-            child = k.clone(actor, args.flags, args.set_tid) if op is Op.CLONE else k.fork(actor)
+            if op is Op.CLONE:
+                child = k.clone(actor, args.flags, args.set_tid, args.exit_signal)
+            else:
+                child = k.fork(actor)
             assert step.bind is not None
             self._name(step.bind, child)
             return ast.pid_value(k.pid_seen_by(actor, child))
@@ -148,9 +152,29 @@ class ModelBackend:
         elif op is Op.GETPPID:
             return ast.pid_value(k.getppid(actor))
         elif op is Op.GETPGID:
-            return ast.pid_value(k.getpgid(actor))
+            return ast.pid_value(k.getpgid(actor, self._seen(actor, args.target)))
         elif op is Op.GETSID:
-            return ast.pid_value(k.getsid(actor))
+            return ast.pid_value(k.getsid(actor, self._seen(actor, args.target)))
+        elif op is Op.SETPGID:
+            k.setpgid(actor, self._seen(actor, args.target), self._seen(actor, args.other))
+        elif op is Op.BLOCK:
+            k.sigprocmask(actor, block=[args.signal])
+        elif op is Op.UNBLOCK:
+            k.sigprocmask(actor, unblock=[args.signal])
+        elif op is Op.PENDING:
+            return ast.signals_value(signals.name(s) for s in k.pending(actor))
+        elif op is Op.PID_MAX:
+            if args.number is None:
+                return ast.pid_value(k.read_pid_max(actor))
+            k.write_pid_max(actor, args.number)
+        elif op in (Op.NSPARENT, Op.NS_PID_IN, Op.NS_PID_FROM):
+            ns = k.ns_of(actor, self._target(step))
+            if op is Op.NSPARENT:
+                k.ns_parent(actor, ns)
+            elif op is Op.NS_PID_IN:
+                return ast.pid_value(k.ns_pid_in(actor, ns, self._seen(actor, args.other)))
+            else:
+                return ast.pid_value(k.ns_pid_from(actor, ns, args.number or 0))
         elif op is Op.SETSID:
             return ast.pid_value(k.setsid(actor))
         elif op is Op.EXIT:
@@ -178,17 +202,35 @@ class ModelBackend:
             raise AssertionError(f"{op.value} reached the backend")
         return ast.OK
 
+    def _seen(self, actor: Task, name: str | None) -> int:
+        """The named process's pid as the actor sees it (0: none given, or not visible)."""
+        return 0 if name is None else self.kernel.pid_seen_by(actor, self.tasks[name])
+
+    def _wait_pid(self, actor: Task, step: Step) -> int:
+        """waitpid's pid argument: -1, 0 (pgrp), -PGID (pgrp TARGET) or TARGET's pid."""
+        args = step.args
+        seen = self._seen(actor, args.target)
+        if args.pgrp:
+            return -seen if args.target else 0
+        return seen if args.target else -1
+
+    def _attempt(self, actor: Task, step: Step) -> WaitResult | None:
+        a = step.args
+        pid = self._wait_pid(actor, step)
+        return self.kernel.wait_pid(actor, pid, nohang=True, all=a.wall, nowait=a.nowait)
+
     def _wait(self, actor: Task, step: Step) -> str:
-        target = self._target(step) if step.args.target else None
         try:
-            result = self.kernel.wait(actor, target, nohang=True)
+            result = self._attempt(actor, step)
         except KernelError as err:
             return errnos.name(err.errno or 0)
         if result is not None:
             return self._describe(result)
-        if step.args.nohang:
+        if step.args.nohang or step.args.nowait:
             return ast.NONE
-        self.pending.append(_Pending(step.index, actor, step.actor, target))
+        sleeper = _Pending(step.index, actor, step.actor, step)
+        sleeper.wakeups = actor.wakeups
+        self.pending.append(sleeper)
         return ast.BLOCKS
 
     def _describe(self, result: WaitResult) -> str:
@@ -204,7 +246,7 @@ class ModelBackend:
         init = k.init
         while init.zombies:
             try:
-                k.wait(init, None, nohang=True)
+                k.wait(init, None, nohang=True, how=k.REAP_ALL)
             except (KernelError, WouldBlock):  # pragma: no cover - zombies mean a result
                 break
         done: list[Completion] = []
@@ -225,8 +267,13 @@ class ModelBackend:
                 if outcome != ast.BLOCKS:  # a wait that now sleeps has re-queued itself
                     done.append(Completion(pending.step_index, pending.actor_name, outcome))
                 continue
+            assert pending.waiting is not None
+            if pending.actor.wakeups == pending.wakeups:
+                still.append(pending)  # nothing woke it: it sleeps on, whatever changed
+                continue
+            pending.wakeups = pending.actor.wakeups
             try:
-                result = k.wait(pending.actor, pending.target, nohang=True)
+                result = self._attempt(pending.actor, pending.waiting)
             except KernelError as err:
                 done.append(
                     Completion(pending.step_index, pending.actor_name, errnos.name(err.errno or 0))

@@ -58,6 +58,7 @@ class P(enum.Enum):
     NUMBER = "an integer in a range"
     FLAGS = "clone flags joined by |, or 0"
     SET_TID = "set_tid=N,N,..."
+    EXIT_SIGNAL = "exit_signal=SIG"
     SIGNAL = "a signal name or number"
     CHOICE = "one of a few words"
     KEYWORD = "a literal word that sets a flag"
@@ -132,17 +133,28 @@ def _setns(step: Step, world: Observer) -> str | None:
 
 
 def _wait(step: Step, world: Observer) -> str | None:
-    """A TARGET the actor cannot see, or one reaped, is not its child: ECHILD."""
+    """A TARGET the actor cannot see, or one reaped, is not its child (nor its group's
+    leader's pid a number to name): ECHILD."""
     if step.args.target is None:
         return None
     return ECHILD if world.pid_seen_by(step.actor, step.args.target) == 0 else None
 
 
 def _kill(step: Step, world: Observer) -> str | None:
-    """A TARGET the actor cannot see, or one reaped, has no pid to send to: ESRCH."""
-    if step.args.target is None:
-        return None
-    return ESRCH if world.pid_seen_by(step.actor, step.args.target) == 0 else None
+    """A TARGET (or other name) the actor cannot see, or one reaped, has no pid: ESRCH."""
+    for name in (step.args.target, step.args.other):
+        if name is not None and world.pid_seen_by(step.actor, name) == 0:
+            return ESRCH
+    return None
+
+
+def _ns_file(step: Step, world: Observer) -> str | None:
+    """TARGET's /proc/PID/ns/pid is opened (a reaped one: ESRCH, as setns); a WHO the
+    actor cannot see has no pid to pass: ESRCH."""
+    other = step.args.other
+    if other is not None and world.pid_seen_by(step.actor, other) == 0:
+        return ESRCH
+    return _setns(step, world)
 
 
 # ---- the puppet command -------------------------------------------------------------------
@@ -178,9 +190,21 @@ class PuppetCall:
     args: PuppetArgs = lambda _step, _ctx: ()
 
 
+WALL = 0x40000000  # __WALL (include/uapi/linux/wait.h)
+WNOWAIT = 0x01000000
+
+
 def _wait_args(step: Step, ctx: CallContext) -> tuple[object, ...]:
-    pid = -1 if step.args.target is None else ctx.pid_seen_by(step.actor, step.args.target)
-    return (pid, int(step.args.nohang))
+    a = step.args
+    pid = -1 if a.target is None else ctx.pid_seen_by(step.actor, a.target)
+    if a.pgrp:
+        pid = -pid if a.target is not None else 0
+    flags = (WALL if a.wall else 0) | (WNOWAIT if a.nowait else 0)
+    return (pid, int(a.nohang or a.nowait), flags)
+
+
+def _seen(step: Step, ctx: CallContext, name: str | None) -> int:
+    return 0 if name is None else ctx.pid_seen_by(step.actor, name)
 
 
 def _kill_args(step: Step, ctx: CallContext) -> tuple[object, ...]:
@@ -238,6 +262,25 @@ def _sample_signal(rng: random.Random, _actor: str, _target: str, _fresh: str) -
     return f"signal {rng.choice(HANDLED_SIGNALS)} {how}"
 
 
+def _sample_wait_more(rng: random.Random, actor: str, target: str, fresh: str) -> str:
+    if rng.random() < 0.6:
+        return _sample_wait(rng, actor, target, fresh)
+    who = rng.choice(["", " any", f" {target}", " pgrp", f" pgrp {target}"])
+    words = [w for w, p in ((" nohang", 0.5), (" nowait", 0.2), (" wall", 0.3)) if rng.random() < p]
+    return f"wait{who}" + "".join(words)
+
+
+PID_MAX_VALUES = [301, 305, 310, 400, 4194304, 300, 4194305]
+
+
+def _maybe_target(op: str) -> Sampler:
+    return lambda rng, _a, target, _f: op + (f" {target}" if rng.random() < 0.5 else "")
+
+
+def _with_signal(op: str) -> Sampler:
+    return lambda rng, _a, _t, _f: f"{op} {rng.choice(HANDLED_SIGNALS)}"
+
+
 def _bare(op: str) -> Sampler:
     return lambda _rng, _actor, _target, _fresh: op
 
@@ -288,14 +331,24 @@ SPECS: dict[Op, OpSpec] = {
         ),
         OpSpec(
             Op.CLONE,
-            "FLAGS [set_tid=N,N,...]",
+            "FLAGS [set_tid=N,N,...] [exit_signal=SIG]",
             "as `fork`; `set_tid` lists pids from the innermost namespace outwards, "
-            "as clone3(2) does",
+            "as clone3(2) does; `exit_signal` the child's (`0`: none; default SIGCHLD)",
             _PID,
-            params=(Param(P.FLAGS, "flags"), Param(P.SET_TID, "set_tid", optional=True)),
+            params=(
+                Param(P.FLAGS, "flags"),
+                Param(P.SET_TID, "set_tid", optional=True),
+                Param(P.EXIT_SIGNAL, "exit_signal", optional=True),
+            ),
             binds=True,
             puppet=PuppetCall(
-                "clone", (Field.INT, Field.INTS), lambda s, _c: (s.args.flags, s.args.set_tid)
+                "clone",
+                (Field.INT, Field.INTS, Field.INT),
+                lambda s, _c: (
+                    s.args.flags,
+                    s.args.set_tid,
+                    -1 if s.args.exit_signal is None else s.args.exit_signal,
+                ),
             ),
             weight=3,
             sample=_sample_clone,
@@ -344,10 +397,138 @@ SPECS: dict[Op, OpSpec] = {
             for op, summary, weight in (
                 (Op.GETPID, "the actor's pid in its own namespace, or an errno", 1),
                 (Op.GETPPID, "its parent's pid as the actor sees it, `0` if not visible", 1),
-                (Op.GETPGID, "the actor's process group id, or an errno", 0.5),
-                (Op.GETSID, "the actor's session id, or an errno", 0.5),
                 (Op.SETSID, "the new session id, or an errno", 0.7),
             )
+        ),
+        *(
+            OpSpec(
+                op,
+                "[TARGET]",
+                f"TARGET's {what} id (default: the actor's) as the actor sees it, `0` when "
+                "its leader is not visible; `ESRCH` with no call for a TARGET it cannot see",
+                _PID,
+                params=(Param(P.TARGET, "target", optional=True),),
+                no_call=_kill,
+                puppet=PuppetCall(
+                    op.value, (Field.INT,), lambda s, c: (_seen(s, c, s.args.target),)
+                ),
+                quiet=True,
+                weight=0.5,
+                sample=_maybe_target(op.value),
+            )
+            for op, what in ((Op.GETPGID, "process group"), (Op.GETSID, "session"))
+        ),
+        OpSpec(
+            Op.SETPGID,
+            "TARGET TARGET",
+            "setpgid(WHO, GROUP) with each pid as the actor sees it: `0` or an errno; "
+            "`ESRCH` with no call for a name it cannot see",
+            _PID,
+            params=(_TARGET, Param(P.TARGET, "other")),
+            no_call=_kill,
+            puppet=PuppetCall(
+                "setpgid",
+                (Field.INT, Field.INT),
+                lambda s, c: (_seen(s, c, s.args.target), _seen(s, c, s.args.other)),
+            ),
+            quiet=True,
+            weight=0.7,
+            sample=lambda rng, actor, target, _f: (
+                f"setpgid {rng.choice([target, actor])} {rng.choice([target, actor])}"
+            ),
+        ),
+        *(
+            OpSpec(
+                op,
+                "SIG",
+                f"`0`: sigprocmask({how}) of the actor",
+                _PID,
+                params=(Param(P.SIGNAL, "signal"),),
+                puppet=PuppetCall(op.value, (Field.INT,), lambda s, _c: (s.args.signal,)),
+                quiet=op is Op.BLOCK,  # unblocking delivers what was pending
+                weight=1,
+                sample=_with_signal(op.value),
+            )
+            for op, how in ((Op.BLOCK, "SIG_BLOCK"), (Op.UNBLOCK, "SIG_UNBLOCK"))
+        ),
+        OpSpec(
+            Op.PENDING,
+            "",
+            "the signals pending for the actor (its own and its process's): blocked ones",
+            (Kind.LIST,),
+            puppet=PuppetCall("pending"),
+            quiet=True,
+            weight=0.5,
+            sample=_bare("pending"),
+        ),
+        OpSpec(
+            Op.PID_MAX,
+            "[N]",
+            "`/proc/sys/kernel/pid_max` of the actor's active namespace, or `0`/an errno "
+            "for writing N",
+            _PID,
+            params=(
+                Param(P.NUMBER, "number", optional=True, low=-(2**31), high=2**31 - 1, what="N"),
+            ),
+            puppet=PuppetCall(
+                "pid_max",
+                (Field.INT,),
+                lambda s, _c: (-1 if s.args.number is None else s.args.number,),
+            ),
+            quiet=True,
+            weight=0.4,
+            sample=lambda rng, _a, _t, _f: (
+                "pid_max" + (f" {rng.choice(PID_MAX_VALUES)}" if rng.random() < 0.5 else "")
+            ),
+        ),
+        OpSpec(
+            Op.NSPARENT,
+            "TARGET",
+            "ioctl(NS_GET_PARENT) on TARGET's /proc/PID/ns/pid: `0` or an errno",
+            _PID,
+            params=(_TARGET,),
+            no_call=_setns,
+            puppet=PuppetCall("nsparent", (Field.INT,), lambda s, c: (c.host_pid(_target(s)),)),
+            quiet=True,
+            weight=0.4,
+            sample=lambda rng, actor, target, _f: f"nsparent {rng.choice([target, actor, 'root'])}",
+        ),
+        OpSpec(
+            Op.NS_PID_IN,
+            "TARGET WHO",
+            "ioctl(NS_GET_PID_IN_PIDNS): WHO's pid in TARGET's namespace, or an errno",
+            _PID,
+            params=(_TARGET, Param(P.TARGET, "other")),
+            no_call=_ns_file,
+            puppet=PuppetCall(
+                "ns_pid_in",
+                (Field.INT, Field.INT),
+                lambda s, c: (c.host_pid(_target(s)), _seen(s, c, s.args.other)),
+            ),
+            quiet=True,
+            weight=0.4,
+            sample=lambda rng, actor, target, _f: (
+                f"ns_pid_in {rng.choice([target, actor])} {rng.choice([target, actor])}"
+            ),
+        ),
+        OpSpec(
+            Op.NS_PID_FROM,
+            "TARGET NUMBER",
+            "ioctl(NS_GET_PID_FROM_PIDNS): the task numbered NUMBER in TARGET's namespace, "
+            "as the actor sees it, or an errno",
+            _PID,
+            params=(_TARGET, Param(P.NUMBER, "number", low=0, high=2**31 - 1, what="pid")),
+            no_call=_setns,
+            puppet=PuppetCall(
+                "ns_pid_from",
+                (Field.INT, Field.INT),
+                lambda s, c: (c.host_pid(_target(s)), s.args.number),
+            ),
+            quiet=True,
+            weight=0.4,
+            sample=lambda rng, actor, target, _f: (
+                f"ns_pid_from {rng.choice([target, actor])} {rng.choice([1, 2, 3, 4])}"
+            ),
         ),
         OpSpec(
             Op.PIDOF,
@@ -382,18 +563,22 @@ SPECS: dict[Op, OpSpec] = {
         ),
         OpSpec(
             Op.WAIT,
-            "[TARGET|any] [nohang]",
+            "[pgrp] [TARGET|any] [nohang] [nowait] [wall]",
             "a wait result, `none`, an errno, or `blocks`; `ECHILD` with no call for a "
-            "TARGET the actor cannot see",
+            "TARGET the actor cannot see; `pgrp` waits for the actor's (or TARGET's) "
+            "process group, `nowait` is WNOWAIT (and WNOHANG), `wall` __WALL",
             (Kind.WAIT, Kind.ERRNO),
             params=(
+                Param(P.KEYWORD, "pgrp", optional=True, words=(("pgrp", True),)),
                 Param(P.TARGET, "target", optional=True, any_word="any"),
                 Param(P.KEYWORD, "nohang", optional=True, words=(("nohang", True),)),
+                Param(P.KEYWORD, "nowait", optional=True, words=(("nowait", True),)),
+                Param(P.KEYWORD, "wall", optional=True, words=(("wall", True),)),
             ),
             no_call=_wait,
-            puppet=PuppetCall("wait", (Field.INT, Field.INT), _wait_args),
+            puppet=PuppetCall("wait", (Field.INT, Field.INT, Field.INT), _wait_args),
             weight=3,
-            sample=_sample_wait,
+            sample=_sample_wait_more,
         ),
         OpSpec(
             Op.KILL,

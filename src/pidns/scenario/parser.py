@@ -27,7 +27,7 @@ ANY = "any"
 NOHANG = "nohang"
 # Words that are never process names: root names the world's init, the others are keywords
 # of ``wait [TARGET|any] [nohang]``.
-RESERVED_NAMES = frozenset({ROOT, ANY, NOHANG})
+RESERVED_NAMES = frozenset({ROOT, ANY, NOHANG, "pgrp", "nowait", "wall"})
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _INT = re.compile(r"-?[0-9]+\Z")
 _UINT = re.compile(r"[0-9]+\Z")
@@ -153,11 +153,16 @@ def _parse_list(text: str) -> str:
     items = [item.strip() for item in inner.split(",")]
     if all(_UINT.match(item) for item in items):
         return ast.list_value(int(item) for item in items)
+    if not any(" " in item for item in items):
+        try:
+            return ast.signals_value(canonical_signal(item) for item in items)
+        except ValueError:
+            pass
     caught: list[tuple[str, int]] = []
     for item in items:
         match = _CAUGHT_ITEM.match(item)
         if not match:
-            raise ValueError(f"a list holds numbers or 'SIG from PID' items, not {item!r}")
+            raise ValueError(f"a list holds numbers, signals or 'SIG from PID' items, not {item!r}")
         caught.append((canonical_signal(match.group(1)), int(match.group(2))))
     return ast.caught_value(caught)
 
@@ -373,6 +378,10 @@ class _Parser:
         param = params[index]
         if param.kind is P.KEYWORD:
             return any(token.text == word for word, _ in param.words)
+        if param.kind is P.SET_TID:  # clone FLAGS [set_tid=...] [exit_signal=SIG]
+            return not token.text.startswith("exit_signal=")
+        if param.kind is P.EXIT_SIGNAL:
+            return token.text.startswith("exit_signal=")
         later = {w for p in params[index + 1 :] if p.kind is P.KEYWORD for w, _ in p.words}
         return token.text not in later
 
@@ -396,6 +405,12 @@ class _Parser:
             return self.flag_word(line, token)
         if kind is P.SET_TID:
             return self.set_tid(line, token)
+        if kind is P.EXIT_SIGNAL:
+            prefix = "exit_signal="
+            if not token.text.startswith(prefix):
+                raise line.error(token.column, f"expected {prefix}SIG, not {token.text!r}")
+            named = _Token(token.text[len(prefix) :], token.column + len(prefix))
+            return self.signal(line, named, allow_zero=True)
         if kind is P.SIGNAL:
             return self.signal(line, token, allow_zero=param.zero)
         for word, value in param.words:  # CHOICE, KEYWORD

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar, NoReturn
 
 from pidns.core import flags as cf
-from pidns.linux import syscalls
+from pidns.linux import nsfs, syscalls
 from pidns.scenario import puppet_protocol as wire
 from pidns.scenario.puppet_protocol import (
     Blocks,
@@ -54,6 +54,7 @@ from pidns.scenario.puppet_protocol import (
 
 WAKE = int(signal.SIGRTMAX)
 WALL = 0x40000000  # __WALL: include/uapi/linux/wait.h
+WNOWAIT = 0x01000000
 PR_SET_DUMPABLE = 4
 _SIGINFO_SIZE = 128  # struct signalfd_siginfo
 _SFD_NONBLOCK = os.O_NONBLOCK
@@ -121,6 +122,7 @@ class Puppet:
         self.catching: set[int] = set()
         self.caught: list[tuple[int, int]] = []
         self.sigfd = -1
+        self.user_blocked: set[int] = set()  # signals the scenario blocked (``block``)
 
     # ---- the loop ----
 
@@ -193,8 +195,8 @@ class Puppet:
     def do_fork(self) -> Reply | None:
         return self._fork(None, ())
 
-    def do_clone(self, flags: int, set_tid: tuple[int, ...]) -> Reply | None:
-        return self._fork(flags, set_tid)
+    def do_clone(self, flags: int, set_tid: tuple[int, ...], exit_signal: int) -> Reply | None:
+        return self._fork(flags, set_tid, None if exit_signal < 0 else exit_signal)
 
     def do_unshare(self, flags: int) -> Reply:
         syscalls.unshare(flags)
@@ -214,11 +216,70 @@ class Puppet:
     def do_getppid(self) -> Reply:
         return Number(os.getppid())
 
-    def do_getpgid(self) -> Reply:
-        return Number(os.getpgid(0))
+    def do_getpgid(self, pid: int) -> Reply:
+        return Number(os.getpgid(pid))
 
-    def do_getsid(self) -> Reply:
-        return Number(os.getsid(0))
+    def do_getsid(self, pid: int) -> Reply:
+        return Number(os.getsid(pid))
+
+    def do_setpgid(self, pid: int, pgid: int) -> Reply:
+        os.setpgid(pid, pgid)
+        return Number(0)
+
+    def do_block(self, signo: int) -> Reply:
+        """sigprocmask(SIG_BLOCK): a caught signal is blocked anyway; the signalfd then
+        leaves it pending, as the kernel keeps it for the process."""
+        self.user_blocked.add(signo)
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signo])
+        self._watch_caught_signals()
+        return Number(0)
+
+    def do_unblock(self, signo: int) -> Reply:
+        self.user_blocked.discard(signo)
+        self._watch_caught_signals()
+        if signo not in self.catching:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signo])
+        return Number(0)
+
+    def do_pending(self) -> Reply:
+        """SigPnd | ShdPnd of the caller, as a mask (the caught ones taken first)."""
+        mask = 0
+        with open("/proc/thread-self/status", "rb") as f:
+            for line in f:
+                if line.startswith((b"SigPnd:", b"ShdPnd:")):
+                    mask |= int(line.split()[1], 16)
+        return Number(mask)
+
+    def do_pid_max(self, value: int) -> Reply:
+        """/proc/sys/kernel/pid_max, keyed on the caller's active pid namespace whichever
+        procfs it goes through (kernel/pid.c:pid_table_root_lookup); -1 reads it."""
+        path = "/proc/sys/kernel/pid_max"
+        if value < 0:
+            with open(path, "rb") as f:
+                return Number(int(f.read()))
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(value).encode())
+        finally:
+            os.close(fd)
+        return Number(0)
+
+    def do_nsparent(self, host_pid: int) -> Reply:
+        return self._ns_ioctl(host_pid, _get_parent)
+
+    def do_ns_pid_in(self, host_pid: int, pid: int) -> Reply:
+        return self._ns_ioctl(host_pid, lambda fd: nsfs.pid_in(fd, pid))
+
+    def do_ns_pid_from(self, host_pid: int, pid: int) -> Reply:
+        return self._ns_ioctl(host_pid, lambda fd: nsfs.pid_from(fd, pid))
+
+    @staticmethod
+    def _ns_ioctl(host_pid: int, call: Callable[[int], int]) -> Reply:
+        fd = os.open(f"/proc/{host_pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return Number(call(fd))
+        finally:
+            os.close(fd)
 
     def do_setsid(self) -> Reply:
         return Number(_checked(_libc.setsid()))
@@ -226,8 +287,10 @@ class Puppet:
     def do_exit(self, code: int) -> Reply:
         os._exit(code)
 
-    def do_wait(self, pid: int, nohang: int) -> Reply | None:
-        return self._wait(pid, bool(nohang))
+    def do_wait(self, pid: int, nohang: int, flags: int) -> Reply | None:
+        if flags & WNOWAIT:
+            return self._peek(pid, flags)
+        return self._wait(pid, bool(nohang), flags)
 
     def do_kill(self, pid: int, signo: int) -> Reply:
         os.kill(pid, signo)
@@ -266,9 +329,19 @@ class Puppet:
         "caught": do_caught,
         "subreaper": do_subreaper,
         "setuid": do_setuid,
+        "setpgid": do_setpgid,
+        "block": do_block,
+        "unblock": do_unblock,
+        "pending": do_pending,
+        "pid_max": do_pid_max,
+        "nsparent": do_nsparent,
+        "ns_pid_in": do_ns_pid_in,
+        "ns_pid_from": do_ns_pid_from,
     }
 
-    def _fork(self, flags: int | None, set_tid: tuple[int, ...]) -> Reply | None:
+    def _fork(
+        self, flags: int | None, set_tid: tuple[int, ...], exit_signal: int | None = None
+    ) -> Reply | None:
         ours, theirs = socket.socketpair(
             socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
         )
@@ -277,7 +350,9 @@ class Puppet:
             if flags is None:
                 pid, pidfd = os.fork(), -1
             else:
-                pid, pidfd = syscalls.clone(flags, set_tid=set_tid, want_pidfd=True)
+                pid, pidfd = syscalls.clone(
+                    flags, set_tid=set_tid, exit_signal=exit_signal, want_pidfd=True
+                )
         except (OSError, ValueError) as exc:
             ours.close()
             theirs.close()
@@ -299,9 +374,27 @@ class Puppet:
                 theirs.close()
         return None
 
-    def _wait(self, pid: int, nohang: bool) -> Reply | None:
+    def _peek(self, pid: int, flags: int) -> Reply:
+        """waitid(2) with WNOWAIT|WNOHANG: report a zombie child and leave it."""
+        if pid == -1:
+            idtype, ident = os.P_ALL, 0
+        elif pid <= 0:
+            idtype, ident = os.P_PGID, -pid  # 0: the caller's own group (Linux 5.4)
+        else:
+            idtype, ident = os.P_PID, pid
         try:
-            got, status = os.waitpid(pid, os.WNOHANG)
+            info = os.waitid(idtype, ident, os.WEXITED | os.WNOHANG | flags)
+        except OSError as exc:
+            return Errno(exc.errno or 0)
+        if info is None:
+            return NothingToCollect()
+        if info.si_code == os.CLD_EXITED:
+            return Exited(info.si_pid, info.si_status)
+        return Killed(info.si_pid, info.si_status)
+
+    def _wait(self, pid: int, nohang: bool, flags: int = 0) -> Reply | None:
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG | flags)
         except OSError as exc:
             return Errno(exc.errno or 0)
         if got:
@@ -309,14 +402,14 @@ class Puppet:
         if nohang:
             return NothingToCollect()
         send(self.channel, wire.encode_reply(Blocks()))
-        send(self.channel, wire.encode_reply(Done(self._blocking_wait(pid))))
+        send(self.channel, wire.encode_reply(Done(self._blocking_wait(pid, flags))))
         return None
 
-    def _blocking_wait(self, pid: int) -> Reply:
+    def _blocking_wait(self, pid: int, flags: int = 0) -> Reply:
         """A real waitpid(2) that blocks; on WAKE (EINTR) drain the signalfd and wait again."""
         status = ctypes.c_int(0)
         while True:
-            got = _libc.waitpid(pid, ctypes.byref(status), 0)
+            got = _libc.waitpid(pid, ctypes.byref(status), flags)
             if got > 0:
                 return _wait_result(got, status.value)
             err = ctypes.get_errno()
@@ -332,13 +425,21 @@ class Puppet:
         else:
             signal.signal(signo, signal.SIG_IGN if disposition == "ignore" else signal.SIG_DFL)
             self.catching.discard(signo)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signo])
+            if signo not in self.user_blocked:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, [signo])
         self._watch_caught_signals()
         return Number(0)
 
     def _watch_caught_signals(self) -> None:
-        mask = _sigset(sorted(self.catching))
+        """The signalfd takes the caught signals the scenario has not blocked."""
+        mask = _sigset(sorted(self.catching - self.user_blocked))
         self.sigfd = _checked(_libc.signalfd(self.sigfd, mask, _SFD_NONBLOCK | _SFD_CLOEXEC))
+
+
+def _get_parent(fd: int) -> int:
+    """NS_GET_PARENT: 0 when it gives a descriptor (closed at once)."""
+    os.close(syscalls.ns_ioctl(fd, nsfs.NS_GET_PARENT))
+    return 0
 
 
 def _checked(result: int) -> int:

@@ -33,6 +33,11 @@ WAKE_BIT = 1 << (puppet.WAKE - 1)
 _ZAP = "SID"
 
 
+# Calls that may end or stop their own caller, which then never answers (unblock: a
+# pending fatal or stopping signal is acted on as the mask opens).
+_SIGNALLING = frozenset({Op.KILL, Op.UNBLOCK})
+
+
 @dataclass(slots=True)
 class Settle:
     """What one step waits for while it settles."""
@@ -114,11 +119,11 @@ class Settler:
             settle.result = ast.OK
             actor.call = None
         elif actor.reaped or actor.seen.dead:
-            if op is not Op.KILL:
+            if op not in _SIGNALLING:
                 raise BackendError(f"{actor.name} died during its {op.value} step")
             settle.result = ast.OK  # kill(2) succeeded: the signal it sent itself killed it
             actor.call = None
-        elif actor.seen.stopped and op is Op.KILL:
+        elif actor.seen.stopped and op in _SIGNALLING:
             settle.result = ast.OK  # it stopped itself; the reply comes once continued
             actor.call = None
             actor.discard += 1
@@ -199,7 +204,8 @@ class Settler:
         reasons: list[str] = []
         for p in self.world.by_host.values():
             seen = p.seen
-            if seen.dead or seen.stopped or seen.exiting or not seen.pending & seen.blocked:
+            taken = seen.pending & seen.blocked & ~p.user_blocked  # blocked by the scenario: kept
+            if seen.dead or seen.stopped or seen.exiting or not taken:
                 continue
             reasons.append(f"{p.name} has caught signals to take")
             if p.host in asked:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from pidns.core import errnos, signals
 from pidns.core import flags as cf
-from pidns.linux import nsfs, syscalls
+from pidns.linux import features, nsfs, syscalls
 from pidns.scenario import ast, ops, puppet
 from pidns.scenario import puppet_protocol as wire
-from pidns.scenario.ast import Completion, Outcome, ProcessSnapshot, Snapshot, Step
+from pidns.scenario.ast import Completion, Op, Outcome, ProcessSnapshot, Snapshot, Step
 from pidns.scenario.backend import BackendError, UnsupportedStep, WorldError
 from pidns.scenario.real_call import Call, CallState
 from pidns.scenario.real_proc import SIGKILL_BIT, Seen, pidfd_numbers, read
@@ -52,6 +52,7 @@ class Proc:
     reaped: bool = False
     call: Call | None = None
     discard: int = 0  # replies still to come for calls already resolved (see _resolve_silent_actor)
+    user_blocked: int = 0  # signals the scenario blocked (``block``), bit sig - 1; inherited
 
     @property
     def level(self) -> int:
@@ -235,6 +236,10 @@ class World:
         can act, and answered what needs no call); settle."""
         actor = self.procs[step.actor]
         spec = ops.SPECS[step.op]
+        global_pid_max = step.op is Op.PID_MAX and not features.has("per_ns_pid_max")
+        if global_pid_max and step.args.number is not None:  # a write would be the machine's
+            row = features.feature("per_ns_pid_max")
+            raise UnsupportedStep(f"line {step.line}: " + features.unsupported(row, "pid_max N"))
         if spec.puppet is None:
             raise BackendError(f"line {step.line}: {step.op.value} has no puppet command")
         if actor.channel is None:
@@ -310,7 +315,17 @@ class World:
                 assert step.bind is not None and p.channel is not None
                 if len(fds) != 2:
                     raise BackendError(f"{p.name}: fork reply without its descriptors")
-                self._register(step.bind, fds[0], socket.socket(fileno=fds[1]))
+                child = self._register(step.bind, fds[0], socket.socket(fileno=fds[1]))
+                child.user_blocked = p.user_blocked  # fork copies the signal mask
+            if step.op is Op.PENDING:
+                return ast.signals_value(
+                    signals.name(n + 1) for n in range(64) if reply.value >> n & 1
+                )
+            if step.op in (Op.BLOCK, Op.UNBLOCK):
+                bit = 1 << (step.args.signal - 1)
+                p.user_blocked = (
+                    p.user_blocked | bit if step.op is Op.BLOCK else p.user_blocked & ~bit
+                )
             return ast.pid_value(reply.value)
         for fd in fds:
             os.close(fd)
