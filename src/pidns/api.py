@@ -115,8 +115,6 @@ def _refuse(
     close_fds: bool,
     startupinfo: Any,
     creationflags: int,
-    user: object,
-    group: object,
     extra_groups: object,
 ) -> None:
     """subprocess's arguments that a command started by the init, in another process,
@@ -128,7 +126,10 @@ def _refuse(
     if startupinfo is not None or creationflags:
         raise ValueError("startupinfo and creationflags are only supported on Windows")
     if extra_groups is not None:
-        raise ValueError("extra_groups: the command keeps no supplementary group of its own")
+        raise ValueError(
+            "extra_groups is not supported: with user or group, the command's supplementary "
+            "groups are dropped"
+        )
 
 
 class Popen:
@@ -147,7 +148,8 @@ class Popen:
     ``start_new_session``, ``process_group`` (0 only: a group of pids the namespace
     cannot see is meaningless), ``umask``, ``restore_signals``, ``pass_fds``; what an init
     in another process cannot do is a ValueError (``preexec_fn``, ``close_fds=False``,
-    ``user``, ``group``, ``extra_groups``). A bad ``cwd`` raises FileNotFoundError or
+    ``extra_groups``); ``user`` and ``group`` are taken by the init, which then forks and
+    changes ids before exec. A bad ``cwd`` raises FileNotFoundError or
     NotADirectoryError, NUL bytes ValueError, before anything runs.
 
     Raises FileNotFoundError / PermissionError when the command cannot be executed, as
@@ -199,7 +201,7 @@ class Popen:
         self._namespace: served.Served | None = None
         self._comm: _Communication | None = None
         self._lock = threading.Lock()  # one communicate at a time, as subprocess
-        _refuse(preexec_fn, close_fds, startupinfo, creationflags, user, group, extra_groups)
+        _refuse(preexec_fn, close_fds, startupinfo, creationflags, extra_groups)
         if process_group not in (None, 0):
             raise ValueError(
                 "process_group: only 0 (a new group) is possible; the command's pid namespace "
