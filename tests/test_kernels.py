@@ -158,6 +158,9 @@ for name, argv in [
 ]:
     done = subprocess.run([py, "-m", "pidns", *argv], capture_output=True, text=True, timeout=120)
     found[name] = [done.returncode, done.stdout, done.stderr]
+os.makedirs(sys.argv[2], exist_ok=True)  # what check --random saves comes back from here
+with open(os.path.join(sys.argv[2], "saved.pidns"), "w") as f:
+    f.write(found["features"]["release"])
 print(json.dumps(found))
 """
 _REPORTS: dict[str, dict[str, Any]] = {}
@@ -172,14 +175,21 @@ def _report(image: str, tmp_path: Path) -> dict[str, Any]:
         script.write_text(_COMMANDS)
         read_end, write_end = os.pipe()  # the report is a few kilobytes at most
         try:
+            saved = tmp_path / "saved"
             status, _seconds = guest.run(
-                image, [str(script), str(ROWS)], [str(script), str(ROWS)], stdout=write_end
+                image,
+                [str(script), str(ROWS), str(saved)],
+                [str(script), str(ROWS)],
+                save=str(saved),
+                stdout=write_end,
             )
         finally:
             os.close(write_end)
         with os.fdopen(read_end) as f:
             _REPORTS[image] = json.loads(f.read())
         assert status == 0
+        release = _REPORTS[image]["features"]["release"]
+        assert (saved / "saved.pidns").read_text() == release  # the saved files came back
     return _REPORTS[image]
 
 
