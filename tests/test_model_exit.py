@@ -167,6 +167,19 @@ def test_state_machine_refuses_impossible_edges() -> None:
     k.exit(a, 0)
     with pytest.raises(ValueError, match="cannot make system calls"):
         k.fork(a)
+    b = k.fork(k.init)
+    b.move_to(TaskState.EXITING)
+    with pytest.raises(IllegalTransition):
+        b.move_to(TaskState.REAPED)  # even an autoreaped task is a zombie first
+
+
+def test_a_fatal_signal_left_queued_is_caught_at_the_next_call() -> None:
+    """The invariant of Kernel._enter: no call returns with a fatal signal queued."""
+    k = Kernel()
+    a = k.fork(k.init)
+    k.doomed.append((a, 9))  # as a call that forgot flush_fatal would leave it
+    with pytest.raises(AssertionError, match="fatal signals left queued"):
+        k.fork(a)
 
 
 def test_the_boot_init_may_not_exit() -> None:

@@ -229,7 +229,7 @@ class Syscalls(RuleBasedStateMachine):
                     assert ns.idr[thread.numbers[depth]] is thread
             if task.leader_exited and task.state is TaskState.RUNNING:
                 assert task.threads  # a group lives only while a thread does
-            assert not task.shared_pending or task.state is TaskState.RUNNING
+            assert not task.blocked_everywhere or task.state is TaskState.RUNNING
 
     @invariant()
     def visible_in_every_ancestor(self) -> None:

@@ -169,7 +169,7 @@ def test_a_report_read_together_with_the_ready_line_is_kept() -> None:
     read_end, write_end = os.pipe()
     status = 15  # wait status: killed by SIGTERM
     os.write(write_end, f"R 2 4242 1000\nX {status} 1000 2000 3000 1 0 - 15 -\n".encode())
-    namespace = launcher.Namespace(["sh"], 4241, -1, read_end, direct=False)
+    namespace = launcher.RunningNamespace(["sh"], 4241, -1, read_end, direct=False)
     try:
         namespace.await_ready(0)
         assert (namespace.pid, namespace.pid_in_namespace) == (4242, 2)

@@ -209,5 +209,5 @@ def _exec(name: str, args: ExecArgs) -> int:
         return exits.for_exec_error(err)
     finally:
         os.close(me)
-    ns = launcher.Namespace(args.command, child, syscalls.pidfd_open(child))
+    ns = launcher.RunningNamespace(args.command, child, syscalls.pidfd_open(child))
     return supervisor.supervise(ns, sfd, terminal=terminal)

@@ -424,7 +424,7 @@ def main(name: str, argv: list[str]) -> int:
     return status
 
 
-def _die_like(ns: launcher.Namespace, status: int) -> None:
+def _die_like(ns: launcher.RunningNamespace, status: int) -> None:
     """Die of the signal that killed the command, as unshare does: its default action,
     without a core dump (the command dumped its own). Returns if it did not kill us (a
     signal whose default is to ignore or stop), and when the status was rewritten
@@ -443,7 +443,7 @@ def _die_like(ns: launcher.Namespace, status: int) -> None:
     fastsignal.pthread_sigmask(fastsignal.SIG_UNBLOCK, (sig,))
 
 
-def _write_report(name: str, ns: launcher.Namespace, report_file: IO[str] | None) -> None:
+def _write_report(name: str, ns: launcher.RunningNamespace, report_file: IO[str] | None) -> None:
     import json  # noqa: PLC0415 (kept off the start-up path)
 
     text = json.dumps(ns.report(), indent=2) + "\n"
@@ -460,7 +460,7 @@ def _write_report(name: str, ns: launcher.Namespace, report_file: IO[str] | None
 
 def _run(
     name: str, args: Args, sfd: int, inherited: spawn.Inherited, pid_file: int
-) -> tuple[int, launcher.Namespace | None]:
+) -> tuple[int, launcher.RunningNamespace | None]:
     if args.name is None:
         return _run_namespace(name, args, sfd, inherited, pid_file, None)
     from pidns.linux import registry  # noqa: PLC0415 (only for named namespaces)
@@ -483,7 +483,7 @@ def _run_namespace(
     inherited: spawn.Inherited,
     pid_file: int,
     entry: registry.Entry | None,
-) -> tuple[int, launcher.Namespace | None]:
+) -> tuple[int, launcher.RunningNamespace | None]:
     terminal, foreground = supervisor.foreground_terminal()
     if args.options.pause:
         foreground = False  # no command to give the terminal to

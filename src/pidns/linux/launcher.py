@@ -180,7 +180,7 @@ class Options:
         return clone
 
 
-class Namespace:
+class RunningNamespace:
     """A running namespace, as its launcher sees it (or a plain child, for ``pidns exec``).
 
     ``returncode`` follows subprocess: N for exit(N), -S for death by signal S, None while
@@ -526,7 +526,7 @@ def start(
     namespace_inodes: bool = False,
     inherited: spawn.Inherited | None = None,
     notice: Callable[[str], None] | None = None,
-) -> Namespace:
+) -> RunningNamespace:
     """Make the namespace and start ``argv`` in it; returns once the command runs.
 
     Raises OSError with the exec errno (FileNotFoundError, PermissionError) when the
@@ -540,7 +540,7 @@ def start(
     exits (kernel/exit.c:forget_original_parent).
     ``pid_file``: an fd open for writing; the init writes the command's host pid to it,
     and closes it, before the command runs. ``namespace_inodes``: the init reports the
-    nsfs inodes of its namespaces (``Namespace.namespace_inodes``).
+    nsfs inodes of its namespaces (``RunningNamespace.namespace_inodes``).
     ``inherited``: the signal state the command starts with, as exec gives it (default:
     the calling thread's ignored signals and mask now; ``block_signals`` takes it first).
     With ``options.fallback`` "subreaper", a failure to make the pid namespace starts the
@@ -622,7 +622,7 @@ def _start(
     pid_file: int,
     namespace_inodes: bool,
     inherited: spawn.Inherited | None,
-) -> Namespace:
+) -> RunningNamespace:
     try:
         privileged, threads = userns.self_status()
     except OSError as exc:
@@ -732,7 +732,7 @@ def _start(
     for fd in (launcher_pidfd, host_pidns, write_end, gate_read):
         if fd >= 0:
             os.close(fd)
-    ns = Namespace(argv, pid, pidfd, read_end, direct=options.as_pid_1)
+    ns = RunningNamespace(argv, pid, pidfd, read_end, direct=options.as_pid_1)
     ns.remap_exit = options.remap_exit
     ns.subreaper = subreaper
     if gate_write >= 0 and id_map is not None:

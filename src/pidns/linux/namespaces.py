@@ -33,7 +33,7 @@ class NamespaceError(Exception):
     """A namespace that cannot be found or opened; the message is one line for the user."""
 
 
-class Namespace:
+class FoundNamespace:
     """One pid namespace as found. Pids are counted in the /proc mount's namespace."""
 
     __slots__ = ("child", "id", "init", "inode", "level", "members", "owner", "parent", "path")
@@ -55,7 +55,9 @@ class Discovery:
 
     __slots__ = ("aligned", "briefs", "hidden", "hidden_namespaces", "id_source", "namespaces")
 
-    def __init__(self, namespaces: dict[int, Namespace], id_source: str, aligned: bool) -> None:
+    def __init__(
+        self, namespaces: dict[int, FoundNamespace], id_source: str, aligned: bool
+    ) -> None:
         self.namespaces = namespaces
         self.id_source = id_source
         self.aligned = aligned  # /proc counts pids in the caller's active namespace
@@ -63,14 +65,14 @@ class Discovery:
         self.hidden: list[int] = []  # processes whose namespace could not be determined
         self.hidden_namespaces = 0  # of those, the inits: one namespace each
 
-    def by_number(self, number: int) -> Namespace | None:
+    def by_number(self, number: int) -> FoundNamespace | None:
         """The namespace whose id, or else inode, is ``number``."""
         for ns in self.namespaces.values():
             if ns.id == number:
                 return ns
         return self.namespaces.get(number)
 
-    def of_pid(self, pid: int) -> Namespace | None:
+    def of_pid(self, pid: int) -> FoundNamespace | None:
         for ns in self.namespaces.values():
             if pid in ns.members:
                 return ns
@@ -154,7 +156,7 @@ def discover(root: str = "/proc", *, every_status: bool = False) -> Discovery:
 class _Finder:
     def __init__(self, root: str) -> None:
         self.root = root
-        self.found: dict[int, Namespace] = {}
+        self.found: dict[int, FoundNamespace] = {}
         self.briefs: dict[int, proc.Brief] = {}
         self.hidden: list[int] = []
         self.use_ns_id = True
@@ -178,7 +180,7 @@ class _Finder:
                 continue
             ns = found.get(inode)
             if ns is None:
-                ns = found[inode] = Namespace(inode)
+                ns = found[inode] = FoundNamespace(inode)
             if not ns.members:
                 ns.path = f"{root}/{name}/ns/pid"
             ns.members.append(int(name))
@@ -188,7 +190,7 @@ class _Finder:
                 continue
             if for_children not in found:
                 path = f"{root}/{name}/ns/pid_for_children"
-                found[for_children] = Namespace(for_children, path=path)
+                found[for_children] = FoundNamespace(for_children, path=path)
         return unreadable
 
     def brief(self, pid: int) -> proc.Brief | None:
@@ -205,7 +207,7 @@ class _Finder:
             self.use_ns_id = False
         return ns_id
 
-    def visit(self, fd: int, ns: Namespace) -> None:
+    def visit(self, fd: int, ns: FoundNamespace) -> None:
         """Name ``ns`` (open as ``fd``), its owner and its parents, up the chain."""
         ns.id = self.name(fd)
         user_fd = nsfs.related(fd, nsfs.NS_GET_USERNS)
@@ -223,7 +225,7 @@ class _Finder:
             inode = os.fstat(parent_fd).st_ino
             ns.parent = inode
             if inode not in self.found:
-                parent = self.found[inode] = Namespace(inode, child=ns.inode)
+                parent = self.found[inode] = FoundNamespace(inode, child=ns.inode)
                 self.visit(parent_fd, parent)
         finally:
             os.close(parent_fd)
@@ -251,7 +253,7 @@ class _Finder:
         return False
 
 
-def _level_and_init(finder: _Finder, ns: Namespace, every_status: bool) -> None:
+def _level_and_init(finder: _Finder, ns: FoundNamespace, every_status: bool) -> None:
     """Read members' status: one is enough for the level (and is the init, usually)."""
     gone: list[int] = []
     for pid in ns.members:
@@ -268,7 +270,7 @@ def _level_and_init(finder: _Finder, ns: Namespace, every_status: bool) -> None:
         ns.members.remove(pid)
 
 
-def _propagate_levels(found: dict[int, Namespace]) -> None:
+def _propagate_levels(found: dict[int, FoundNamespace]) -> None:
     """Give member-less namespaces a level from their parent or a child."""
     changed = True
     while changed:
@@ -291,7 +293,7 @@ def _propagate_levels(found: dict[int, Namespace]) -> None:
 def _place(finder: _Finder, unreadable: list[int]) -> bool:
     """Put processes whose ns link is unreadable into the namespace they must be in;
     the rest go to ``finder.hidden``. Returns whether the pid ioctls were usable."""
-    by_level: dict[int, list[Namespace]] = {}
+    by_level: dict[int, list[FoundNamespace]] = {}
     for ns in finder.found.values():
         if ns.level is not None:
             by_level.setdefault(ns.level, []).append(ns)
@@ -301,7 +303,7 @@ def _place(finder: _Finder, unreadable: list[int]) -> bool:
             continue  # reaped since listed
         level = len(brief.nspid) - 1
         candidates = by_level.get(level, [])
-        home: Namespace | None = None
+        home: FoundNamespace | None = None
         if level == 0 and candidates:
             home = candidates[0]  # only the mount's own namespace is at level 0
         elif candidates and finder.have_pid_ioctls:
@@ -316,7 +318,7 @@ def _place(finder: _Finder, unreadable: list[int]) -> bool:
     return finder.have_pid_ioctls
 
 
-def _seen_by(finder: _Finder, pid: int, candidates: list[Namespace]) -> Namespace | None:
+def _seen_by(finder: _Finder, pid: int, candidates: list[FoundNamespace]) -> FoundNamespace | None:
     """The namespace among ``candidates`` (all at the task's level) that can see ``pid``."""
     for ns in candidates:
         try:
@@ -331,11 +333,11 @@ def _seen_by(finder: _Finder, pid: int, candidates: list[Namespace]) -> Namespac
     return None
 
 
-def _order(ns: Namespace) -> tuple[int, int]:
+def _order(ns: FoundNamespace) -> tuple[int, int]:
     return (ns.level if ns.level is not None else 1 << 30, ns.members[0] if ns.members else 0)
 
 
-def reopen(found: dict[int, Namespace], ns: Namespace) -> int:
+def reopen(found: dict[int, FoundNamespace], ns: FoundNamespace) -> int:
     """A new O_RDONLY fd for ``ns``: through its /proc link, or its child's NS_GET_PARENT."""
     if ns.path is not None:
         return os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)

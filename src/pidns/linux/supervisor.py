@@ -49,7 +49,7 @@ def foreground_terminal() -> tuple[int, bool]:
     return -1, False
 
 
-def supervise(ns: launcher.Namespace, sfd: int, *, terminal: int = -1) -> int:
+def supervise(ns: launcher.RunningNamespace, sfd: int, *, terminal: int = -1) -> int:
     """Forward every signal the launcher gets to pid 1 until the namespace ends; follow the
     terminal's job control; the command's exit status.
 

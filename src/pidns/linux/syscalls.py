@@ -18,6 +18,7 @@ import os
 import struct
 
 from pidns.core import flags as cf
+from pidns.core.copy_process import copy_process_refusal
 from pidns.linux import fastsignal as signal
 
 TYPE_CHECKING = False  # collections.abc costs `pidns run` start-up time: annotations only
@@ -113,13 +114,7 @@ class _CloneArgs(ctypes.Structure):
 def _rejected_before_copy(flags: int) -> bool:
     """Flag words that copy_process always refuses with EINVAL (kernel/fork.c:copy_process),
     so passing them to the kernel can never create a task."""
-    if flags & cf.THREAD and not flags & cf.SIGHAND:
-        return True
-    if flags & cf.SIGHAND and not flags & cf.VM:
-        return True
-    if flags & cf.THREAD and flags & (cf.NEWUSER | cf.NEWPID):
-        return True
-    return bool(flags & cf.NEWNS and flags & cf.FS) or bool(flags & cf.NEWUSER and flags & cf.FS)
+    return copy_process_refusal(flags) is not None
 
 
 def clone(

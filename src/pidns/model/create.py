@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pidns.core import flags as cf
+from pidns.core.copy_process import copy_process_refusal
 from pidns.model.errors import KernelError
 from pidns.model.namespace import PidNamespace, UserNamespace, alloc_numbers, publish_numbers
 from pidns.model.profiles import MAX_PID_NS_LEVEL, PID_MAX_LIMIT
@@ -140,33 +141,40 @@ def copy_process(
 
 
 def _check_clone_flags(kernel: Kernel, caller: Caller, flags: int, set_tid: Sequence[int]) -> None:
+    """The flag checks of clone3 before any task exists, in the kernel's order (the first
+    failing one decides the errno): clone3_args_valid and copy_clone_args_from_user
+    (kernel/fork.c), then copy_process's. The rules on the flag word alone are
+    ``core.copy_process.copy_process_refusal``, shared with the real launcher; the rest
+    depend on the caller's state or on the profile."""
     profile = kernel.profile
     task = caller.group
     if flags & ~_CLONE3_FLAGS or flags & cf.DETACHED:
-        raise KernelError(errno.EINVAL, "clone3")  # clone3_args_valid
+        # clone3_args_valid: clone3 has no CSIGNAL bits (exit_signal is a field of its
+        # own) and CLONE_DETACHED, ignored by clone(2) for decades, is refused there
+        raise KernelError(errno.EINVAL, "clone3")
     if set_tid and not profile.has_set_tid:
+        # 3.8 has no clone3 at all (5.3), nor set_tid (5.5): the syscall is missing
         raise KernelError(errno.ENOSYS, "clone3")
     if len(set_tid) > MAX_PID_NS_LEVEL:
-        raise KernelError(errno.EINVAL, "clone3")  # copy_clone_args_from_user
+        # copy_clone_args_from_user: one number per level, at most MAX_PID_NS_LEVEL
+        raise KernelError(errno.EINVAL, "clone3")
     new_pid_or_user = flags & (cf.NEWPID | cf.NEWUSER)
     if profile.newpid_refuses_parent and new_pid_or_user and flags & (cf.THREAD | cf.PARENT):
-        raise KernelError(errno.EINVAL, "do_fork")  # 3.8 only
-    if flags & cf.NEWNS and flags & cf.FS:
-        raise KernelError(errno.EINVAL, "copy_process")
-    if flags & cf.NEWUSER and flags & cf.FS:
-        raise KernelError(errno.EINVAL, "copy_process")
-    if flags & cf.THREAD and not flags & cf.SIGHAND:
-        raise KernelError(errno.EINVAL, "copy_process")
-    if flags & cf.SIGHAND and not flags & cf.VM:
-        raise KernelError(errno.EINVAL, "copy_process")
+        # 3.8 do_fork: a child in a new pid or user namespace may be neither a thread nor
+        # a sibling of the caller (later kernels keep only the THREAD half, below)
+        raise KernelError(errno.EINVAL, "do_fork")
+    reason = copy_process_refusal(flags)
+    if reason is not None:
+        raise KernelError(errno.EINVAL, f"copy_process ({reason})")
     if flags & cf.PARENT and task.unkillable:
-        # "prevent global and container-inits from creating siblings"
-        raise KernelError(errno.EINVAL, "copy_process")
-    if flags & cf.THREAD and flags & (cf.NEWUSER | cf.NEWPID):
+        # "prevent global and container-inits from creating siblings": a sibling of an
+        # init would be reaped by nobody in its namespace (multi-rooted process trees)
         raise KernelError(errno.EINVAL, "copy_process")
     if flags & profile.pending_ns_refuses and task.ns is not caller.children_ns:
         # after unshare(NEWPID)/setns the calling thread may not share its thread group
-        # (today) or its memory or make another pid namespace (3.8); other threads may
+        # (today) or its memory or make another pid namespace (3.8): the new task would
+        # sit in pid_ns_for_children while sharing state with a task outside it; other
+        # threads of the caller may
         raise KernelError(errno.EINVAL, "copy_process")
 
 

@@ -48,7 +48,7 @@ def do_exit(kernel: Kernel, task: Task, status: int) -> None:
     task.move_to(TaskState.EXITING)
     task.exit_status = status
     task.stopped = False
-    task.shared_pending = None
+    task.blocked_everywhere = None
     for thread in list(task.threads or ()):
         release_thread(kernel, thread)  # zap_other_threads: they exit and are released
     if is_reaper:

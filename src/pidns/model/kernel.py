@@ -83,8 +83,28 @@ class Kernel:
 
     # ---- creation ---------------------------------------------------------------------
 
+    def _enter(self, task: Caller) -> Caller:
+        """The entry of every system call, and the one check of the model's invariant:
+
+        **No fatal signal is left queued when a system call returns.** A fatal signal is
+        queued (``doomed``) while the sending call reaches every target, and acted on
+        (``signal.flush_fatal``) before that call returns, as the kernel acts on it on
+        each victim's way back to user space (kernel/signal.c:get_signal). A call that
+        returned with one still queued would let its victim make another call first.
+
+        Then: the caller runs, so its group's pending handlers have run."""
+        if self.doomed:
+            raise AssertionError(f"fatal signals left queued by the last call: {self.doomed}")
+        group = task.group
+        if group.state is not TaskState.RUNNING:
+            raise ValueError(f"{task!r} cannot make system calls: it is {group.state}")
+        if task.leader_exited if isinstance(task, Task) else not task.alive:
+            raise ValueError(f"{task!r} cannot make system calls: the thread has exited")
+        group.awaiting_handler = None
+        return task
+
     def fork(self, task: Caller) -> Task:
-        child = create.copy_process(self, _running(task), 0, ())
+        child = create.copy_process(self, self._enter(task), 0, ())
         assert isinstance(child, Task)
         return child
 
@@ -104,7 +124,7 @@ class Kernel:
             exit_signal = signals.CHLD
         elif exit_signal and flags & cf.PARENT:
             raise KernelError(errno.EINVAL, "clone3")
-        child = create.copy_process(self, _running(task), flags, tuple(set_tid), exit_signal)
+        child = create.copy_process(self, self._enter(task), flags, tuple(set_tid), exit_signal)
         assert isinstance(child, Task)
         return child
 
@@ -127,27 +147,27 @@ class Kernel:
         """A new thread of the caller's group (pthread_create: PTHREAD_FLAGS)."""
         if not flags & cf.THREAD:
             raise ValueError("clone_thread needs CLONE_THREAD")
-        thread = create.copy_process(self, _running(task), flags, ())
+        thread = create.copy_process(self, self._enter(task), flags, ())
         assert isinstance(thread, Thread)
         return thread
 
     def unshare(self, task: Caller, flags: int) -> None:
-        create.unshare(self, _running(task), flags)
+        create.unshare(self, self._enter(task), flags)
 
     def setns(self, task: Caller, target: Task | Thread, for_children: bool = False) -> None:
         """setns(open("/proc/TARGET/ns/pid[_for_children]"), CLONE_NEWPID)."""
-        ns = create.open_ns_link(self, _running(task).group, target, for_children)
+        ns = create.open_ns_link(self, self._enter(task).group, target, for_children)
         create.setns(self, task, ns)
 
     def ns_of(self, task: Caller, target: Task | Thread) -> PidNamespace:
         """The namespace of open("/proc/TARGET/ns/pid"): ESRCH once reaped, EACCES
         without ptrace read access."""
-        return create.open_ns_link(self, _running(task).group, target, False)
+        return create.open_ns_link(self, self._enter(task).group, target, False)
 
     def setns_pidfd(self, task: Caller, fd: Pidfd) -> None:
         """setns(pidfd, CLONE_NEWPID): the target's active namespace (EPERM without
         ptrace access to it; ESRCH once it has no nsproxy)."""
-        caller = _running(task)
+        caller = self._enter(task)
         target = fd.target
         if not self.profile.has_pidfd_setns:
             raise KernelError(errno.EINVAL, "setns")  # not an nsfs file
@@ -159,19 +179,19 @@ class Kernel:
 
     def execve(self, task: Caller) -> None:
         """A successful execve(2) of the same program (fs/exec.c:de_thread)."""
-        exits.do_exec(self, _running(task))
+        exits.do_exec(self, self._enter(task))
 
     # ---- exit and wait ----------------------------------------------------------------
 
     def exit(self, task: Caller, code: int) -> None:
         """exit_group(2) (what _exit(2) calls): every thread of the group ends."""
-        exits.do_exit(self, _running(task).group, (code & 0xFF) << 8)
+        exits.do_exit(self, self._enter(task).group, (code & 0xFF) << 8)
         sig.flush_fatal(self)
 
     def exit_thread(self, task: Caller, code: int) -> None:
         """exit(2), as pthread_exit makes it: the calling thread ends; the group with it
         only when it is the last."""
-        exits.exit_thread(self, _running(task), (code & 0xFF) << 8)
+        exits.exit_thread(self, self._enter(task), (code & 0xFF) << 8)
         sig.flush_fatal(self)
 
     def wait(
@@ -184,14 +204,14 @@ class Kernel:
         """waitpid(TARGET or -1): None with ``nohang`` when nothing is ready; raises
         WouldBlock instead when the call would sleep. ``how`` selects a process group,
         __WALL and WNOWAIT."""
-        return exits.do_wait(self, _running(task).group, target, nohang, how)
+        return exits.do_wait(self, self._enter(task).group, target, nohang, how)
 
     def wait_pid(
         self, task: Caller, pid: int, nohang: bool = False, all: bool = False, nowait: bool = False
     ) -> exits.WaitResult | None:
         """waitpid(PID) with PID as the caller sees it: -1 any child, 0 the caller's
         process group, -PGID that group (ECHILD when no such pid), >0 that child."""
-        group = _running(task).group
+        group = self._enter(task).group
         target: Task | None = None
         pgrp: Task | Thread | None = None
         if pid > 0 or pid < -1:
@@ -213,7 +233,7 @@ class Kernel:
         self, task: Caller, fd: Pidfd, nohang: bool = False, nowait: bool = False
     ) -> exits.WaitResult | None:
         """waitid(P_PIDFD, fd, WEXITED): ECHILD unless the pidfd's process is a child."""
-        group = _running(task).group
+        group = self._enter(task).group
         if not self.profile.has_pidfd_wait:
             raise KernelError(errno.EINVAL, "waitid")  # an unknown idtype
         target = pidfd.wait_target(self, fd)
@@ -225,7 +245,7 @@ class Kernel:
 
     def kill(self, task: Caller, pid: int, signo: int) -> None:
         """kill(2) with a pid number as the caller sees it (0, -1 and -PGID included)."""
-        sig.kill(self, _running(task).group, pid, signo)
+        sig.kill(self, self._enter(task).group, pid, signo)
 
     def kill_task(self, task: Caller, target: Task | Thread, signo: int) -> None:
         """kill(2) of a task by name: ESRCH, with no call made, when the caller cannot see it."""
@@ -236,13 +256,13 @@ class Kernel:
 
     def pidfd_open(self, task: Caller, pid: int, flags: int = 0) -> Pidfd:
         """pidfd_open(2) of a pid as the caller sees it; flags PIDFD_THREAD, PIDFD_NONBLOCK."""
-        return pidfd.pidfd_open(_running(task), pid, flags, self.profile)
+        return pidfd.pidfd_open(self._enter(task), pid, flags, self.profile)
 
     def pidfd_send_signal(self, task: Caller, fd: Pidfd, signo: int) -> None:
         """pidfd_send_signal(2) with no siginfo. Through a thread pidfd the signal is the
         thread's, with the same effect on the group as long as that thread does not block
         it (Unmodeled when it does)."""
-        caller = _running(task).group
+        caller = self._enter(task).group
         if not self.profile.has_pidfd:
             raise KernelError(errno.ENOSYS, "pidfd_send_signal")
         if not has_task(fd):
@@ -258,7 +278,7 @@ class Kernel:
 
     def pidfd_info(self, task: Caller, fd: Pidfd) -> PidfdInfo:
         """ioctl(PIDFD_GET_INFO) for PIDFD_INFO_PID."""
-        return pidfd.get_info(_running(task), fd, self.profile)
+        return pidfd.get_info(self._enter(task), fd, self.profile)
 
     def pidfd_nspid(self, fd: Pidfd, procfs: PidNamespace | None = None) -> tuple[int, ...]:
         """The NSpid line of the pidfd's fdinfo read through a procfs of ``procfs``
@@ -266,7 +286,7 @@ class Kernel:
         return pidfd.fdinfo_nspid(fd, self.root_ns if procfs is None else procfs)
 
     def sigaction(self, task: Caller, signo: int, disposition: Disposition) -> None:
-        sig.set_disposition(_running(task).group, signo, disposition)
+        sig.set_disposition(self._enter(task).group, signo, disposition)
 
     def sigprocmask(
         self, task: Caller, block: Sequence[int] = (), unblock: Sequence[int] = ()
@@ -274,27 +294,27 @@ class Kernel:
         """sigprocmask(SIG_BLOCK / SIG_UNBLOCK) of the calling thread."""
         add = sum({sig.sigmask(s) for s in block if 0 < s < 65})
         remove = sum({sig.sigmask(s) for s in unblock if 0 < s < 65})
-        sig.sigprocmask(self, _running(task), add, remove)
+        sig.sigprocmask(self, self._enter(task), add, remove)
 
     def pending(self, task: Caller) -> list[int]:
         """The signals pending for the caller's group that no thread took yet (ShdPnd)."""
-        return sorted(task.group.shared_pending or ())
+        return sorted(task.group.blocked_everywhere or ())
 
     def caught(self, task: Caller) -> list[tuple[int, int]]:
         """The signals the task caught since the last call, with their si_pid."""
-        return [(signo, pids[0]) for signo, pids in sig.take_caught(_running(task).group)]
+        return [(signo, pids[0]) for signo, pids in sig.take_caught(self._enter(task).group)]
 
     def caught_candidates(self, task: Caller) -> list[tuple[int, tuple[int, ...]]]:
         """As ``caught``, with every si_pid the kernel may have kept for each: signals of
         one number from several senders merge while pending, and which sender's si_pid
         stays depends on which of them ran first (two tasks dying at once, say)."""
-        return sig.take_caught(_running(task).group)
+        return sig.take_caught(self._enter(task).group)
 
     def run_handlers(self) -> None:
         """Let every task run: the handlers of its pending caught signals execute, so
         later signals of the same number are no longer merged with them."""
         for task in self.tasks:
-            task.undelivered = None
+            task.awaiting_handler = None
 
     # ---- ids ----------------------------------------------------------------------------
 
@@ -329,7 +349,7 @@ class Kernel:
 
     def setpgid(self, task: Caller, pid: int = 0, pgid: int = 0) -> None:
         """kernel/sys.c:setpgid, every check in the kernel's order."""
-        caller = _running(task).group
+        caller = self._enter(task).group
         if pgid < 0:
             raise KernelError(errno.EINVAL, "setpgid")
         if pid == 0:
@@ -372,7 +392,7 @@ class Kernel:
 
     def setsid(self, task: Caller) -> int:
         """kernel/sys.c:ksys_setsid: EPERM for a process-group leader."""
-        task = _running(task).group
+        task = self._enter(task).group
         if task.pgrp_users:
             # "Fail if task is already a process group leader" (a group uses its pid)
             raise KernelError(errno.EPERM, "setsid")
@@ -389,7 +409,7 @@ class Kernel:
 
     def set_subreaper(self, task: Caller, on: bool) -> None:
         """prctl(PR_SET_CHILD_SUBREAPER) (kernel/sys.c)."""
-        group = _running(task).group
+        group = self._enter(task).group
         group.is_subreaper = on
         if on and self.profile.subreaper_propagates:
             _propagate_has_child_subreaper(group)
@@ -402,7 +422,7 @@ class Kernel:
         and none in user namespaces a task creates: there, setuid fails with EINVAL, as
         it does on the kernel until a uid_map is written.
         """
-        task = _running(task).group
+        task = self._enter(task).group
         if uid < 0 or not task.user_ns.maps(uid):
             raise KernelError(errno.EINVAL, "setuid")
         old_euid = task.euid
@@ -427,7 +447,7 @@ class Kernel:
         proc_dointvec_minmax's range): EACCES without CAP_SYS_ADMIN over the owner of
         the writer's active namespace, or being its root (3.8: the initial one), then EINVAL
         outside PID_MAX_MIN..PID_MAX_LIMIT. Only later allocations see it."""
-        group = _running(task).group
+        group = self._enter(task).group
         per_ns = self.profile.per_ns_pid_max
         owner = group.ns.user_ns if per_ns else self.root_user_ns
         # "or uid_eq(current_euid(), make_kuid(ns->user_ns, 0))": the owner's root
@@ -499,17 +519,6 @@ class Kernel:
 def has_task(fd: Pidfd) -> bool:
     """The pidfd's struct pid still has its task (pid_has_task)."""
     return not fd.gone
-
-
-def _running(task: Caller) -> Caller:
-    """The caller of a system call: it runs, so its group's pending handlers have run."""
-    group = task.group
-    if group.state is not TaskState.RUNNING:
-        raise ValueError(f"{task!r} cannot make system calls: it is {group.state}")
-    if task.leader_exited if isinstance(task, Task) else not task.alive:
-        raise ValueError(f"{task!r} cannot make system calls: the thread has exited")
-    group.undelivered = None
-    return task
 
 
 def _propagate_has_child_subreaper(task: Task) -> None:

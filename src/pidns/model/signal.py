@@ -50,13 +50,13 @@ def send(kernel: Kernel, target: Task, signo: int, si_pid: int, force: bool) -> 
     if not kernel_only and target.blocked >> (signo - 1) & 1:
         # sig_ignored: "Blocked signals are never ignored"; complete_signal then finds
         # a thread that does not block it, or it stays pending for the group
-        if resumed and target.pending:
+        if resumed and target.queued_while_stopped:
             _release_stopped_queue(kernel, target)
         if any(not t.blocked >> (signo - 1) & 1 for t in target.live_threads()):
             deliver(kernel, target, signo, si_pid)
         else:
-            target.shared_pending = target.shared_pending or {}
-            target.shared_pending.setdefault(signo, si_pid)
+            target.blocked_everywhere = target.blocked_everywhere or {}
+            target.blocked_everywhere.setdefault(signo, si_pid)
         return
     # sig_task_ignored
     if target.unkillable:
@@ -69,11 +69,11 @@ def send(kernel: Kernel, target: Task, signo: int, si_pid: int, force: bool) -> 
     if target.stopped and signo != signals.KILL:
         # a stopped task acts on nothing but SIGKILL and SIGCONT: the rest waits
         if signo != signals.STOP:
-            target.pending = target.pending or {}
-            target.pending.setdefault(signo, si_pid)
+            target.queued_while_stopped = target.queued_while_stopped or {}
+            target.queued_while_stopped.setdefault(signo, si_pid)
         return
-    if resumed and target.pending:
-        target.pending = {**target.pending, signo: si_pid}
+    if resumed and target.queued_while_stopped:
+        target.queued_while_stopped = {**target.queued_while_stopped, signo: si_pid}
         _release_stopped_queue(kernel, target)
         return
     _act(kernel, target, signo, si_pid, handler)
@@ -81,8 +81,8 @@ def send(kernel: Kernel, target: Task, signo: int, si_pid: int, force: bool) -> 
 
 def _release_stopped_queue(kernel: Kernel, target: Task) -> None:
     """A continued task acts on what it queued while stopped, lowest number first."""
-    queued = sorted((target.pending or {}).items())
-    target.pending = None
+    queued = sorted((target.queued_while_stopped or {}).items())
+    target.queued_while_stopped = None
     for number, sender in queued:
         _act(kernel, target, number, sender, target.disposition(number))
 
@@ -98,8 +98,8 @@ def deliver(kernel: Kernel, target: Task, signo: int, si_pid: int) -> None:
         if action in (Action.IGNORE, Action.CONTINUE) or target.unkillable:
             return
     if target.stopped and signo != signals.KILL:
-        target.pending = target.pending or {}
-        target.pending.setdefault(signo, si_pid)
+        target.queued_while_stopped = target.queued_while_stopped or {}
+        target.queued_while_stopped.setdefault(signo, si_pid)
         return
     _act(kernel, target, signo, si_pid, handler)
 
@@ -110,14 +110,14 @@ def sigprocmask(kernel: Kernel, caller: Caller, block: int, unblock: int) -> Non
     mask = (caller.blocked | block) & ~unblock & ~_UNBLOCKABLE
     caller.blocked = mask
     group = caller.group
-    pending = group.shared_pending
+    pending = group.blocked_everywhere
     if not pending:
         return
     for signo in sorted(pending):  # next_signal: lowest number first
         if not mask >> (signo - 1) & 1:
             si_pid = pending.pop(signo)
             deliver(kernel, group, signo, si_pid)
-    group.shared_pending = group.shared_pending or None
+    group.blocked_everywhere = group.blocked_everywhere or None
     flush_fatal(kernel)
 
 
@@ -137,11 +137,11 @@ def _act(kernel: Kernel, target: Task, signo: int, si_pid: int, handler: Disposi
         target.wakeups += 1  # signal_wake_up: a sleeping wait returns, and is made again
         if target.caught is None:
             target.caught = []
-        if target.undelivered is None:
-            target.undelivered = {}
-        index = target.undelivered.get(signo)
+        if target.awaiting_handler is None:
+            target.awaiting_handler = {}
+        index = target.awaiting_handler.get(signo)
         if index is None:
-            target.undelivered[signo] = len(target.caught)
+            target.awaiting_handler[signo] = len(target.caught)
             target.caught.append((signo, (si_pid,)))
         elif si_pid not in target.caught[index][1]:  # merges with the pending one
             target.caught[index] = (signo, (*target.caught[index][1], si_pid))
@@ -276,9 +276,9 @@ def set_disposition(task: Task, signo: int, disposition: Disposition) -> None:
     ignores = disposition is Disposition.IGNORE or (
         disposition is Disposition.DEFAULT and signals.default_action(signo) is Action.IGNORE
     )
-    if ignores and task.shared_pending:
-        task.shared_pending.pop(signo, None)
-        task.shared_pending = task.shared_pending or None
+    if ignores and task.blocked_everywhere:
+        task.blocked_everywhere.pop(signo, None)
+        task.blocked_everywhere = task.blocked_everywhere or None
 
 
 def pidfd_send_signal(kernel: Kernel, sender: Task, target: Task, signo: int) -> None:

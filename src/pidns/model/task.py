@@ -13,7 +13,8 @@ is a ``Task`` (its leader thread) or a ``Thread``; ``caller.group`` is its Task.
 The group's life is an explicit, checked state machine:
 
     running --exit/fatal signal--> exiting --notify parent--> zombie --wait--> reaped
-                                           \\--parent ignores SIGCHLD----------^
+
+(a child whose parent ignores SIGCHLD is reaped at once from zombie: autoreap).
 
 ``exiting`` lasts only while an init sleeps in zap_pid_ns_processes until every other
 pid of its namespace is released; every other task passes through it within one call.
@@ -41,7 +42,9 @@ class TaskState(enum.IntEnum):
 
 _NEXT: dict[TaskState, frozenset[TaskState]] = {
     TaskState.RUNNING: frozenset({TaskState.EXITING}),
-    TaskState.EXITING: frozenset({TaskState.ZOMBIE, TaskState.REAPED}),
+    # an autoreaped task passes through ZOMBIE too (exit_notify, then release_task);
+    # the kernel marks it EXIT_DEAD at once, which no observer can tell apart
+    TaskState.EXITING: frozenset({TaskState.ZOMBIE}),
     TaskState.ZOMBIE: frozenset({TaskState.REAPED}),
     TaskState.REAPED: frozenset(),
 }
@@ -99,7 +102,9 @@ class Task:
     the comment beside them."""
 
     __slots__ = (
+        "awaiting_handler",
         "blocked",
+        "blocked_everywhere",
         "caps",
         "caught",
         "children",
@@ -116,20 +121,18 @@ class Task:
         "ns",
         "numbers",
         "parent",
-        "pending",
         "pgrp",
         "pgrp_joined",
         "pgrp_users",
+        "queued_while_stopped",
         "seq",
         "session",
         "session_users",
-        "shared_pending",
         "state",
         "stopped",
         "suid",
         "threads",
         "uid",
-        "undelivered",
         "unkillable",
         "user_ns",
         "wakeups",
@@ -157,7 +160,7 @@ class Task:
         self.stopped = False
         # signals queued while stopped (signal -> si_pid of the first one: a standard
         # signal does not queue twice); acted on, lowest number first, when continued
-        self.pending: dict[int, int] | None = None
+        self.queued_while_stopped: dict[int, int] | None = None
         # process group and session leaders: tasks whose pid is the pgid / sid; their
         # numbers stay allocated while any unreaped task still uses them
         self.pgrp: Task = self
@@ -185,7 +188,7 @@ class Task:
         # caught signals whose handler has not run yet (signal -> index in ``caught``):
         # a second one of the same number merges with it (kernel/signal.c:legacy_queue);
         # cleared when the task runs
-        self.undelivered: dict[int, int] | None = None
+        self.awaiting_handler: dict[int, int] | None = None
         self.is_subreaper = False  # signal->is_child_subreaper
         self.has_child_subreaper = False  # some ancestor is (or was) a subreaper
         self.unkillable = False  # SIGNAL_UNKILLABLE: set on an init (pid 1 in its ns)
@@ -194,7 +197,7 @@ class Task:
         self.blocked = 0  # the leader thread's signal mask, bit (sig - 1)
         # signals every thread blocked when they came (signal -> si_pid of the first
         # one: a standard signal does not queue twice), delivered on unblock
-        self.shared_pending: dict[int, int] | None = None
+        self.blocked_everywhere: dict[int, int] | None = None
         self.exit_signal = 17  # SIGCHLD; another one makes the child a "clone" child
         self.execed = False  # not PF_FORKNOEXEC any more: setpgid by the parent is EACCES
         # how often a sleeping wait of this group was woken (__wake_up_parent on a child's
