@@ -361,7 +361,7 @@ def _own(fd: int) -> int:
 # -- a namespace, as the caller follows it -------------------------------------------------
 
 
-class Served(launcher.Namespace):
+class Served(launcher.RunningNamespace):
     """A namespace made by the server: the init is the server's child, so the caller has
     its pidfd (for signals) and learns its end from the status channel (``W``: reaped, the
     namespace is empty). Safe to use from several threads: reading the channel holds
@@ -412,7 +412,7 @@ class Served(launcher.Namespace):
                     self.pid = self.init_pid
                 self.pidfd = fds.pop()
                 if self.kill_requested:
-                    launcher.Namespace.send_signal(self, SIGKILL)
+                    launcher.RunningNamespace.send_signal(self, SIGKILL)
         elif isinstance(message, status_channel.Ready):
             self.pid_in_namespace = message.pid_in_ns
             self.pid = message.host_pid or self.pid
