@@ -15,7 +15,7 @@ KERNEL_3_8   ?= $(firstword $(wildcard ../shared/kernels/bzImage-3.8.13 /work/sh
 KERNEL_CACHE ?= $(HOME)/.cache/pidns/kernels
 KERNELS = $(KERNEL_3_8) $(shell tools/fetch-kernel-6.1 $(KERNEL_CACHE) 2>/dev/null)
 
-.PHONY: demo test lint typecheck pytest scenarios kernels bench deps clean
+.PHONY: demo test lint typecheck pytest scenarios kernels bench deps clean coverage
 
 demo: $(STAMP)
 	$(BIN)/pidns demo
@@ -77,5 +77,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/launcher_conformance.py
 	$(BIN)/python benchmarks/kernel_bench.py $(KERNELS)
 
+# the suite under coverage, subprocesses, forks and os._exit included (pyproject.toml)
+coverage: $(STAMP)
+	rm -rf .coverage-data && mkdir -p .coverage-data && chmod 1777 .coverage-data
+	$(BIN)/coverage run -m pytest -q -p no:cacheprovider
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage-data
