@@ -122,3 +122,16 @@ def test_a_name_the_actor_cannot_see_is_answered_by_the_rules() -> None:
         (r.step.text, r.result) for r in trace.records if r.step.expected not in (None, r.result)
     ]
     assert failed == []
+
+
+@pytest.mark.parametrize(("release", "writes"), [("6.1", False), ("6.18", True)])
+def test_random_scenarios_write_pid_max_only_where_each_namespace_has_its_own(
+    release: str, writes: bool
+) -> None:
+    """Before 6.14 pid_max is the machine's: the real backend will not write it, so a
+    scenario made for such a kernel must not try (it would only be reported unsupported)."""
+    texts = [generate(random.Random(f"pid_max:{n}"), profile=release) for n in range(300)]
+    written = [
+        line for text in texts for line in text.splitlines() if re.search(r": pid_max \d", line)
+    ]
+    assert bool(written) == writes

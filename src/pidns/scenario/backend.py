@@ -17,7 +17,7 @@ from typing import Protocol
 
 from pidns.core import errnos
 from pidns.scenario import ops
-from pidns.scenario.ast import BLOCKS, SKIPPED, Completion, Outcome, Scenario, Snapshot, Step
+from pidns.scenario.ast import BLOCKS, SKIPPED, Completion, Op, Outcome, Scenario, Snapshot, Step
 
 
 class ScenarioError(Exception):
@@ -189,3 +189,10 @@ def run(scenario: Scenario, backend: Backend, strict: bool = True) -> Trace:
     finally:
         backend.close()
     return trace
+
+
+def writes_global_pid_max(step: Step, per_ns_pid_max: bool) -> bool:
+    """Whether ``step`` writes pid_max on a kernel that has one global value (before 6.14):
+    the real backend will not change the machine's, so it reports the step unsupported,
+    and random scenarios for such a release never make it."""
+    return step.op is Op.PID_MAX and step.args.number is not None and not per_ns_pid_max

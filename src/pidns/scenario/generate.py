@@ -12,8 +12,9 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from pidns.model import profiles
 from pidns.scenario.ast import Op
-from pidns.scenario.backend import Runner, ScenarioError, UnsupportedStep
+from pidns.scenario.backend import Runner, ScenarioError, UnsupportedStep, writes_global_pid_max
 from pidns.scenario.model_backend import ModelBackend
 from pidns.scenario.ops import SPECS
 from pidns.scenario.parser import parse
@@ -38,6 +39,7 @@ def generate(
     created: list[str] = ["A"]
     runner = Runner(parse(_render([], profile), "<random>"), backend)
     runner.start()
+    per_ns_pid_max = profiles.for_release(profile).per_ns_pid_max
     bound = 0  # names used so far (a failed fork uses its name too)
     ops = [spec for spec in SPECS.values() if spec.sample is not None and spec.weight > 0]
     weights = [spec.weight for spec in ops]
@@ -64,6 +66,8 @@ def generate(
         except ScenarioError:
             continue
         step = scenario.steps[-1]
+        if writes_global_pid_max(step, per_ns_pid_max):
+            continue
         try:
             runner.step(step)
         except UnsupportedStep:

@@ -19,7 +19,7 @@ from pidns.linux import features, nsfs, syscalls
 from pidns.scenario import ast, ops, puppet
 from pidns.scenario import puppet_protocol as wire
 from pidns.scenario.ast import Completion, Op, Outcome, ProcessSnapshot, Snapshot, Step
-from pidns.scenario.backend import BackendError, UnsupportedStep, WorldError
+from pidns.scenario.backend import BackendError, UnsupportedStep, WorldError, writes_global_pid_max
 from pidns.scenario.real_call import Call, CallState
 from pidns.scenario.real_proc import SIGKILL_BIT, Seen, pidfd_numbers, read
 from pidns.scenario.real_settle import Settle, Settler, check_wchan
@@ -236,8 +236,7 @@ class World:
         can act, and answered what needs no call); settle."""
         actor = self.procs[step.actor]
         spec = ops.SPECS[step.op]
-        global_pid_max = step.op is Op.PID_MAX and not features.has("per_ns_pid_max")
-        if global_pid_max and step.args.number is not None:  # a write would be the machine's
+        if writes_global_pid_max(step, features.has("per_ns_pid_max")):
             row = features.feature("per_ns_pid_max")
             raise UnsupportedStep(f"line {step.line}: " + features.unsupported(row, "pid_max N"))
         if spec.puppet is None:
