@@ -17,6 +17,24 @@ launcher supports one):
 - leaks, command exits: a background and a setsid'd sleep outlive the command?
 - leaks, launcher TERMed / SIGKILLed: anything of the namespace left 2 s later?
 
+Then the features users come to other launchers for (issue 15), each spelled as the peer
+that has it spells it, "-" for a peer without it:
+
+- status fd: bwrap's --json-status-fd JSON Lines (the first line's keys, the exit code);
+- pid file written before the command runs (the command reads its own pid there);
+- timeout: --timeout 0.3 on a command that sleeps (124 as timeout(1));
+- rewrite TERM to USR1 (dumb-init's -r): TERM to the namespace's pid 1 (unshare
+  forwards nothing to it), the command traps USR1;
+- remap exit 3 to 0 (tini's -e);
+- dies of the signal that killed the namespace's pid 1 (unshare's way; SIGKILL, the one
+  a pid 1 cannot refuse): the launcher's own wait status;
+- catchable parent-death signal (unshare --kill-child=HUP, tini -p SIGHUP, bwrap
+  --die-with-parent is KILL only): the launcher is SIGKILLed, does the command's HUP
+  trap run?
+- verbose log of a forwarded signal (tini -vvv, dumb-init -v, pidns -v): TERM to pid 1;
+  does stderr name it?
+- socket activation: LISTEN_PID set to the launcher's pid; does the command see its own?
+
 Each check's processes run in a fresh directory, which names them (/proc/PID/cwd).
 
     python benchmarks/launcher_conformance.py [--json]
@@ -28,6 +46,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -40,6 +59,11 @@ from pathlib import Path
 Result = str  # what the cell shows
 
 SURVIVOR_WAIT = 2.0
+
+
+def programs() -> dict[str, str | None]:
+    names = ("unshare", "tini", "bwrap", "dumb-init", "catatonit")
+    return {name: shutil.which(name) for name in names}
 
 
 def launchers() -> tuple[dict[str, list[str]], list[str]]:
@@ -65,6 +89,14 @@ def launchers() -> tuple[dict[str, list[str]], list[str]]:
         ]  # fmt: skip
     else:
         notes.append("bwrap not found (apt-get install bubblewrap): skipped")
+    paths = programs()
+    for name in ("dumb-init", "catatonit"):
+        path = paths[name]
+        if unshare and path:
+            base = [unshare, "-fp", "--mount-proc"] + ([] if root else ["--map-root-user"])
+            found[f"unshare ... {name}"] = [*base, path] + (["--"] if name == "catatonit" else [])
+        else:
+            notes.append(f"{name} not found (apt-get install {name}): skipped")
     return found, notes
 
 
@@ -235,6 +267,227 @@ CHECKS: list[tuple[str, Callable[[list[str]], Result], str]] = [
 ]
 
 
+# -- features, each in the spelling of the launchers that have it ---------------------------
+
+Spellings = dict[str, list[str]]  # launcher name -> its prefix with the feature's options
+
+
+def _pidns() -> list[str]:
+    script = Path(sys.executable).with_name("pidns")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pidns"]
+
+
+def spellings(options: dict[str, list[str]]) -> Spellings:
+    """The launchers, each with the options given for it (by the keys of ``launchers()``);
+    a launcher without an entry does not have the feature."""
+    found, _ = launchers()
+    spelled: Spellings = {}
+    for name, extra in options.items():
+        if name not in found:
+            continue
+        prefix = found[name]
+        if name == "pidns run":
+            spelled[name] = [*_pidns(), "run", *extra, "--"]
+        elif name.startswith("bwrap"):
+            spelled[name] = [*prefix, *extra]
+        elif name == "unshare -fp --mount-proc":
+            spelled[name] = [prefix[0], *extra, *prefix[1:]]
+        else:  # unshare ... INIT [--]: the init's options after its name
+            init = name.split()[2]  # "unshare ... tini --": tini
+            at = next(i for i, word in enumerate(prefix) if word.endswith("/" + init))
+            spelled[name] = [*prefix[: at + 1], *extra, *prefix[at + 1 :]]
+    return spelled
+
+
+def _pid_1(launcher: int) -> int:
+    """The launcher's child: the namespace's pid 1 (unshare forwards no signal, so a
+    feature of the init under it is exercised by signalling the init itself)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{launcher}/task/{launcher}/children") as f:
+                found = f.read().split()
+        except OSError:
+            found = []
+        if found:
+            return int(found[0])
+        time.sleep(0.01)
+    return launcher
+
+
+def feature_status_fd(prefix: list[str]) -> Result:
+    read_end, write_end = os.pipe()
+    argv = [word.replace("{fd}", str(write_end)) for word in prefix]
+    subprocess.run(
+        [*argv, "sh", "-c", "exit 3"],
+        pass_fds=(write_end,),
+        timeout=20,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        lines = [json.loads(line) for line in f.read().splitlines() if line.strip()]
+    if not lines:
+        return "no lines"
+    keys = ",".join(k.replace("-namespace", "") for k in lines[0])
+    return f"{keys}; {lines[-1].get('exit-code', '?')}"
+
+
+def feature_pid_file(prefix: list[str]) -> Result:
+    directory = tempfile.mkdtemp(prefix="pidns-conformance-")
+    path = os.path.join(directory, "pid")
+    argv = [word.replace("{file}", path) for word in prefix]
+    script = f'read p < {path}; [ "$p" -gt 0 ] && echo written'
+    out = subprocess.run(
+        [*argv, "sh", "-c", script], capture_output=True, text=True, timeout=20, check=False
+    ).stdout.strip()
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    os.rmdir(directory)
+    return "yes" if out == "written" else "no"
+
+
+def feature_timeout(prefix: list[str]) -> Result:
+    return str(run(prefix, "sleep 30").returncode)
+
+
+def feature_rewrite(prefix: list[str]) -> Result:
+    script = 'trap "exit 10" USR1; trap "exit 15" TERM; echo ready; while :; do sleep 0.02; done'
+    process = subprocess.Popen(
+        [*prefix, "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    process.stdout.readline()
+    os.kill(_pid_1(process.pid), signal.SIGTERM)
+    try:
+        status = process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return "no (still running)"
+    process.stdout.close()
+    return "USR1 (10)" if status == 10 else f"no ({status})"
+
+
+def feature_remap(prefix: list[str]) -> Result:
+    return str(run(prefix, "exit 3").returncode)
+
+
+def feature_die_by_signal(prefix: list[str]) -> Result:
+    """SIGKILL to the namespace's pid 1 (the one signal a pid 1 cannot refuse): does the
+    launcher die of it too, or exit 137?"""
+    process = subprocess.Popen([*prefix, "sh", "-c", "echo ready; exec sleep 30"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               start_new_session=True)  # fmt: skip
+    assert process.stdout is not None
+    process.stdout.readline()
+    os.kill(_pid_1(process.pid), signal.SIGKILL)
+    try:
+        status = process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        status = process.wait()
+    process.stdout.close()
+    return f"died of KILL ({status})" if status < 0 else f"exit {status}"
+
+
+def feature_parent_death(prefix: list[str]) -> Result:
+    mark = marker()
+    note = os.path.join(mark, "note")
+    script = f'trap "echo hup > {note}; exit 0" HUP; echo ready; while :; do sleep 0.02; done'
+    process = subprocess.Popen(
+        [*prefix, "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=mark,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    process.stdout.readline()
+    process.kill()
+    process.wait()
+    trapped = wait_until(lambda: os.path.exists(note), SURVIVOR_WAIT)
+    with contextlib.suppress(OSError):
+        os.unlink(note)
+    process.stdout.close()
+    cleanup(mark)
+    return "HUP trapped" if trapped else "no"
+
+
+def feature_verbose(prefix: list[str]) -> Result:
+    script = 'trap "exit 0" TERM; echo ready; while :; do sleep 0.02; done'
+    process = subprocess.Popen(
+        [*prefix, "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.readline()
+    os.kill(_pid_1(process.pid), signal.SIGTERM)
+    try:
+        _, err = process.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, err = process.communicate()
+    named = any(w in err for w in ("TERM", "Terminated", "signal 15", " 15 "))
+    return "names it" if named else "no"
+
+
+def feature_socket_activation(prefix: list[str]) -> Result:
+    inner = 'echo "$LISTEN_PID $$"'
+    quoted = " ".join(shlex.quote(word) for word in [*prefix, "sh", "-c", inner])
+    out = subprocess.run(
+        ["sh", "-c", f"LISTEN_FDS=1 LISTEN_PID=$$ exec {quoted}"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    ).stdout
+    words = out.split()
+    if len(words) != 2:
+        return "?"
+    return "own pid" if words[0] == words[1] else "launcher's pid"
+
+
+PIDNS, UNSHARE, TINI, BWRAP = (
+    "pidns run",
+    "unshare -fp --mount-proc",
+    "unshare ... tini --",
+    "bwrap --unshare-pid",
+)
+DUMB_INIT, CATATONIT = "unshare ... dumb-init", "unshare ... catatonit"
+
+FEATURES: list[tuple[str, Callable[[list[str]], Result], str, dict[str, list[str]]]] = [
+    ("status fd (bwrap's JSON lines)", feature_status_fd, "keys; 3",
+     {PIDNS: ["--json-status-fd", "{fd}"], BWRAP: ["--json-status-fd", "{fd}"]}),
+    ("pid file before the command runs", feature_pid_file, "yes",
+     {PIDNS: ["--pid-file", "{file}"]}),
+    ("timeout 0.3 s (timeout(1)'s 124)", feature_timeout, "124",
+     {PIDNS: ["--timeout", "0.3"]}),
+    ("rewrite TERM to USR1", feature_rewrite, "USR1 (10)",
+     {PIDNS: ["--rewrite-signal", "TERM:USR1"], DUMB_INIT: ["-r", "15:10"]}),
+    ("remap exit 3 to 0", feature_remap, "0",
+     {PIDNS: ["--remap-exit", "3"], TINI: ["-e", "3"]}),
+    ("dies of pid 1's signal (KILL)", feature_die_by_signal, "died of KILL (-9)",
+     {PIDNS: ["--die-by-signal"], UNSHARE: []}),
+    ("catchable parent-death signal", feature_parent_death, "HUP trapped",
+     {PIDNS: ["--parent-death-signal", "HUP"], UNSHARE: ["--kill-child=SIGHUP"],
+      TINI: ["-p", "SIGHUP"]}),
+    ("verbose log of a forwarded TERM", feature_verbose, "names it",
+     {PIDNS: ["-v"], TINI: ["-vvv"], DUMB_INIT: ["-v"]}),
+    ("socket activation: LISTEN_PID", feature_socket_activation, "own pid",
+     {PIDNS: [], CATATONIT: [], TINI: [], DUMB_INIT: []}),
+]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
@@ -247,17 +500,30 @@ def main(argv: list[str] | None = None) -> int:
                 table[name][check] = function(prefix)
             except (subprocess.TimeoutExpired, OSError) as exc:
                 table[name][check] = f"error: {exc}"
+    rows = [(check, wanted) for check, _, wanted in CHECKS]
+    for feature, function, wanted, options in FEATURES:
+        rows.append((feature, wanted))
+        spelled = spellings(options)
+        for name in found:
+            if name not in spelled:
+                table[name][feature] = "-"
+                continue
+            try:
+                table[name][feature] = function(spelled[name])
+            except (subprocess.TimeoutExpired, OSError, ValueError) as exc:
+                table[name][feature] = f"error: {exc}"
     names = list(found)
-    width = max(len(check) for check, _, _ in CHECKS)
-    columns = [max(len(n), *(len(table[n][c]) for c, _, _ in CHECKS)) for n in names]
-    header = f"{'check':<{width}}  {'wanted':<16}  " + "  ".join(
+    width = max(len(check) for check, _ in rows)
+    columns = [max(len(n), *(len(table[n][c]) for c, _ in rows)) for n in names]
+    wide = max(len(w) for _, w in rows)
+    header = f"{'check':<{width}}  {'wanted':<{wide}}  " + "  ".join(
         f"{n:<{w}}" for n, w in zip(names, columns, strict=True)
     )
     print(header)
     print("-" * len(header))
-    for check, _, wanted in CHECKS:
+    for check, wanted in rows:
         cells = "  ".join(f"{table[n][check]:<{w}}" for n, w in zip(names, columns, strict=True))
-        print(f"{check:<{width}}  {wanted:<16}  {cells}")
+        print(f"{check:<{width}}  {wanted:<{wide}}  {cells}")
     for note in notes:
         print(f"note: {note}")
     if args.json:

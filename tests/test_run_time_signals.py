@@ -14,6 +14,7 @@ import pytest
 from test_run_support import (
     PIDNS,
     Marker,
+    children,
     cli_as_nobody,
     cli_captured,
     exit_status,
@@ -216,3 +217,20 @@ def test_unprivileged_kill_signal_shutdown() -> None:
         "sleep 0.2",
     )  # fmt: skip
     assert (status, out) == (0, "left-got-TERM\n"), err
+
+
+def test_die_by_signal_when_the_whole_namespace_is_killed() -> None:
+    """SIGKILL to pid 1 (the one signal it cannot refuse) ends the namespace; with
+    --die-by-signal pidns run then dies of SIGKILL itself, as unshare does."""
+    for options, wanted in (([], 128 + signal.SIGKILL), (["--die-by-signal"], -signal.SIGKILL)):
+        launcher = subprocess.Popen(
+            [*PIDNS, "run", *options, "--", "sh", "-c", "echo ready; exec sleep 30"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )  # fmt: skip
+        assert launcher.stdout is not None
+        assert read_line(launcher.stdout.fileno()) == "ready\n"
+        (init,) = children(launcher.pid)
+        os.kill(init, signal.SIGKILL)
+        _, err = launcher.communicate(timeout=10)
+        assert launcher.returncode == wanted, err
+        assert err == b""

@@ -438,7 +438,8 @@ def _die_like(ns: launcher.RunningNamespace, status: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    fastsignal.signal(sig, fastsignal.SIG_DFL)
+    if sig != fastsignal.SIGKILL:  # (SIGKILL has no disposition to set: EINVAL)
+        fastsignal.signal(sig, fastsignal.SIG_DFL)
     os.kill(os.getpid(), sig)
     fastsignal.pthread_sigmask(fastsignal.SIG_UNBLOCK, (sig,))
 
