@@ -223,14 +223,19 @@ def test_die_by_signal_when_the_whole_namespace_is_killed() -> None:
     """SIGKILL to pid 1 (the one signal it cannot refuse) ends the namespace; with
     --die-by-signal pidns run then dies of SIGKILL itself, as unshare does."""
     for options, wanted in (([], 128 + signal.SIGKILL), (["--die-by-signal"], -signal.SIGKILL)):
-        launcher = subprocess.Popen(
-            [*PIDNS, "run", *options, "--", "sh", "-c", "echo ready; exec sleep 30"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        read_end, write_end = os.pipe()  # the status fd: its first line once the launcher
+        launcher = subprocess.Popen(  # knows the command runs (killed sooner, it is setup)
+            [*PIDNS, "run", "--json-status-fd", str(write_end), *options, "--", "sleep", "30"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+            pass_fds=(write_end,),
         )  # fmt: skip
-        assert launcher.stdout is not None
-        assert read_line(launcher.stdout.fileno()) == "ready\n"
-        (init,) = children(launcher.pid)
-        os.kill(init, signal.SIGKILL)
-        _, err = launcher.communicate(timeout=10)
+        os.close(write_end)
+        try:
+            assert read_line(read_end).startswith('{"child-pid"')
+            (init,) = children(launcher.pid)
+            os.kill(init, signal.SIGKILL)
+            _, err = launcher.communicate(timeout=10)
+        finally:
+            os.close(read_end)
         assert launcher.returncode == wanted, err
         assert err == b""
