@@ -32,7 +32,9 @@ that has it spells it, "-" for a peer without it:
   --die-with-parent is KILL only): the launcher is SIGKILLed, does the command's HUP
   trap run?
 - verbose log of a forwarded signal (tini -vvv, dumb-init -v, pidns -v): TERM to pid 1;
-  does stderr name it?
+  does the log (stderr; tini's is on stdout) name it?
+- socket activation: catatonit rewrites LISTEN_PID only when it names catatonit itself,
+  which under unshare (pid 1 inside, another pid outside) it cannot.
 - socket activation: LISTEN_PID set to the launcher's pid; does the command see its own?
 
 Each check's processes run in a fresh directory, which names them (/proc/PID/cwd).
@@ -433,11 +435,12 @@ def feature_verbose(prefix: list[str]) -> Result:
     process.stdout.readline()
     os.kill(_pid_1(process.pid), signal.SIGTERM)
     try:
-        _, err = process.communicate(timeout=5)
+        out, err = process.communicate(timeout=5)
     except subprocess.TimeoutExpired:
         process.kill()
-        _, err = process.communicate()
-    named = any(w in err for w in ("TERM", "Terminated", "signal 15", " 15 "))
+        out, err = process.communicate()
+    log = out + err  # tini logs on its stdout, the others on stderr
+    named = any(w in log for w in ("TERM", "Terminated", "signal 15", " 15 "))
     return "names it" if named else "no"
 
 
