@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import resource  # noqa: F401 (run --die-by-signal imports it: loaded before dropping to 65534)
 import signal
 import subprocess
 import time
@@ -239,3 +240,12 @@ def test_die_by_signal_when_the_whole_namespace_is_killed() -> None:
             os.close(read_end)
         assert launcher.returncode == wanted, err
         assert err == b""
+
+
+def test_unprivileged_die_by_signal() -> None:
+    def scenario() -> tuple[int, int]:
+        dies, _ = fork_cli(["run", "--die-by-signal", "--", "sh", "-c", "kill -TERM $$"])
+        plain, _ = fork_cli(["run", "--", "sh", "-c", "kill -TERM $$"])
+        return exit_status(dies), exit_status(plain)
+
+    assert in_child(scenario, nobody=True) == (-signal.SIGTERM, 128 + signal.SIGTERM)

@@ -249,3 +249,33 @@ def test_version_on_every_subcommand(command: str) -> None:
         result = run_cli(command, flag)
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("pidns ")
+
+
+def test_unprivileged_root_wd_mount_proc_dir_user_and_map_user() -> None:
+    directory = tempfile.mkdtemp(prefix="pidns-test-")
+    os.chmod(directory, 0o777)
+
+    def scenario() -> list[tuple[int, str, str]]:
+        return [
+            cli_captured(["run", "--no-mount-proc", "-R", "/usr", "-w", "/lib", "--", "pwd"]),
+            cli_captured(["run", f"--mount-proc={directory}", "--", "cat", f"{directory}/1/comm"]),
+            cli_captured(["run", "-U", "--", "id", "-u"]),
+            cli_captured(["run", "--map-user=1000", "--map-group=1000", "--", "sh", "-c",
+                          "id -u; id -g"]),
+        ]  # fmt: skip
+
+    try:
+        results = in_child(scenario, nobody=True)
+    finally:
+        os.rmdir(directory)
+    assert [r[0] for r in results] == [0, 0, 0, 0], [r[2] for r in results]
+    assert [r[1] for r in results] == ["/lib\n", "pidns-init\n", "65534\n", "1000\n1000\n"]
+
+
+def test_unprivileged_socket_activation() -> None:
+    def scenario() -> tuple[int, str, str]:
+        os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS="1")
+        return cli_captured(["run", "--", "sh", "-c", 'echo "$LISTEN_PID $LISTEN_FDS"'])
+
+    status, out, err = in_child(scenario, nobody=True)
+    assert (status, out) == (0, "2 1\n"), err
