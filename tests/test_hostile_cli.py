@@ -8,6 +8,7 @@ and a step by a process whose fork never completed (its parent stopped itself).
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -145,3 +146,69 @@ def test_a_world_that_cannot_be_made_is_a_setup_failure(args: list[str], tmp_pat
     assert status == 125, err
     assert err.splitlines()[-1].startswith(f"pidns {args[0]}: cannot make the world: user")
     assert not os.path.exists(save) or os.listdir(save) == []
+
+
+# -- reports and messages ----------------------------------------------------------------
+
+
+def test_a_quick_commands_report_names_every_namespace(tmp_path: Path) -> None:
+    """The init of `true` may be gone before the launcher reads its /proc: the ids then
+    come from the init's own report of its namespaces, never null."""
+    for _ in range(20):
+        result = run_cli("run", "--json-report", "-", "--", "true")
+        namespaces = json.loads(result.stdout)["namespaces"]
+        assert namespaces["pid"] is not None and namespaces["mnt"] is not None, namespaces
+
+
+def test_a_setup_failure_leaves_an_existing_report_as_it_was(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    report.write_text("the last run's report\n")
+    result = run_cli("run", "--json-report", str(report), "--", "/nonexistent-pidns")
+    assert result.returncode == 127
+    assert report.read_text() == "the last run's report\n"
+    assert run_cli("run", "--json-report", str(report), "--", "true").returncode == 0
+    assert json.loads(report.read_text())["exit_status"] == 0
+
+
+@pytest.mark.parametrize("target", ["/dev/full", "-"])
+def test_a_report_that_cannot_be_written_is_status_2(target: str) -> None:
+    with open("/dev/full", "w") as full:
+        result = run_cli(
+            "run", "--json-report", target, "--", "sh", "-c", "exit 3",
+            stdout=full, capture_output=False, stderr=subprocess.PIPE,
+        )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("pidns run: cannot write the report: ")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_script_whose_interpreter_is_missing_is_126_bad_interpreter(tmp_path: Path) -> None:
+    script = tmp_path / "script"
+    script.write_text("#!/nonexistent/pidns-interpreter\necho hi\n")
+    script.chmod(0o755)
+    with pidns.Popen(["sleep", "100"]) as target:
+        for name in ("run", "exec"):
+            args = ["exec", "--target", str(target.pid)] if name == "exec" else ["run"]
+            result = run_cli(*args, "--", str(script))
+            assert result.returncode == 126
+            assert result.stderr == (
+                f"pidns {name}: {script}: bad interpreter /nonexistent/pidns-interpreter: "
+                "No such file or directory\n"
+            )
+        target.kill()
+
+
+def test_fixes_suggested_to_root_never_say_run_as_root() -> None:
+    diagnose = pidns.linux.diagnose
+    facts = diagnose.Facts()
+    facts.sysctls["user.max_user_namespaces"] = 0
+    assert "run as root" not in str(diagnose.refusal("clone", 28, user=True, facts=facts))
+
+
+def test_a_limit_reached_above_us_does_not_suggest_raising_ours() -> None:
+    diagnose = pidns.linux.diagnose
+    facts = diagnose.Facts()
+    facts.sysctls["user.max_user_namespaces"] = 2**31 - 1
+    text = str(diagnose.refusal("clone", 28, user=True, facts=facts))
+    assert text.startswith("a namespace limit of a parent user namespace is reached"), text
+    assert "sysctl -w" not in text

@@ -204,9 +204,9 @@ def _exec(name: str, args: ExecArgs) -> int:
         )
     except OSError as exc:
         err = exc.errno or 0
-        what = exits.describe_exec_error(err)
+        status, what = spawn.explain_exec_error(args.command[0], err, env)
         print(f"pidns {name}: {args.command[0]}: {what}", file=sys.stderr)
-        return exits.for_exec_error(err)
+        return status
     finally:
         os.close(me)
     ns = launcher.RunningNamespace(args.command, child, syscalls.pidfd_open(child))

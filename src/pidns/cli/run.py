@@ -398,7 +398,9 @@ def main(name: str, argv: list[str]) -> int:
     report_file = None
     if args.report not in (None, "-"):
         try:
-            report_file = open(args.report, "w", encoding="utf-8")  # noqa: SIM115
+            # not truncated yet: a run whose setup fails leaves an existing report as it was
+            fd = os.open(args.report, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            report_file = open(fd, "w", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
             print(f"pidns {name}: cannot write the report: {exc}", file=sys.stderr)
             return exits.EXIT_USAGE
@@ -418,7 +420,10 @@ def main(name: str, argv: list[str]) -> int:
         print(f"pidns {name}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return exits.EXIT_SETUP
     if args.report is not None and ns is not None:
-        _write_report(name, ns, report_file)
+        if not _write_report(name, ns, report_file):
+            return exits.EXIT_USAGE  # docs/run.md: a report that cannot be written is 2
+    elif report_file is not None:
+        report_file.close()
     if args.die_by_signal and ns is not None:
         _die_like(ns, status)
     return status
@@ -444,7 +449,8 @@ def _die_like(ns: launcher.RunningNamespace, status: int) -> None:
     fastsignal.pthread_sigmask(fastsignal.SIG_UNBLOCK, (sig,))
 
 
-def _write_report(name: str, ns: launcher.RunningNamespace, report_file: IO[str] | None) -> None:
+def _write_report(name: str, ns: launcher.RunningNamespace, report_file: IO[str] | None) -> bool:
+    """Write the report; False (and one line said) if it could not be written."""
     import json  # noqa: PLC0415 (kept off the start-up path)
 
     text = json.dumps(ns.report(), indent=2) + "\n"
@@ -454,9 +460,12 @@ def _write_report(name: str, ns: launcher.RunningNamespace, report_file: IO[str]
             sys.stdout.flush()
         else:
             with report_file:
+                report_file.truncate(0)
                 report_file.write(text)
     except OSError as exc:
-        print(f"pidns {name}: cannot write the report: {exc}", file=sys.stderr)
+        print(f"pidns {name}: cannot write the report: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _run(
@@ -502,7 +511,8 @@ def _run_namespace(
             parent_death_signal=True,
             namespace_ids=args.report is not None,
             pid_file=pid_file,
-            namespace_inodes=args.status_fd >= 0,
+            # with a report: a quick command's init may be gone before its /proc is read
+            namespace_inodes=args.status_fd >= 0 or args.report is not None,
             inherited=inherited,
             notice=lambda text: print(f"pidns {name}: {text}", file=sys.stderr, flush=True),
         )
@@ -514,8 +524,9 @@ def _run_namespace(
         if exc.filename != args.argv[0]:  # not the command's exec: a call of ours failed
             print(f"pidns {name}: cannot set the namespace up: {exc}", file=sys.stderr)
             return exits.EXIT_SETUP, None
-        print(f"pidns {name}: {args.argv[0]}: {exits.describe_exec_error(err)}", file=sys.stderr)
-        return exits.for_exec_error(err), None
+        status, what = spawn.explain_exec_error(args.argv[0], err, env)
+        print(f"pidns {name}: {args.argv[0]}: {what}", file=sys.stderr)
+        return status, None
     finally:
         if pid_file >= 0:
             os.close(pid_file)

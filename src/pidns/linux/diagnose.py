@@ -187,6 +187,14 @@ def _container_flag(facts: Facts, docker: str, podman: str | None = None) -> str
     return f"start the container with {docker}"
 
 
+_MAX_SYSCTL = 2**31 - 1  # the largest value of the ucount sysctls (kernel/ucount.c)
+
+
+def _or_root() -> str:
+    """The "or run as root" of a fix, unless the caller is root already."""
+    return "" if os.geteuid() == 0 else ", or run as root"
+
+
 def refusal(step: str, err: int, *, user: bool, facts: Facts | None = None) -> Refusal:
     """Why ``step`` failed with ``err``, and the fix. ``user``: a user namespace was
     asked for in the same call (the caller lacks CAP_SYS_ADMIN, or asked for a mapping)."""
@@ -207,13 +215,13 @@ def refusal(step: str, err: int, *, user: bool, facts: Facts | None = None) -> R
         if limit == 0:
             return Refusal(
                 "user namespaces are disabled (sysctl user.max_user_namespaces = 0)",
-                "enable them with 'sysctl -w user.max_user_namespaces=15000', or run as root",
+                "enable them with 'sysctl -w user.max_user_namespaces=15000'" + _or_root(),
             )
         if sysctls.get("kernel.unprivileged_userns_clone") == 0 and not facts.privileged:
             return Refusal(
                 "unprivileged user namespaces are disabled "
                 "(sysctl kernel.unprivileged_userns_clone = 0)",
-                "enable them with 'sysctl -w kernel.unprivileged_userns_clone=1', or run as root",
+                "enable them with 'sysctl -w kernel.unprivileged_userns_clone=1'" + _or_root(),
             )
         if (
             sysctls.get("kernel.apparmor_restrict_unprivileged_userns") == 1
@@ -228,7 +236,7 @@ def refusal(step: str, err: int, *, user: bool, facts: Facts | None = None) -> R
                 f"'abi <abi/4.0>, profile pidns {facts.interpreter} flags=(unconfined) "
                 "{ userns, }' to /etc/apparmor.d/pidns and load it with 'apparmor_parser -r "
                 "/etc/apparmor.d/pidns' (or 'sysctl -w "
-                "kernel.apparmor_restrict_unprivileged_userns=0'), or run as root",
+                "kernel.apparmor_restrict_unprivileged_userns=0')" + _or_root(),
             )
     if seccomp and err == errno.EPERM and step in ("clone", "setns"):
         return Refusal(
@@ -237,14 +245,22 @@ def refusal(step: str, err: int, *, user: bool, facts: Facts | None = None) -> R
             _container_flag(facts, "--security-opt seccomp=unconfined"),
         )
     if step in ("clone", "user_namespace") and err == errno.ENOSPC:
+        knob = "user.max_user_namespaces" if user else "user.max_pid_namespaces"
+        limit = sysctls.get(knob)
+        if limit is not None and limit >= _MAX_SYSCTL:
+            # kernel/ucount.c:inc_ucount counts the new namespace against the limit of
+            # every user namespace up the chain: here one above ours is full
+            return Refusal(
+                f"a namespace limit of a parent user namespace is reached (this one's "
+                f"{knob} is already {limit}), or 32 nested levels",
+                f"raise {knob} in the parent namespace (the host's, or the container's)",
+            )
         if user:
-            limit = sysctls.get("user.max_user_namespaces")
             return Refusal(
                 f"the user namespace limit is reached (sysctl user.max_user_namespaces = "
                 f"{limit}, or 32 nested levels)",
                 "raise it with 'sysctl -w user.max_user_namespaces=15000'",
             )
-        limit = sysctls.get("user.max_pid_namespaces")
         return Refusal(
             f"the pid namespace limit is reached (sysctl user.max_pid_namespaces = {limit}, "
             "or 32 nested levels)",
@@ -255,7 +271,7 @@ def refusal(step: str, err: int, *, user: bool, facts: Facts | None = None) -> R
             return Refusal(
                 "creating a user namespace is not permitted here (a chroot, or a security "
                 "module, refuses it)",
-                "run as root",
+                "" if os.geteuid() == 0 else "run as root",
             )
         return Refusal(
             "creating a pid namespace needs CAP_SYS_ADMIN",

@@ -493,14 +493,20 @@ class RunningNamespace:
         }
 
     def collect_namespace_ids(self) -> None:
-        """NS_GET_ID of pid 1's pid, mount and user namespaces (while it is alive)."""
+        """NS_GET_ID of pid 1's pid, mount and user namespaces (while it is alive; once a
+        quick command's init has gone, the inodes it reported on its N line)."""
         mine = {}
         for kind in ("pid", "mnt", "user"):
             try:
                 mine[kind] = os.stat(f"/proc/self/ns/{kind}").st_ino
-                fd = os.open(f"/proc/{self.init_pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 self.namespace_ids[kind] = None
+                continue
+            try:
+                fd = os.open(f"/proc/{self.init_pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                inode = self.namespace_inodes.get(kind)
+                self.namespace_ids[kind] = inode if inode != mine[kind] else None
                 continue
             try:
                 new = os.fstat(fd).st_ino != mine[kind]

@@ -19,6 +19,7 @@ import errno
 import os
 import select
 
+from pidns.core import exits
 from pidns.core.exits import EXIT_SETUP, describe_exec_error
 from pidns.linux import fastsignal as signal
 from pidns.linux import syscalls
@@ -50,6 +51,26 @@ def socket_activation(
     if "LISTEN_FDS" in result and result.get("LISTEN_PID") == str(launcher_pid):
         result["LISTEN_PID"] = str(command_pid)
     return result
+
+
+def explain_exec_error(
+    name: str, err: int, env: Mapping[str, str] | None = None
+) -> tuple[int, str]:
+    """(status, words) for a failed exec of ``name``, as a shell says it: ENOENT for a
+    file that exists means its #! interpreter is missing (fs/binfmt_script.c opens it),
+    which is 126 "bad interpreter", not 127 "command not found"."""
+    if err == errno.ENOENT:
+        try:
+            path = resolve(name, env)
+            with open(path, "rb") as f:
+                first = f.read(256)  # binfmt_script reads at most BINPRM_BUF_SIZE
+        except OSError:
+            first = b""
+        if first.startswith(b"#!"):
+            words = first[2:].split(b"\n")[0].split()
+            interpreter = os.fsdecode(words[0]) if words else ""
+            return exits.EXIT_NOT_EXECUTABLE, f"bad interpreter {interpreter}: {os.strerror(err)}"
+    return exits.for_exec_error(err), exits.describe_exec_error(err)
 
 
 def resolve(name: str, env: Mapping[str, str] | None = None) -> str:
