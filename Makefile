@@ -80,9 +80,8 @@ bench: $(STAMP)
 # the suite under coverage, subprocesses, forks and os._exit included (pyproject.toml)
 coverage: $(STAMP)
 	rm -rf .coverage-data && mkdir -p .coverage-data && chmod 1777 .coverage-data
-	$(BIN)/coverage run -m pytest -q -p no:cacheprovider
-	$(BIN)/coverage combine -q
-	$(BIN)/coverage report
+	$(BIN)/coverage run -m pytest -q -p no:cacheprovider; status=$$?; \
+	  $(BIN)/coverage combine -q; $(BIN)/coverage report; exit $$status
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage-data
