@@ -537,13 +537,14 @@ def examine() -> Examination:
     status = facts.status
     user = not facts.privileged  # what the launcher does by default
     checks = [Check("kernel", NOTE, os.uname().release)]
+    mask = f"CapEff {status.cap_eff:016x}"
     checks.append(
-        Check("capabilities", OK, "CAP_SYS_ADMIN: namespaces are made directly")
+        Check("capabilities", OK, f"{mask}, CAP_SYS_ADMIN: namespaces are made directly")
         if facts.privileged
         else Check(
             "capabilities",
             NOTE,
-            "no CAP_SYS_ADMIN: pidns run makes a user namespace (you are root in it)",
+            f"{mask}, no CAP_SYS_ADMIN: pidns run makes a user namespace (you are root in it)",
         )
     )
     mode = SECCOMP_MODES.get(status.seccomp, str(status.seccomp))
