@@ -108,3 +108,13 @@ def test_pid_max_writes_are_unsupported_where_pid_max_is_global(
     assert trace.unsupported and trace.error is not None
     assert "needs a pid_max per pid namespace (Linux 6.14)" in trace.error
     assert [r.result for r in trace.records] == ["4194304"]  # reading is harmless
+
+
+def test_a_second_name_whose_fork_failed_is_esrch_on_both_backends() -> None:
+    text = (
+        "A: unshare NEWPID\nA: fork -> B\nB: exit 0\nA: fork -> C => ENOMEM\n"
+        "A: setpgid A C => ESRCH\nA: ns_pid_in A C => ESRCH\n"
+    )
+    trace = run_real(text)
+    check_expectations(trace)
+    assert [r.result for r in trace.records] == model_results(text)

@@ -136,7 +136,7 @@ class Runner:
             return Outcome(BUSY)
         if step.actor in self.missing:
             return Outcome(SKIPPED)
-        if step.args.target is not None and step.args.target in self.missing:
+        if {step.args.target, step.args.other} & self.missing:
             return Outcome(errnos.name(3))  # ESRCH: no such process
         if not self.backend.can_act(step.actor):
             return Outcome(SKIPPED)
