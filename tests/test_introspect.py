@@ -19,7 +19,6 @@ from pidns.render import data, proc_view
 from test_introspect_world import (
     World,
     command_line,
-    needs_root,
     ns_id_of,
     ns_inode,
     stop,
@@ -27,6 +26,7 @@ from test_introspect_world import (
     wait_ready,
     world,
 )
+from test_run_support import needs_root
 
 pytestmark = [pytest.mark.real, needs_root]
 

@@ -24,13 +24,13 @@ from pidns.core import flags as cf
 from pidns.linux import proc, syscalls
 from test_introspect_world import (
     command_line,
-    needs_root,
     ns_id_of,
     ns_inode,
     start_init,
     stop,
     truth,
 )
+from test_run_support import needs_root
 
 pytestmark = [pytest.mark.real, needs_root]
 

@@ -26,10 +26,10 @@ import pytest
 
 from pidns.core import flags as cf
 from pidns.linux import nsfs, proc, syscalls
+from test_run_support import needs_root
 
 pytestmark = pytest.mark.real
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make namespaces")
 
 SLEEP = ["sleep", "1000"]
 

@@ -22,7 +22,8 @@ from pidns.scenario import ast
 from pidns.scenario.ast import Outcome, Snapshot, Step
 from pidns.scenario.backend import BackendError, Trace, run
 from pidns.scenario.parser import parse
-from pidns.scenario.real import RealBackend, privileged
+from pidns.scenario.real import RealBackend
+from test_run_support import needs_root
 
 pytestmark = pytest.mark.real
 
@@ -47,8 +48,6 @@ A: wait C                         => C killed KILL
 A: wait B                         => B exited 0
 A: fork -> D                      => ENOMEM
 """
-
-needs_root = pytest.mark.skipif(not privileged(), reason="needs CAP_SYS_ADMIN")
 
 
 def _start_time(pid: int) -> int | None:

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from pidns.linux import namespaces, proc, translate
-from test_introspect_world import World, needs_root, ns_id_of, ns_inode, truth, world
+from test_introspect_world import World, ns_id_of, ns_inode, truth, world
+from test_run_support import needs_root
 
 pytestmark = [pytest.mark.real, needs_root]
 
