@@ -11,7 +11,6 @@ has answered its queued call, and that sweep of /proc began after the call retur
 from __future__ import annotations
 
 import contextlib
-import os
 import select
 import time
 from dataclasses import dataclass, field
@@ -91,8 +90,7 @@ class Settler:
         if actor is None or settle.result is not None or actor.channel is None:
             return
         channel = actor.channel.fileno()
-        watched = [channel, actor.pidfd] if actor.pidfd >= 0 else [channel]
-        ready, _, _ = select.select(watched, [], [], 0.001)
+        ready, _, _ = select.select([channel, actor.pidfd], [], [], 0.001)
         if channel in ready:
             self.world.take_message(actor, settle)
 
@@ -220,10 +218,7 @@ class Settler:
                 call is not None and call.state is CallState.BLOCKED and not seen.pending & WAKE_BIT
             ):
                 with contextlib.suppress(ProcessLookupError):
-                    if p.pidfd >= 0:
-                        syscalls.pidfd_send_signal(p.pidfd, puppet.WAKE)
-                    else:  # before 5.3; not yet reaped (the sweep just read it), so its own
-                        os.kill(p.host, puppet.WAKE)
+                    syscalls.pidfd_send_signal(p.pidfd, puppet.WAKE)
         return reasons
 
 
