@@ -11,7 +11,7 @@ DEB_PACKAGES := libpam-python pamtester python3-venv util-linux procps tini bubb
 # Kernels `pidns check --kernel` boots in `make test` (docs/check.md): Linux 3.8.13, the
 # seed's line, where this machine keeps one (no registry has it), and Debian's 6.1,
 # fetched into KERNEL_CACHE. A missing one is skipped with a note.
-KERNEL_3_8   ?= $(firstword $(wildcard ../shared/kernels/bzImage-3.8.13 /work/shared/kernels/bzImage-3.8.13))
+KERNEL_3_8   ?= $(abspath $(firstword $(wildcard ../shared/kernels/bzImage-3.8.13 /work/shared/kernels/bzImage-3.8.13)))
 KERNEL_CACHE ?= $(HOME)/.cache/pidns/kernels
 KERNELS = $(KERNEL_3_8) $(shell tools/fetch-kernel-6.1 $(KERNEL_CACHE) 2>/dev/null)
 

@@ -29,7 +29,8 @@ from pidns.model import profiles
 ROOT = Path(__file__).parent.parent
 SRC = ROOT / "src"
 ROWS = Path(__file__).parent / "kernel_rows.py"  # the profile rows, measured directly
-IMAGES = [k for k in os.environ.get("PIDNS_TEST_KERNELS", "").split(":") if k]
+# absolute: the tests boot from their own tmp_path, so a path relative to the start is lost
+IMAGES = [os.path.abspath(k) for k in os.environ.get("PIDNS_TEST_KERNELS", "").split(":") if k]
 needs_images = pytest.mark.skipif(
     not IMAGES, reason="PIDNS_TEST_KERNELS names no kernel image (make test sets it)"
 )
