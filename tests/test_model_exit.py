@@ -1,4 +1,4 @@
-"""Exit, reparenting, namespace death and wait (reference G, I)."""
+"""Exit, reparenting, namespace death and wait (docs/rules.md sections G, I)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pidns.model import Kernel, TaskState, Unmodeled, WouldBlock
 from pidns.model.task import IllegalTransition
 
 
-def test_orphans_inside_go_to_the_namespace_init() -> None:  # G2 [R1], I2
+def test_orphans_inside_go_to_the_namespace_init() -> None:  # G2, I2
     k = Kernel()
     init = new_ns_init(k, k.fork(k.init))
     middle = k.fork(init)
@@ -23,7 +23,7 @@ def test_orphans_inside_go_to_the_namespace_init() -> None:  # G2 [R1], I2
     assert result is not None and (result.child, result.pid) == (orphan, 3)
 
 
-def test_a_subreaper_inside_the_namespace_adopts() -> None:  # G2 [R2]
+def test_a_subreaper_inside_the_namespace_adopts() -> None:  # G2
     k = Kernel()
     init = new_ns_init(k, k.fork(k.init))
     sub = k.fork(init)
@@ -34,7 +34,7 @@ def test_a_subreaper_inside_the_namespace_adopts() -> None:  # G2 [R2]
     assert orphan.parent is sub and k.getppid(orphan) == 2
 
 
-def test_a_subreaper_outside_is_not_used_for_orphans_inside() -> None:  # G2 [R3]
+def test_a_subreaper_outside_is_not_used_for_orphans_inside() -> None:  # G2
     k = Kernel()
     outside = k.fork(k.init)
     k.set_subreaper(outside, True)
@@ -45,7 +45,7 @@ def test_a_subreaper_outside_is_not_used_for_orphans_inside() -> None:  # G2 [R3
     assert orphan.parent is init
 
 
-def test_when_the_creator_exits_init_and_oddballs_go_to_its_reaper() -> None:  # G2 [R4]
+def test_when_the_creator_exits_init_and_oddballs_go_to_its_reaper() -> None:  # G2
     k = Kernel()
     sub = k.fork(k.init)
     k.set_subreaper(sub, True)
@@ -57,7 +57,7 @@ def test_when_the_creator_exits_init_and_oddballs_go_to_its_reaper() -> None:  #
     k.exit(creator, 0)
     assert init.parent is sub and oddball.parent is sub
     assert k.getppid(init) == 0 and k.getppid(oddball) == 0
-    k.exit(oddball, 0)  # [R4b]: the oddball's own child goes to the ns init
+    k.exit(oddball, 0)  # G2: the oddball's own child goes to the ns init
     assert child_of_oddball.parent is init and k.getppid(child_of_oddball) == 1
 
 
@@ -104,12 +104,12 @@ def test_init_exit_kills_everything_below_and_waits_for_outside_zombies() -> Non
     with pytest.raises(WouldBlock):
         k.wait(a, init)  # the hazard: waiting for init first would deadlock
     k.wait(a, injected)
-    result = k.wait(a, init)  # [R5]: init's own status, last of its namespace
+    result = k.wait(a, init)  # G5: init's own status, last of its namespace
     assert result is not None and result.describe() == "exited 7"
     assert errno_of(k.fork, a) == "ENOMEM"
 
 
-def test_killing_the_outer_init_tears_down_nested_levels() -> None:  # L05
+def test_killing_the_outer_init_tears_down_nested_levels() -> None:  # LTP pidns05
     k = Kernel()
     t = k.fork(k.init)
     inits = []

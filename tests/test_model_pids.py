@@ -1,4 +1,4 @@
-"""Pid numbers: cyclic allocation, wrap, exhaustion, set_tid (reference C, B5, B6)."""
+"""Pid numbers: cyclic allocation, wrap, exhaustion, set_tid (docs/rules.md C1, B5, B6)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pidns.model import Kernel
 from pidns.model.profiles import RESERVED_PIDS
 
 
-def test_numbers_are_sequential_and_not_reused_before_wrapping() -> None:  # C1 [A1]
+def test_numbers_are_sequential_and_not_reused_before_wrapping() -> None:  # C1
     k = Kernel()
     a = k.fork(k.init)
     init = new_ns_init(k, a)
@@ -22,7 +22,7 @@ def test_numbers_are_sequential_and_not_reused_before_wrapping() -> None:  # C1 
 
 
 @pytest.mark.parametrize("profile", ["6.18", "3.8"])
-def test_wrap_goes_to_300(profile: str) -> None:  # C1 [A1d], L7
+def test_wrap_goes_to_300(profile: str) -> None:  # C1, L7
     k = Kernel(profile=profile, pid_max=400)
     a = k.fork(k.init)
     k.root_ns.cursor = 399  # ns_last_pid = 398
@@ -41,7 +41,7 @@ def test_low_numbers_are_reused_while_the_cursor_is_below_300_today_only() -> No
     for c in kids:
         today.exit(c, 0)
         today.wait(a, c)
-    today.root_ns.cursor = 200  # ns_last_pid written back below 300 [A1e]
+    today.root_ns.cursor = 200  # ns_last_pid written back below 300 (C2)
     assert today.getpid(today.fork(a)) == 5  # wraps to 1, finds 5 free
     old = Kernel(profile="3.8", pid_max=310)
     b = old.fork(old.init)
@@ -54,7 +54,7 @@ def test_low_numbers_are_reused_while_the_cursor_is_below_300_today_only() -> No
     assert errno_of(old.fork, b) == "ENOMEM"  # 3.8 wraps to 300 only: space is full
 
 
-def test_a_full_pid_space_is_eagain_today_enomem_in_3_8() -> None:  # C1 [A2], L7
+def test_a_full_pid_space_is_eagain_today_enomem_in_3_8() -> None:  # C1, L7
     k = Kernel(pid_max=301)
     a = k.fork(k.init)
     for _ in range(298):
@@ -67,7 +67,7 @@ def test_a_full_pid_space_is_eagain_today_enomem_in_3_8() -> None:  # C1 [A2], L
     assert errno_of(old.fork, b) == "ENOMEM"
 
 
-def test_an_ancestor_level_limits_a_child_namespace() -> None:  # C3 [A3], K03
+def test_an_ancestor_level_limits_a_child_namespace() -> None:  # C3; selftest pid_max nested_limit
     k = Kernel(pid_max=310)
     a = k.fork(k.init)
     init = new_ns_init(k, a)
@@ -103,7 +103,7 @@ def test_a_failed_first_fork_leaves_pid_1_for_the_next() -> None:  # B6 (cursor 
     assert k.getpid(k.fork(a)) == 1
 
 
-def test_set_tid_rules() -> None:  # B5, K07-K10 [C9]
+def test_set_tid_rules() -> None:  # B5; selftest clone3_set_tid
     k = Kernel()
     a = k.fork(k.init)
     assert errno_of(k.clone, a, 0, set_tid=[1]) == "EEXIST"
@@ -138,7 +138,7 @@ def test_set_tid_does_not_exist_in_3_8() -> None:
     assert errno_of(k.clone, k.init, 0, set_tid=[9]) == "ENOSYS"
 
 
-def test_pgid_numbers_stay_taken_while_a_group_uses_them() -> None:  # R11
+def test_pgid_numbers_stay_taken_while_a_group_uses_them() -> None:  # C4
     k = Kernel(pid_max=305)
     a = k.fork(k.init)
     leader = k.fork(a)

@@ -1,4 +1,4 @@
-"""Signals across namespaces, init protection, si_pid, sessions (reference H, F)."""
+"""Signals across namespaces, init protection, si_pid, sessions (docs/rules.md sections H, F)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pidns.model import Disposition, Kernel, TaskState
 KILL, TERM, STOP, USR1, USR2, CHLD = 9, 15, 19, 10, 12, 17
 
 
-def test_init_drops_default_signals_from_inside() -> None:  # H1 [G1], L04
+def test_init_drops_default_signals_from_inside() -> None:  # H1; LTP pidns04
     k = Kernel()
     init = new_ns_init(k, k.fork(k.init))
     member = k.fork(init)
@@ -20,7 +20,7 @@ def test_init_drops_default_signals_from_inside() -> None:  # H1 [G1], L04
     assert state(init) is TaskState.RUNNING and not init.stopped
 
 
-def test_init_gets_handled_signals_with_si_pid_translated() -> None:  # H1, L10
+def test_init_gets_handled_signals_with_si_pid_translated() -> None:  # H1; LTP pidns16
     k = Kernel()
     parent = k.fork(k.init)
     init = new_ns_init(k, parent)
@@ -28,7 +28,7 @@ def test_init_gets_handled_signals_with_si_pid_translated() -> None:  # H1, L10
     k.sigaction(init, USR1, Disposition.CATCH)
     k.kill(member, 1, USR1)
     k.run_handlers()  # the init runs its handler before the next one arrives
-    k.kill_task(parent, init, USR1)  # from the parent namespace: si_pid 0 (L08)
+    k.kill_task(parent, init, USR1)  # from the parent namespace: si_pid 0 (LTP pidns12)
     k.kill(init, 1, USR1)  # from itself (it runs, so the last one was handled): si_pid 1
     assert k.caught(init) == [(USR1, 2), (USR1, 0), (USR1, 1)]
     assert k.caught(init) == []
@@ -48,7 +48,7 @@ def test_signals_of_one_number_merge_until_the_handler_runs() -> None:
     assert k.caught(parent) == [(USR1, k.getpid(a)), (USR1, k.getpid(b))]
 
 
-def test_from_an_ancestor_only_kill_and_stop_are_forced() -> None:  # H1 [G2], L25
+def test_from_an_ancestor_only_kill_and_stop_are_forced() -> None:  # H1; LTP ioctl_pidfd04
     k = Kernel()
     parent = k.fork(k.init)
     init = new_ns_init(k, parent)
@@ -60,13 +60,13 @@ def test_from_an_ancestor_only_kill_and_stop_are_forced() -> None:  # H1 [G2], L
     assert state(init) is TaskState.ZOMBIE
 
 
-def test_kill_minus_one_from_a_lone_init_is_esrch() -> None:  # H2, L07
+def test_kill_minus_one_from_a_lone_init_is_esrch() -> None:  # H2; LTP pidns10
     k = Kernel()
     init = new_ns_init(k, k.fork(k.init))
     assert errno_of(k.kill, init, -1, KILL) == "ESRCH"
 
 
-def test_kill_minus_one_reaches_everyone_else_below() -> None:  # H2 [G3][G4], L11
+def test_kill_minus_one_reaches_everyone_else_below() -> None:  # H2; LTP pidns17
     k = Kernel()
     init = new_ns_init(k, k.fork(k.init))
     kids = [k.fork(init) for _ in range(10)]
@@ -77,11 +77,11 @@ def test_kill_minus_one_reaches_everyone_else_below() -> None:  # H2 [G3][G4], L
     assert nested.parent is init  # its parent died: the namespace's init adopted it
     statuses = {r.describe() for c in kids if (r := k.wait(init, c)) is not None}
     assert statuses == {"killed USR1"}
-    k.kill(init, -1, KILL)  # [M4]: SIGKILL from an ancestor kills a nested init
+    k.kill(init, -1, KILL)  # H1: SIGKILL from an ancestor kills a nested init
     assert state(nested) is TaskState.ZOMBIE
 
 
-def test_a_member_kill_minus_one_spares_init_and_itself() -> None:  # H2 [G4]
+def test_a_member_kill_minus_one_spares_init_and_itself() -> None:  # H2
     k = Kernel()
     init = new_ns_init(k, k.fork(k.init))
     a, b = k.fork(init), k.fork(init)
@@ -91,7 +91,7 @@ def test_a_member_kill_minus_one_spares_init_and_itself() -> None:  # H2 [G4]
     assert k.caught(init) == []
 
 
-def test_pids_outside_do_not_resolve() -> None:  # H3, L06
+def test_pids_outside_do_not_resolve() -> None:  # H3; LTP pidns06
     k = Kernel()
     parent = k.fork(k.init)
     init = new_ns_init(k, parent)
@@ -99,7 +99,7 @@ def test_pids_outside_do_not_resolve() -> None:  # H3, L06
     assert errno_of(k.kill_task, init, parent, KILL) == "ESRCH"
 
 
-def test_signals_from_an_ancestor_carry_si_pid_0() -> None:  # H5 [G6]
+def test_signals_from_an_ancestor_carry_si_pid_0() -> None:  # H5
     k = Kernel()
     parent = k.fork(k.init)
     init = new_ns_init(k, parent)
@@ -111,19 +111,19 @@ def test_signals_from_an_ancestor_carry_si_pid_0() -> None:  # H5 [G6]
     assert k.caught(member) == [(USR2, 0), (USR2, 1)]
 
 
-def test_group_kill_crosses_namespaces_and_keeps_the_senders_own_pid() -> None:  # H4 [G5b]
+def test_group_kill_crosses_namespaces_and_keeps_the_senders_own_pid() -> None:  # H4
     k = Kernel()
     creator = k.fork(k.init)
     k.setsid(creator)
     k.sigaction(creator, USR2, Disposition.CATCH)
     init = new_ns_init(k, creator)  # still in the creator's process group
-    assert k.getpgid(init) == 0 and k.getsid(init) == 0  # F2, L02
+    assert k.getpgid(init) == 0 and k.getsid(init) == 0  # F2; LTP pidns02
     k.kill(init, 0, USR2)
     assert k.caught(creator) == [(USR2, 1)]  # not translated: the sender's own pid
     assert state(init) is TaskState.RUNNING  # the init dropped its own copy (SIG_DFL)
 
 
-def test_sessions_inside_a_new_namespace() -> None:  # F2, L02
+def test_sessions_inside_a_new_namespace() -> None:  # F2; LTP pidns02
     k = Kernel()
     init = new_ns_init(k, k.fork(k.init))
     assert (k.getsid(init), k.getpgid(init)) == (0, 0)
@@ -132,7 +132,7 @@ def test_sessions_inside_a_new_namespace() -> None:  # F2, L02
     assert errno_of(k.setsid, init) == "EPERM"  # now a group leader
 
 
-def test_sigchld_carries_the_childs_pid_in_the_parents_namespace() -> None:  # R13, L17
+def test_sigchld_carries_the_childs_pid_in_the_parents_namespace() -> None:  # I4; LTP clone301
     k = Kernel()
     parent = k.fork(k.init)
     k.sigaction(parent, CHLD, Disposition.CATCH)
