@@ -1,4 +1,4 @@
-"""Creation rules: unshare, clone flags, setns, capabilities, nesting (docs/rules.md sections A, B, D, E, J)."""
+"""Creation rules: unshare, clone flags, setns, capabilities, nesting (docs/rules.md A-E, J)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_newcgroup_and_newtime_unshare_exist_only_today() -> None:  # profile ta
 
 
 @pytest.mark.parametrize("profile", ["6.18", "3.8"])
-def test_clone_newpid_after_unshare_is_einval(profile: str) -> None:  # A4; kernel selftest clone3.c (2019 revision)
+def test_clone_newpid_after_unshare_is_einval(profile: str) -> None:  # A4; selftest clone3.c
     k = Kernel(profile=profile)
     a = k.fork(k.init)
     k.unshare(a, cf.NEWPID)
