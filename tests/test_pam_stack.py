@@ -247,7 +247,13 @@ def test_with_mount_proc_ps_shows_only_the_session(
     syslog: Syslog, pam_service: Callable[..., str]
 ) -> None:
     service = pam_service("mount_proc")
-    done = login_test(syslog, service, "sleep 30 & ps -e -o pid=,ppid=,comm=; kill $!")
+    done = login_test(
+        syslog,
+        service,
+        # until sleep has replaced the forked sh (builtins only: no pid is spent on it)
+        'sleep 30 & until read c </proc/$!/comm && [ "$c" = sleep ]; do :; done; '
+        "ps -e -o pid=,ppid=,comm=; kill $!",
+    )
     assert done.returncode == 0, report(done, syslog)
     rows = [line.split() for line in done.stdout.strip().split("\n")]
     assert rows == [["1", "0", "sh"], ["2", "1", "sleep"], ["3", "1", "ps"]]
