@@ -45,6 +45,15 @@ def test_the_sdist_is_complete_and_its_tests_pass_unpacked(tmp_path: Path) -> No
     metadata = (tree / "PKG-INFO").read_text()
     assert "License: MIT" in metadata
     assert "Classifier: License :: OSI Approved :: MIT License" in metadata
+    urls = dict(
+        line.removeprefix("Project-URL: ").split(", ", 1)
+        for line in metadata.splitlines()
+        if line.startswith("Project-URL: ")
+    )
+    assert set(urls) >= {"Homepage", "Documentation", "Source", "Issues"}, urls
+    for label in ("Documentation", "Source"):  # a path of the repository: one the sdist has
+        path = urls[label].split("/main/", 1)[1]
+        assert (tree / path).exists(), (label, urls[label])
     tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUBSET],
         cwd=tree,
