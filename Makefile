@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Debian packages the tests and benchmarks use; installed only when running as root.
 DEB_PACKAGES := libpam-python pamtester python3-venv util-linux procps tini bubblewrap graphviz uidmap dumb-init catatonit \
-  qemu-system-x86
+  qemu-system-x86 man-db groff-base zsh
 # Kernels `pidns check --kernel` boots in `make test` (docs/check.md): Linux 3.8.13, the
 # seed's line, where this machine keeps one (no registry has it), and Debian's 6.1,
 # fetched into KERNEL_CACHE. A missing one is skipped with a note.
@@ -15,7 +15,9 @@ KERNEL_3_8   ?= $(abspath $(firstword $(wildcard ../shared/kernels/bzImage-3.8.1
 KERNEL_CACHE ?= $(HOME)/.cache/pidns/kernels
 KERNELS = $(KERNEL_3_8) $(shell tools/fetch-kernel-6.1 $(KERNEL_CACHE) 2>/dev/null)
 
-.PHONY: demo test lint typecheck pytest scenarios kernels bench deps clean coverage
+BUILD  ?= build
+
+.PHONY: demo test lint typecheck pytest scenarios kernels bench deps clean coverage man completion
 
 demo: $(STAMP)
 	$(BIN)/pidns demo
@@ -69,6 +71,15 @@ kernels: $(STAMP)
 	  done; \
 	fi
 
+# pidns.1 and pidns-COMMAND.1, made from each command's --help and option table (man -l FILE)
+man: $(STAMP)
+	$(BIN)/python -m pidns.cli.manual man $(BUILD)/man >/dev/null
+
+# bash: source $(BUILD)/completion/pidns.bash; zsh: $(BUILD)/completion on $$fpath (_pidns)
+completion: $(STAMP)
+	$(BIN)/python -m pidns.cli.manual bash $(BUILD)/completion/pidns.bash >/dev/null
+	$(BIN)/python -m pidns.cli.manual zsh $(BUILD)/completion/_pidns >/dev/null
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/model_bench.py
 	$(BIN)/python benchmarks/check_bench.py
@@ -84,4 +95,4 @@ coverage: $(STAMP)
 	  $(BIN)/coverage combine -q; $(BIN)/coverage report; exit $$status
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage-data
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage-data $(BUILD)

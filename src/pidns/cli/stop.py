@@ -18,34 +18,43 @@ import signal
 import sys
 
 from pidns import environment
-from pidns.cli.options import UsageError, scan, usage_error
+from pidns.cli.options import Option, UsageError, format_table, scan, usage_error
 from pidns.core.exits import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP
 from pidns.linux import registry
 from pidns.linux.init import DEFAULT_GRACE
 
 EXIT_NOT_RUNNING = EXIT_FAIL
 
-USAGE = """\
+# The one table of stop's options: the help, the man page and the completion are made from it.
+OPTIONS = (
+    Option("--grace", arg="SECONDS", help="how long the namespace's processes have after "
+           "SIGTERM before SIGKILL (default 10, or $PIDNS_GRACE)"),
+    Option("--help", "-h", help="show this help"),
+)  # fmt: skip
+
+HEAD = """\
 usage: pidns stop [--grace SECONDS] NAME...
 
-End each namespace NAME that pidns run --name NAME made: SIGTERM to its init (which
-ends the namespace), SIGKILL if it is still there SECONDS later. Returns once nothing
-of the namespace is left. Stale entries (a namespace that ended without pidns run
-cleaning up) are removed.
+End each namespace NAME that pidns run --name NAME made: SIGTERM to every process of
+it, SIGKILL to what is left SECONDS later. Returns once nothing of the namespace is
+left. Stale entries (a namespace that ended without pidns run cleaning up) are removed.
 
 options:
-  --grace SECONDS  how long to wait after SIGTERM before SIGKILL (default 10,
-                   or $PIDNS_GRACE)
-  -h, --help       show this help
-
+"""
+TAIL = """
 exit status: 0 every NAME was stopped; 1 some NAME was not running (stale entries
 are removed); 2 bad usage; 125 a namespace could not be signalled.
 """
 
 
+def usage() -> str:
+    return HEAD + format_table(OPTIONS) + TAIL
+
+
 def parse(argv: list[str]) -> tuple[float, list[str]] | None:
     """(grace, names), or None for --help."""
-    options, names = scan(argv, ("--grace",), command=False)
+    with_value = tuple(o.name for o in OPTIONS if o.arg)
+    options, names = scan(argv, with_value, command=False)
     grace: float | None = None
     for name, value in options:
         if name in ("-h", "--help"):
@@ -80,7 +89,7 @@ def main(name: str, argv: list[str]) -> int:
     except UsageError as exc:
         return usage_error(f"pidns {name}", exc)
     if parsed is None:
-        sys.stdout.write(USAGE)
+        sys.stdout.write(usage())
         return EXIT_OK
     grace, names = parsed
     status = EXIT_OK
