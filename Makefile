@@ -83,6 +83,7 @@ completion: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/model_bench.py
 	$(BIN)/python benchmarks/check_bench.py
+	$(BIN)/python benchmarks/check_cost.py
 	$(BIN)/python benchmarks/run_bench.py
 	$(BIN)/python benchmarks/tree_bench.py
 	$(BIN)/python benchmarks/launcher_conformance.py

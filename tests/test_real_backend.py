@@ -87,8 +87,8 @@ class Watched(RealBackend):
             if start is not None:
                 self.processes.setdefault(pid, start)
 
-    def snapshot(self) -> Snapshot:
-        snap = super().snapshot()
+    def changes(self) -> Snapshot:
+        snap = super().changes()
         self.remember()
         return snap
 
@@ -604,9 +604,9 @@ class Crashing(Watched):
         self.at, self.victim = at, victim
         self.steps_done = 0
 
-    def snapshot(self) -> Snapshot:
-        self.steps_done += 1  # the runner snapshots once after each step
-        return super().snapshot()
+    def changes(self) -> Snapshot:
+        self.steps_done += 1  # the runner asks for changes once after each step
+        return super().changes()
 
     def can_act(self, name: str) -> bool:  # the runner's first question about a step
         if self.steps_done == self.at and self.world is not None:

@@ -45,7 +45,7 @@ def do_exit(kernel: Kernel, task: Task, status: int) -> None:
         # the global init's exit panics the kernel; a world's init has its parent
         # outside the model
         raise Unmodeled("the model's boot init cannot exit")
-    task.move_to(TaskState.EXITING)
+    _move(kernel, task, TaskState.EXITING)
     task.exit_status = status
     task.stopped = False
     task.blocked_everywhere = None
@@ -58,6 +58,12 @@ def do_exit(kernel: Kernel, task: Task, status: int) -> None:
             ns.zap_waiter = task  # sleeps until release_numbers wakes it
             return
     exit_notify(kernel, task)
+
+
+def _move(kernel: Kernel, task: Task, state: TaskState) -> None:
+    task.move_to(state)
+    if kernel.journal is not None:
+        kernel.journal.append(task)
 
 
 def zap_pid_ns_processes(kernel: Kernel, ns: PidNamespace, init: Task) -> None:
@@ -80,7 +86,7 @@ def zap_pid_ns_processes(kernel: Kernel, ns: PidNamespace, init: Task) -> None:
 def exit_notify(kernel: Kernel, task: Task) -> None:
     """kernel/exit.c:exit_notify: hand the children over, become a zombie, tell the parent."""
     forget_original_parent(kernel, task)
-    task.move_to(TaskState.ZOMBIE)
+    _move(kernel, task, TaskState.ZOMBIE)
     parent = task.parent
     assert parent is not None
     parent.zombies += 1
@@ -136,6 +142,8 @@ def forget_original_parent(kernel: Kernel, father: Task) -> None:
     orphans = list(father.children)
     father.children = None
     father.zombies = 0
+    if kernel.journal is not None:
+        kernel.journal.extend(orphans)
     for child in orphans:
         child.parent = reaper
         child.exit_signal = signals.CHLD  # reparent_leader: "We don't want people slaying init"
@@ -151,7 +159,7 @@ def release_task(kernel: Kernel, task: Task) -> None:
     parent = task.parent
     assert parent is not None
     parent.remove_child(task)
-    task.move_to(TaskState.REAPED)
+    _move(kernel, task, TaskState.REAPED)
     del kernel.tasks[task]
     pgrp = task.pgrp
     session = task.session

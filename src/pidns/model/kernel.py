@@ -70,6 +70,9 @@ class Kernel:
         self.tasks: dict[Task, None] = {}  # every unreaped task, in creation order
         self.namespaces: dict[PidNamespace, None] = {}
         self.doomed: list[tuple[Task, int]] = []  # fatal signals sent, not yet acted on
+        # tasks whose state or parent changed, for an observer that follows them (the
+        # scenario backend's snapshots); None: not kept
+        self.journal: list[Task] | None = None
         self.root_user_ns = UserNamespace(None, owner=0, mapped=mapped_uids, level=user_level)
         self.root_ns = PidNamespace(None, self.root_user_ns, root_level, pid_max)
         self.namespaces[self.root_ns] = None

@@ -12,6 +12,7 @@ calls that blocked earlier, and snapshots every named process.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -65,8 +66,10 @@ class Backend(Protocol):
         """Perform the call of one step by a live, idle actor whose names all exist, and
         that no rule answers without a call; settle."""
 
-    def snapshot(self) -> Snapshot:
-        """Every named process that exists: state, parent name, NSpid."""
+    def changes(self) -> Snapshot:
+        """The named processes whose snapshot (state, parent name, NSpid) changed since the
+        last call, every one on the first call after ``start``; new ones in the order they
+        were made. The cost is in what changed, not in how many processes exist."""
 
     def can_act(self, name: str) -> bool:
         """NAME is alive and can make a call (not dead, dying or killed)."""
@@ -88,10 +91,37 @@ class Backend(Protocol):
 
 @dataclass(slots=True)
 class Record:
+    """One step as a backend ran it. The snapshot after it is kept as what changed since
+    the previous record's, so that a trace of N steps over N processes costs O(N), not
+    O(N^2); ``snapshot`` rebuilds it whole (``running_snapshots`` for every step)."""
+
     step: Step
     result: str
     completions: list[Completion] = field(default_factory=list)
-    snapshot: Snapshot = field(default_factory=dict)
+    changes: Snapshot = field(default_factory=dict)
+    previous: Record | None = None
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """Every named process after this step."""
+        chain: list[Snapshot] = []
+        record: Record | None = self
+        while record is not None:
+            chain.append(record.changes)
+            record = record.previous
+        whole: Snapshot = {}
+        for changes in reversed(chain):
+            whole.update(changes)
+        return whole
+
+
+def running_snapshots(records: list[Record]) -> Iterator[Snapshot]:
+    """The snapshot after each record, in order: one dict updated in place by each
+    record's changes (copy what you keep)."""
+    whole: Snapshot = {}
+    for record in records:
+        whole.update(record.changes)
+        yield whole
 
 
 @dataclass(slots=True)
@@ -117,6 +147,8 @@ class Runner:
         self.missing: set[str] = set()  # names whose fork/clone failed
         self.busy: dict[str, int] = {}  # actor -> index of its pending step
         self.unborn: dict[int, str] = {}  # index of a blocked fork/clone -> its name
+        self.states: dict[str, str] = {}  # every named process's state after the last step
+        self.last: Record | None = None
 
     def start(self) -> None:
         self.backend.start(self.scenario)
@@ -159,11 +191,14 @@ class Runner:
             born = self.unborn.pop(done.step_index, None)
             if born is not None and not errnos.is_name(done.result):
                 self.missing.discard(born)
-        snapshot = self.backend.snapshot()
+        changes = self.backend.changes()
+        for name, process in changes.items():
+            self.states[name] = process.state
         for actor in list(self.busy):  # a call pending in a dead process never completes
-            if actor in snapshot and snapshot[actor].state in ("exiting", "zombie", "reaped"):
+            if self.states.get(actor) in ("exiting", "zombie", "reaped"):
                 del self.busy[actor]
-        return Record(step, outcome.result, outcome.completions, snapshot)
+        self.last = Record(step, outcome.result, outcome.completions, changes, self.last)
+        return self.last
 
 
 def run(scenario: Scenario, backend: Backend, strict: bool = True) -> Trace:

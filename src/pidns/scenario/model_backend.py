@@ -58,6 +58,8 @@ class ModelBackend:
         self.tasks: dict[str, Task] = {}
         self.names: dict[Task, str] = {}
         self.pending: list[_Pending] = []
+        self.shown: Snapshot = {}  # what ``changes`` last reported of each process
+        self.fresh: list[str] = []  # named since the last ``changes``
 
     # ---- Backend ------------------------------------------------------------------------
 
@@ -67,9 +69,12 @@ class ModelBackend:
             root_level=self.world_level,
             mapped_uids=self.mapped_uids,
         )
+        self.kernel.journal = []
         self.tasks = {}
         self.names = {}
         self.pending = []
+        self.shown = {}
+        self.fresh = []
         self._name("root", self.kernel.init)
         self._name("A", self.kernel.fork(self.kernel.init))
 
@@ -101,19 +106,32 @@ class ModelBackend:
         except Unmodeled as err:
             raise UnsupportedStep(f"line {step.line}: {err}") from None
 
-    def snapshot(self) -> Snapshot:
-        snap: Snapshot = {}
-        for name, task in self.tasks.items():
-            if name == "root":
-                continue
-            parent = task.parent
-            reaped = task.state is TaskState.REAPED
-            snap[name] = ProcessSnapshot(
-                state=str(task.state),
-                parent="-" if reaped or parent is None else self.names.get(parent, "?"),
-                nspid=() if reaped else self.kernel.nspid(task),
-            )
-        return snap
+    def changes(self) -> Snapshot:
+        """The processes named since the last call, then those the kernel's journal says
+        changed state or parent (a task's numbers never change), as they differ from what
+        was last reported."""
+        journal = self.kernel.journal
+        assert journal is not None, "start() first"
+        names = dict.fromkeys(self.fresh)
+        names.update(dict.fromkeys(self.names[t] for t in journal if t in self.names))
+        journal.clear()
+        self.fresh = []
+        names.pop("root", None)
+        changed: Snapshot = {}
+        for name in names:
+            entry = self._entry(self.tasks[name])
+            if self.shown.get(name) != entry:
+                changed[name] = self.shown[name] = entry
+        return changed
+
+    def _entry(self, task: Task) -> ProcessSnapshot:
+        parent = task.parent
+        reaped = task.state is TaskState.REAPED
+        return ProcessSnapshot(
+            state=str(task.state),
+            parent="-" if reaped or parent is None else self.names.get(parent, "?"),
+            nspid=() if reaped else self.kernel.nspid(task),
+        )
 
     def close(self) -> None:
         self.pending = []
@@ -123,6 +141,7 @@ class ModelBackend:
     def _name(self, name: str, task: Task) -> None:
         self.tasks[name] = task
         self.names[task] = name
+        self.fresh.append(name)
 
     def _target(self, step: Step) -> Task:
         assert step.args.target is not None

@@ -299,6 +299,9 @@ class OpSpec:
     no_call: NoCall | None = None
     puppet: PuppetCall | None = None  # None: the runner always answers it (a lookup)
     quiet: bool = False  # changes nothing outside its caller that a snapshot shows
+    # changes no process but its caller and the child it makes (the real backend
+    # settles those two only: kernel/fork.c:copy_process touches no other task)
+    local: bool = False
     weight: float = 1.0
     sample: Sampler | None = None
 
@@ -326,6 +329,7 @@ SPECS: dict[Op, OpSpec] = {
             _PID,
             binds=True,
             puppet=PuppetCall("fork"),
+            local=True,
             weight=5,
             sample=lambda _r, _a, _t, fresh: f"fork -> {fresh}",
         ),
@@ -341,6 +345,7 @@ SPECS: dict[Op, OpSpec] = {
                 Param(P.EXIT_SIGNAL, "exit_signal", optional=True),
             ),
             binds=True,
+            local=True,
             puppet=PuppetCall(
                 "clone",
                 (Field.INT, Field.INTS, Field.INT),

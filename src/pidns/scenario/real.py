@@ -84,9 +84,9 @@ class RealBackend:
         p = self.world.procs[name]
         return () if p.reaped else p.nspid
 
-    def snapshot(self) -> Snapshot:
+    def changes(self) -> Snapshot:
         assert self.world is not None, "start() first"
-        return self.world.snapshot()
+        return self.world.changes()
 
     def close(self) -> None:
         world, self.world = self.world, None

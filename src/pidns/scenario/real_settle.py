@@ -45,6 +45,10 @@ class Settle:
     actor: Proc | None
     result: str | None
     completions: list[Completion] = field(default_factory=list)
+    # the processes the step can have touched (None: the whole world); the world was at
+    # rest before the step, so only these can be in flight. A death among them widens it
+    # to the world (an exit reparents, signals and wakes others).
+    scope: list[Proc] | None = None
 
 
 class Settler:
@@ -66,16 +70,16 @@ class Settler:
             self.await_actor(settle)
             self._read_messages(settle, 0)
             returned = settle.result is not None
-            self._sweep()
+            self._sweep(settle)
             self._resolve_silent_actor(settle)
-            reasons = self.unsettled()
+            reasons = self.unsettled(settle)
             if not returned:
                 assert settle.actor is not None
                 reasons.append(f"{settle.actor.name}'s call has not returned")
             if not reasons:
                 # all else at rest: the puppets take their caught signals now, so that
                 # signals of one number sent during the step merge as the kernel merges them
-                reasons = self._take_caught_signals(asked)
+                reasons = self._take_caught_signals(settle, asked)
                 if not reasons:
                     return
             if time.monotonic() > deadline:
@@ -94,10 +98,16 @@ class Settler:
         if channel in ready:
             self.world.take_message(actor, settle)
 
+    def procs(self, settle: Settle) -> list[Proc]:
+        """The processes this settling reads: its scope, or every one not yet reaped."""
+        if settle.scope is None:
+            return list(self.world.by_host.values())
+        return [p for p in settle.scope if not p.reaped]
+
     def _read_messages(self, settle: Settle, timeout: float) -> None:
         waiting = {
             p.channel.fileno(): p
-            for p in self.world.by_host.values()
+            for p in self.procs(settle)
             if p.channel is not None and (p.call is not None or p.discard)
         }
         if not waiting and timeout <= 0:
@@ -131,13 +141,21 @@ class Settler:
             settle.result = ast.BLOCKS  # it reads the command once continued
             actor.call.move_to(CallState.QUEUED)
 
-    def _sweep(self) -> None:
-        for p in list(self.world.by_host.values()):
+    def _sweep(self, settle: Settle) -> None:
+        self._read(settle)
+        if settle.scope is not None and any(p.reaped or p.seen.dead for p in settle.scope):
+            settle.scope = None  # what a death does reaches others: read the whole world
+            self._read(settle)
+
+    def _read(self, settle: Settle) -> None:
+        world = self.world
+        for p in self.procs(settle):
             seen = read(p.status_fd, p.stat_fd)
+            world.dirty[p] = None
             if seen is None:
                 p.reaped = True
-                del self.world.by_host[p.host]
-                self.world.forget(p)
+                del world.by_host[p.host]
+                world.forget(p)
             else:
                 p.seen = seen
             if (
@@ -147,7 +165,7 @@ class Settler:
             ):
                 p.call = None  # a call pending in a dead process never completes
 
-    def unsettled(self) -> list[str]:
+    def unsettled(self, settle: Settle) -> list[str]:
         """Why the world is not settled yet (empty: settled).
 
         A process is at rest when it is a zombie nobody is about to reap, an init asleep in
@@ -158,7 +176,7 @@ class Settler:
         woken, so no step result ever depends on timing.
         """
         reasons: list[str] = []
-        for p in self.world.by_host.values():
+        for p in self.procs(settle):
             seen = p.seen
             if seen.state == "X":
                 reasons.append(f"{p.name} is being reaped")
@@ -198,11 +216,11 @@ class Settler:
     def _asleep_in(self, p: Proc, function: str, states: str = "S") -> bool:
         return p.seen.state in states and wchan(p.host) == function
 
-    def _take_caught_signals(self, asked: set[int]) -> list[str]:
+    def _take_caught_signals(self, settle: Settle, asked: set[int]) -> list[str]:
         """Tell every running puppet with caught signals pending to take them: an idle one
         by the ``drain`` command, one blocked in wait by WAKE. Returns who has not yet."""
         reasons: list[str] = []
-        for p in self.world.by_host.values():
+        for p in self.procs(settle):
             seen = p.seen
             taken = seen.pending & seen.blocked & ~p.user_blocked  # blocked by the scenario: kept
             if seen.dead or seen.stopped or seen.exiting or not taken:

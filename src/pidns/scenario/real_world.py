@@ -36,9 +36,9 @@ def uninterrupted() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Proc:
-    """A process of the world: root or a puppet."""
+    """A process of the world: root or a puppet (equal only to itself)."""
 
     name: str
     host: int  # pid in the runner's /proc
@@ -72,6 +72,10 @@ class World:
         self.world_index = 0  # index of the world's level in /proc's NSpid lines
         self.world_ns = 0
         self.settler = Settler(self)
+        # processes read from /proc (or made) since the last ``changes``, in the order
+        # they were made; and what ``changes`` last reported of each
+        self.dirty: dict[Proc, None] = {}
+        self.shown: Snapshot = {}
 
     # ---- making and ending the world ----------------------------------------------------
 
@@ -166,6 +170,7 @@ class World:
         p.nschain = self._ns_chain(host, len(nspid))
         self.procs[name] = p
         self.by_host[host] = p
+        self.dirty[p] = None
         seen = read(p.status_fd, p.stat_fd)
         if seen is not None:
             p.seen = seen
@@ -227,6 +232,7 @@ class World:
             self.settle(Settle(None, ast.SKIPPED))  # let the snapshot catch up with its death
             return False
         actor.seen = seen
+        self.dirty[actor] = None
         return True
 
     # ---- steps --------------------------------------------------------------------------
@@ -245,7 +251,9 @@ class World:
             raise BackendError(f"{actor.name} has no channel")
         command = wire.encode_command(spec.puppet.word, spec.puppet.args(step, self))
         wire.send(actor.channel, command)
-        settle = Settle(actor, None)
+        # a call that touches no one but its caller (and the child it makes) is settled
+        # on those alone: the rest of the world was at rest and stays so
+        settle = Settle(actor, None, scope=[actor] if spec.quiet or spec.local else None)
         actor.call = Call(step)
         if actor.seen.stopped:  # it will read the command once continued
             actor.call.move_to(CallState.QUEUED)
@@ -300,7 +308,10 @@ class World:
             return
         if isinstance(reply, wire.Done):
             reply = reply.reply
+        made = len(self.procs)
         result = self._result(p, call.step, reply, fds)
+        if settle.scope is not None and len(self.procs) > made:
+            settle.scope.append(self.procs[call.step.bind or ""])  # the child it made
         p.call = None
         if call.state is CallState.AWAITED:
             settle.result = result
@@ -348,17 +359,25 @@ class World:
 
     # ---- snapshots ----------------------------------------------------------------------
 
-    def snapshot(self) -> Snapshot:
-        snap: Snapshot = {}
-        for name, p in self.procs.items():
+    def changes(self) -> Snapshot:
+        """What changed of the processes read since the last call (a process's entry
+        changes only when it is read again, or made, or reaped: pidns.scenario.real_settle
+        reads every process whose parent was reaped)."""
+        changed: Snapshot = {}
+        for p in self.dirty:
             if p is self.root:
                 continue
-            if p.reaped:
-                snap[name] = ProcessSnapshot(ast.State.REAPED.value, "-", ())
-                continue
-            parent = self.by_host.get(p.seen.ppid)
-            snap[name] = ProcessSnapshot(state_of(p), parent.name if parent else "?", p.nspid)
-        return snap
+            entry = self._entry(p)
+            if self.shown.get(p.name) != entry:
+                changed[p.name] = self.shown[p.name] = entry
+        self.dirty.clear()
+        return changed
+
+    def _entry(self, p: Proc) -> ProcessSnapshot:
+        if p.reaped:
+            return ProcessSnapshot(ast.State.REAPED.value, "-", ())
+        parent = self.by_host.get(p.seen.ppid)
+        return ProcessSnapshot(state_of(p), parent.name if parent else "?", p.nspid)
 
 
 def state_of(p: Proc) -> str:

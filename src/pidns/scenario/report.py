@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pidns.scenario.ast import ProcessSnapshot, Snapshot, matches
-from pidns.scenario.backend import Record, Trace
-from pidns.scenario.compare import StepDiff, Verdict
+from pidns.scenario.backend import Record, Trace, running_snapshots
+from pidns.scenario.compare import StepDiff, Verdict, snapshot_diffs
 
 
 def _proc(snap: ProcessSnapshot | None) -> str:
@@ -92,8 +92,10 @@ def side_by_side(verdict: Verdict) -> str:
         + "  "
         + right.backend
     ]
-    for call, want, a, b in zip(calls, expected, left.records, right.records, strict=False):
-        same = matches(_result(a), _result(b)) and a.snapshot == b.snapshot
+    rows = zip(calls, expected, left.records, right.records, strict=False)
+    snapshots = snapshot_diffs(left.records, right.records)
+    for (call, want, a, b), d in zip(rows, snapshots, strict=False):
+        same = matches(_result(a), _result(b)) and not d
         cells = (call, want, _result(a))
         row = "  ".join(f"{c:<{w}}" for c, w in zip(cells, widths, strict=True))
         lines.append(f"  {row}  {_result(b)}" + ("" if same else "   <-- differs"))
@@ -110,14 +112,14 @@ def snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
-def _record_json(record: Record) -> dict[str, Any]:
+def _record_json(record: Record, snapshot: Snapshot) -> dict[str, Any]:
     return {
         "result": record.result,
         "completions": [
             {"step": c.step_index + 1, "actor": c.actor, "result": c.result}
             for c in record.completions
         ],
-        "snapshot": snapshot_json(record.snapshot),
+        "snapshot": snapshot_json(snapshot),
     }
 
 
@@ -126,6 +128,7 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
     diff_steps = {d.index for d in verdict.diffs}
     failed = {(f.backend, f.record.step.index) for f in verdict.failures}
     steps = []
+    snapshots = [running_snapshots(trace.records) for trace in verdict.traces]
     for index, step in enumerate(scenario.steps):
         entry: dict[str, Any] = {
             "step": index + 1,
@@ -134,9 +137,9 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
             "expected": step.expected,
             "diverges": index in diff_steps,
         }
-        for trace in verdict.traces:
+        for trace, snapshot in zip(verdict.traces, snapshots, strict=True):
             if index < len(trace.records):
-                data = _record_json(trace.records[index])
+                data = _record_json(trace.records[index], next(snapshot))
                 data["meets_expectation"] = (trace.backend, index) not in failed
                 entry[trace.backend] = data
         steps.append(entry)
