@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pidns.model import Task
-from pidns.scenario import real_settle, real_world
+from pidns.scenario import real_proc, real_settle, real_world
 from pidns.scenario.ast import Outcome, ProcessSnapshot, Snapshot, Step
 from pidns.scenario.backend import run
 from pidns.scenario.compare import judge
@@ -56,7 +56,7 @@ class Counting(Watched):
 def counted_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """Every /proc read of the real backend's world, by status descriptor."""
     reads: list[int] = []
-    original = real_settle.read
+    original = real_proc.read
 
     def counting(status_fd: int, stat_fd: int) -> Seen | None:
         reads.append(status_fd)
