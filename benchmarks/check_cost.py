@@ -1,7 +1,7 @@
 """What ``pidns check`` costs as a scenario grows: N forks, for N = 100, 200, 400, 800.
 
-Each size is one scenario (``A: fork -> P0``, ``A: fork -> P1``, ...), checked as ``pidns
-check`` does it (the model, then the kernel, then the comparison), and measured against
+Each size is one scenario (``A: fork -> Child0``, ``A: fork -> Child1``, ...), checked
+as ``pidns check`` does it (the model, then the kernel, then the comparison), and measured against
 two peers in the same run: the model alone, and a plain Python script that makes the
 same N processes on the kernel (N forks from one parent, each child asleep on a pipe as
 an idle puppet is, then all of them ended and reaped).
@@ -31,7 +31,7 @@ from pidns.scenario.real import RealBackend
 
 
 def forks(n: int) -> str:
-    return "".join(f"A: fork -> P{i}\n" for i in range(n))
+    return "".join(f"A: fork -> Child{i}\n" for i in range(n))
 
 
 def check_once(text: str) -> float:

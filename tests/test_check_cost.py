@@ -31,7 +31,7 @@ pytestmark = pytest.mark.real
 
 def forks_then_exit(n: int) -> str:
     """A makes N children, then exits: every child is reparented to root."""
-    return "".join(f"A: fork -> P{i}\n" for i in range(n)) + "A: exit 0\n"
+    return "".join(f"A: fork -> Child{i}\n" for i in range(n)) + "A: exit 0\n"
 
 
 class Counting(Watched):
@@ -84,14 +84,14 @@ def _reads_per_step(n: int, reads: list[int]) -> dict[str, Any]:
 
 def _assert_linear(n: int, seen: dict[str, Any]) -> None:
     # each fork step read A and the child it made, nothing else
-    assert seen["forks"] == [sorted({"A", f"P{i}"}) for i in range(n)]
+    assert seen["forks"] == [sorted({"A", f"Child{i}"}) for i in range(n)]
     # the exit reaches everyone: every process of the world is read again
-    assert set(seen["exit"]) >= {"root", *(f"P{i}" for i in range(n))}
+    assert set(seen["exit"]) >= {"root", *(f"Child{i}" for i in range(n))}
     # each record holds what changed: the new child; then A and all N reparented children
-    assert seen["changes"][:n] == [[f"P{i}"] if i else ["A", "P0"] for i in range(n)]
-    assert sorted(seen["changes"][n]) == sorted(["A", *(f"P{i}" for i in range(n))])
+    assert seen["changes"][:n] == [[f"Child{i}"] if i else ["A", "Child0"] for i in range(n)]
+    assert sorted(seen["changes"][n]) == sorted(["A", *(f"Child{i}" for i in range(n))])
     assert seen["last"]["A"] == ["reaped", "-"]  # root reaped it
-    assert all(seen["last"][f"P{i}"] == ["running", "root"] for i in range(n))
+    assert all(seen["last"][f"Child{i}"] == ["running", "root"] for i in range(n))
 
 
 @needs_root
@@ -137,7 +137,7 @@ def test_the_model_builds_snapshot_entries_only_for_what_changed() -> None:
         backend = Journaled()
         trace = run(parse(forks_then_exit(n), "forks.pidns"), backend)
         assert trace.error is None
-        assert backend.built[:n] == [2] + [1] * (n - 1)  # A and P0, then each new child
+        assert backend.built[:n] == [2] + [1] * (n - 1)  # A and Child0, then each new child
         assert backend.built[n] == n + 1  # the exit: A and its n reparented children
         assert {p.parent for name, p in trace.records[-1].snapshot.items() if name != "A"} == {
             "root"
