@@ -15,6 +15,10 @@
    of touched memory and from a bare one, driven call by call and interleaved with each
    other (``inprocess_big_caller_vs_bare``); each one's first call, which starts its
    namespace server, is reported apart (``first_call_ms``).
+6. Where a call's CPU time goes (``cpu_per_call_ms``, from /proc/PID/stat, so that a
+   loaded machine shows it as well as an idle one): for ``pidns.run(["true"])`` the
+   caller, the namespace server, and the inits with their commands (the server's reaped
+   children); for the unshare peer the caller and ``unshare`` with its forks and ``true``.
 
 Runs are interleaved (A, B, C, A, B, C, ...) and the medians compared. Peers come from
 Debian packages (util-linux, tini); a missing one is skipped with a note and its ratio is
@@ -185,6 +189,47 @@ def caller_costs(rounds: int) -> tuple[dict[str, float], dict[str, float]]:
     return {name: statistics.median(values[1:]) for name, values in samples.items()}, first
 
 
+def cpu_ms(pid: int) -> tuple[float, float]:
+    """CPU time (ms) of ``pid`` itself and of its reaped children (proc(5): utime, stime,
+    cutime, cstime)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = 1000 / os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) * tick, (int(fields[13]) + int(fields[14])) * tick
+
+
+def cpu_per_call(rounds: int, peer: Command | None) -> dict[str, float]:
+    """Part 6: the CPU time of one call, split by process, averaged over ``rounds`` calls."""
+    pidns.run(["true"])  # the server is started
+    servers = []
+    for pid in children_of(os.getpid()):
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"pidns.linux.server" in f.read():
+                servers.append(pid)
+    split: dict[str, float] = {}
+    if len(servers) == 1:
+        (server,) = servers
+        own, reaped = cpu_ms(server)
+        before = time.process_time()
+        for _ in range(rounds):
+            pidns.run(["true"])
+        split["pidns: caller"] = (time.process_time() - before) * 1000 / rounds
+        own_after, reaped_after = cpu_ms(server)
+        split["pidns: server"] = (own_after - own) / rounds
+        split["pidns: inits and commands"] = (reaped_after - reaped) / rounds
+    if peer is not None:
+        before, start = time.process_time(), os.times()
+        for _ in range(rounds):
+            subprocess.run(peer, check=False)
+        own, end = time.process_time() - before, os.times()
+        children = (
+            end.children_user + end.children_system - start.children_user - start.children_system
+        )
+        split["unshare: caller"] = own * 1000 / rounds
+        split["unshare: unshare, its forks and true"] = children * 1000 / rounds
+    return split
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round(a / b, 3)
 
@@ -228,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         peer = [*unshare, "true"]
         calls["subprocess.run(unshare ... true)"] = lambda: subprocess.run(peer, check=False)
     inprocess = timed_calls(calls, rounds * 5)
+    cpu_split = cpu_per_call(rounds * 5, [*unshare, "true"] if unshare else None)
 
     # 3. the orphan storm, and each launcher's run of `sh -c true` (start-up and teardown,
     #    measured in part 1), so that the reaping itself can be compared
@@ -259,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "cli": cli_name,
         "startup_ms": {k: round(v, 3) for k, v in startup.items()},
         "inprocess_ms": {k: round(v, 3) for k, v in inprocess.items()},
+        "cpu_per_call_ms": {k: round(v, 3) for k, v in cpu_split.items()},
         "caller_ms": {k: round(v, 3) for k, v in callers.items()},
         "first_call_ms": {k: round(v, 3) for k, v in first_calls.items()},
         "storm_ms": {k: round(v, 1) for k, v in storm.items()},
@@ -295,6 +342,7 @@ def report(result: dict[str, Any]) -> None:
     print(f"pidns command line: {result['cli']}")
     table("start-up (median wall time per run)", result["startup_ms"], "ms")
     table("in a warm interpreter (median per call)", result["inprocess_ms"], "ms")
+    table("CPU time of one call, by process (mean)", result["cpu_per_call_ms"], "ms")
     table("pidns.run(['true']) by the caller's size (median per call)", result["caller_ms"], "ms")
     table("the first call, which starts the namespace server", result["first_call_ms"], "ms")
     table("2,000 orphans (median wall time per run)", result["storm_ms"], "ms")
