@@ -121,6 +121,15 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def comm(pid: int) -> str:
+    """The name of ``pid`` (/proc/PID/comm), "" once it is gone."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def nspid(pid: int) -> list[int]:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

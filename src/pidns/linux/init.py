@@ -97,6 +97,7 @@ class Plan:
         "path",
         "pause",
         "pid_file",
+        "prepared",
         "proc_dir",
         "propagation",
         "rewrite",
@@ -189,11 +190,14 @@ class Plan:
         # no command: the init holds the namespace open until a TERM, INT or HUP
         # (catatonit -P), for ``pidns exec`` to join
         self.pause = pause
+        # prepare_namespace has run already (a spare init): become_init skips it
+        self.prepared = False
 
 
 def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) -> NoReturn:
     """The child side of clone3: set the namespace up, start the command, serve, exit."""
     gc.disable()  # a collection would touch (and copy on write) the whole inherited heap
+    where = ["setup"]  # the stage a failure is reported at (prepare_namespace names its own)
     stage = "setup"
     try:
         if SIGCHLD in plan.inherited.ignored:
@@ -214,47 +218,9 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
             syscalls.set_child_subreaper(True)
             _SUBREAPER[0] = True
             tree.enter_cgroup()  # where one is delegated: the command is born in it
-        if plan.id_map is not None:
-            stage = "user namespace"
-            gate, gate_write = plan.maps_gate
-            if gate >= 0:  # the launcher runs newuidmap/newgidmap on us
-                os.close(gate_write)
-                userns.write_setgroups(plan.id_map)
-                status_channel.send(channel, status_channel.MapsWanted())
-                if os.read(gate, 1) != b"1":
-                    os._exit(exits.EXIT_SETUP)  # the launcher reports why
-                os.close(gate)
-            else:
-                userns.write_own_maps(plan.id_map, plan.uid, plan.gid)
-        stage = "parent death signal"
-        if (
-            plan.parent_death_signal
-            and plan.launcher_death_signal == SIGKILL
-            and not plan.subreaper
-        ):
-            # (a catchable launcher_death_signal is the pidfd watch's alone: the kernel's
-            # signal would kill the init, and with it the namespace, at once; and a
-            # SIGKILLed subreaper would leave the command's processes behind)
-            syscalls.set_parent_death_signal(SIGKILL)
-        if plan.mount_ns:
-            stage = "mount"
-            mounts.set_propagation(plan.propagation)
-        if plan.verbose:
-            _name(SIGTERM)  # import the names now: a chroot may hide the package
-        if plan.root is not None:
-            stage = "root"
-            os.chroot(plan.root)
-            os.chdir("/")
-        if plan.cwd is not None:
-            stage = "cwd"
-            os.chdir(plan.cwd)
-        if plan.proc_dir is not None:
-            stage = "proc"
-            if plan.root is None and plan.propagation != "private":
-                # the recursive change above left the old /proc shared or slave: a mount
-                # over it would propagate (unshare makes it private first, too)
-                mounts.make_private_recursive(plan.proc_dir)
-            mounts.mount_proc(plan.proc_dir)
+        if not plan.prepared:
+            stage = "namespace"  # prepare_namespace names its stages in where[0]
+            prepare_namespace(plan, channel, where)
         if plan.pass_fds is not None:
             keep = {0, 1, 2, channel, launcher_pidfd, host_pidns, plan.terminal, plan.pid_file}
             keep |= set(plan.stdio)
@@ -292,6 +258,8 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
         if plan.subreaper:
             _leave_cgroup()
     except OSError as exc:
+        if stage == "namespace":
+            stage = where[0]
         err = exc.errno or errno.EIO
         status = exits.for_exec_error(err) if stage == "exec" else exits.EXIT_SETUP
         text = exits.describe_exec_error(err) if stage == "exec" else os.strerror(err)
@@ -313,6 +281,50 @@ def become_init(plan: Plan, channel: int, launcher_pidfd: int, host_pidns: int) 
     if plan.subreaper:
         tree.remove_cgroup()
     os._exit(exits.from_wait_status(status))
+
+
+def prepare_namespace(plan: Plan, channel: int, where: list[str]) -> None:
+    """The part of the init's setup that depends only on the namespace's shape (the user
+    namespace's maps, the parent-death signal, mount propagation, the chroot and fresh
+    /proc), not on the command: a spare init (``spare``) does it before any request.
+    ``where[0]`` names the stage under way, for the report of a failure."""
+    if plan.id_map is not None:
+        where[0] = "user namespace"
+        gate, gate_write = plan.maps_gate
+        if gate >= 0:  # the launcher runs newuidmap/newgidmap on us
+            os.close(gate_write)
+            userns.write_setgroups(plan.id_map)
+            status_channel.send(channel, status_channel.MapsWanted())
+            if os.read(gate, 1) != b"1":
+                os._exit(exits.EXIT_SETUP)  # the launcher reports why
+            os.close(gate)
+        else:
+            userns.write_own_maps(plan.id_map, plan.uid, plan.gid)
+    where[0] = "parent death signal"
+    if plan.parent_death_signal and plan.launcher_death_signal == SIGKILL and not plan.subreaper:
+        # (a catchable launcher_death_signal is the pidfd watch's alone: the kernel's
+        # signal would kill the init, and with it the namespace, at once; and a
+        # SIGKILLed subreaper would leave the command's processes behind)
+        syscalls.set_parent_death_signal(SIGKILL)
+    if plan.mount_ns:
+        where[0] = "mount"
+        mounts.set_propagation(plan.propagation)
+    if plan.verbose:
+        _name(SIGTERM)  # import the names now: a chroot may hide the package
+    if plan.root is not None:
+        where[0] = "root"
+        os.chroot(plan.root)
+        os.chdir("/")
+    if plan.cwd is not None:
+        where[0] = "cwd"
+        os.chdir(plan.cwd)
+    if plan.proc_dir is not None:
+        where[0] = "proc"
+        if plan.root is None and plan.propagation != "private":
+            # the recursive change above left the old /proc shared or slave: a mount
+            # over it would propagate (unshare makes it private first, too)
+            mounts.make_private_recursive(plan.proc_dir)
+        mounts.mount_proc(plan.proc_dir)
 
 
 def _start_command(plan: Plan, host_pidns: int) -> tuple[int, int]:

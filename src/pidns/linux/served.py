@@ -20,6 +20,7 @@ import contextlib
 import errno
 import marshal
 import os
+import resource
 import select
 import socket
 import sys
@@ -28,14 +29,21 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from pidns.core import exits
 from pidns.core import flags as cf
-from pidns.linux import launcher, server, spawn, status_channel, userns
+from pidns.linux import launcher, server, spawn, status_channel, syscalls, userns
 from pidns.linux.launcher import SetupError
 
 SOCKET_KIND = socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
 MAX_PASS_FDS = 253 - 6  # SCM_MAX_FD less the fixed fds of a request (server.FIXED_FDS)
 SIGKILL = 9
 SIGKILL_STATUS = SIGKILL  # the wait status of a process killed by SIGKILL
+DONTWAIT = int(socket.MSG_DONTWAIT)  # an int: or-ing socket's enum flags costs microseconds
+RLIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
+
+
+def _rlimits() -> list[tuple[int, int]]:
+    return [resource.getrlimit(kind) for kind in RLIMITS]
 
 
 def _context() -> tuple[object, ...]:
@@ -54,6 +62,8 @@ class Connection:
 
     def __init__(self) -> None:
         self.context = _context()
+        self.rlimits = _rlimits()  # the server's, and so every init's unless a request says
+        self.spares: dict[bytes, Spare] = {}  # announced by the server, by shape
         mine, theirs = socket.socketpair(socket.AF_UNIX, SOCKET_KIND)
         self.control = mine.detach()  # a plain fd: left open at exit without a warning
         pidfd = os.pidfd_open(os.getpid())  # opened before the server exists: no race
@@ -64,16 +74,85 @@ class Connection:
             theirs.close()
             os.close(pidfd)
 
-    def send(self, fds: Sequence[int]) -> None:
+    def changed_rlimits(self) -> list[tuple[int, tuple[int, int]]]:
+        """The caller's rlimits that differ from its server's (setrlimit since its start)."""
+        now = _rlimits()
+        return [(kind, now[i]) for i, kind in enumerate(RLIMITS) if now[i] != self.rlimits[i]]
+
+    def send(self, fds: Sequence[int], shape: bytes) -> None:
+        """One request: ``N``, the shape a spare must have to serve it, and its fds."""
         carrier = socket.socket(fileno=self.control)
         try:
-            socket.send_fds(carrier, [b"N"], list(fds))
+            socket.send_fds(carrier, [b"N" + shape], list(fds))
         finally:
             carrier.detach()
 
+    def take_spare(self, shape: bytes) -> Spare | None:
+        """The spare the server announced for ``shape``, if any and still usable (call
+        with ``_lock`` held)."""
+        carrier = socket.socket(fileno=self.control)
+        try:
+            while True:
+                try:
+                    data, fds = server.recv_fds(carrier, 4096, DONTWAIT)
+                except OSError:  # nothing waiting (or the server is gone: sending says)
+                    break
+                if data[:1] != b"S" or len(fds) < 2:
+                    for fd in fds:
+                        os.close(fd)
+                    break
+                pid, _, announced = data[1:].partition(b" ")
+                old = self.spares.pop(announced, None)
+                if old is not None:
+                    old.close()
+                self.spares[announced] = Spare(int(pid), *fds)
+        finally:
+            carrier.detach()
+        spare = self.spares.pop(shape, None)
+        if spare is not None and spare.stale():
+            spare.close()
+            return None
+        return spare
+
     def close(self) -> None:
+        self.close_spares()
         os.close(self.control)
         _reap(self.pid)
+
+    def close_spares(self) -> None:
+        for spare in self.spares.values():
+            spare.close()
+        self.spares.clear()
+
+
+class Spare:
+    """A spare init the server announced (``spare``): its pid, its pidfd, its request
+    channel, and a mountinfo fd of the caller's mount namespace opened before the spare
+    copied it (-1 without a mount namespace)."""
+
+    __slots__ = ("channel", "mountinfo", "pid", "pidfd")
+
+    def __init__(self, pid: int, channel: int, pidfd: int, mountinfo: int = -1) -> None:
+        self.pid = pid
+        self.channel = channel
+        self.pidfd = pidfd
+        self.mountinfo = mountinfo
+
+    def stale(self) -> bool:
+        """Whether anything has been mounted or unmounted here since the spare copied the
+        mount table: a mountinfo fd polls POLLPRI then (fs/proc_namespace.c:mounts_poll
+        compares the namespace's event count with the one its open saw)."""
+        if self.mountinfo < 0:
+            return False
+        poller = select.poll()
+        poller.register(self.mountinfo, select.POLLPRI)
+        return bool(poller.poll(0))
+
+    def close(self) -> None:
+        """Let it go (it exits once its channel is closed)."""
+        for fd in (self.channel, self.pidfd, self.mountinfo):
+            if fd >= 0:
+                os.close(fd)
 
 
 def _spawn_server(control: int, pidfd: int, main_thread: bool) -> tuple[int, bool]:
@@ -138,6 +217,7 @@ def _forget_after_fork() -> None:
     _lock = threading.Lock()
     for conn in [_connection, *_retired]:
         if conn is not None:
+            conn.close_spares()
             os.close(conn.control)
     _connection = None
     _retired.clear()
@@ -151,6 +231,7 @@ def _server() -> Connection:
     with _lock:
         if _connection is not None and _connection.context != _context():
             if _connection.context[0] == os.getpid():
+                _connection.close_spares()  # made with the old credentials or namespaces
                 _retired.append(_connection)  # its namespaces still run: keep its socket
             _connection = None
         if _connection is None:
@@ -176,13 +257,29 @@ def _checked(value: str, what: str) -> bytes:
     return data
 
 
+def _cwd_path(cwd: str | None) -> str | None:
+    """The command's working directory as a path from the root, for a spare to look up in
+    its own mount namespace (``spare._enter_cwd``); None if there is none (deleted)."""
+    try:
+        here = os.getcwd()
+    except OSError:
+        return None
+    return here if cwd is None else os.path.join(here, os.fsdecode(cwd))
+
+
 def _umask() -> int:
-    """The caller's umask, without changing it (umask(2) can only set it)."""
+    """The caller's umask, without changing it (umask(2) can only set it, and setting it
+    back would race with other threads)."""
     with open("/proc/self/status", "rb") as f:
         for line in f:
             if line.startswith(b"Umask:"):
                 return int(line.split()[1], 8)
     return -1
+
+
+def _privileged() -> bool:
+    """Whether the caller holds CAP_SYS_ADMIN (capget(2): no /proc read)."""
+    return bool(syscalls.effective_capabilities() >> userns.CAP_SYS_ADMIN & 1)
 
 
 def start(
@@ -211,12 +308,19 @@ def start(
         raise ValueError("no command given")
     for arg in argv:
         _checked(arg, "an argument")
-    environment = dict(os.environ) if env is None else dict(env)
-    for key, value in environment.items():
-        if "=" in key or not key:
-            raise ValueError(f"illegal environment variable name {key!r}")
-        _checked(key, "an environment variable name")
-        _checked(value, f"the environment variable {key}")
+    environment: Mapping[str, str] | Mapping[bytes, bytes]
+    if env is None:
+        # the caller's own, as bytes (what execve takes: decoding each variable here and
+        # encoding it again in the init costs more than the rest of a request); it needs
+        # no checks: putenv refuses NUL bytes, "=" in names and empty names
+        environment = dict(os.environb)
+    else:
+        environment = dict(env)
+        for key, value in environment.items():
+            if "=" in key or not key:
+                raise ValueError(f"illegal environment variable name {key!r}")
+            _checked(key, "an environment variable name")
+            _checked(value, f"the environment variable {key}")
     program = argv[0] if executable is None else executable
     _checked(program, "the executable")
     passed = sorted({int(fd) for fd in pass_fds if int(fd) > 2})
@@ -240,11 +344,12 @@ def start(
         "umask": _umask() if umask < 0 else umask,
         "caller_ids": (os.getuid(), os.getgid()),
         "pass_fds": passed,
+        "cwd_path": _cwd_path(cwd),
     }
     cwd_fd = os.open("." if cwd is None else cwd, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         # with a "/", relative to the new working directory, as exec finds it
-        request["path"] = spawn.resolve(program, environment) if "/" not in program else program
+        request["path"] = spawn.resolve(program, env) if "/" not in program else program
         for fd in passed:
             os.fstat(fd)  # EBADF now, not in the server
         fds = [cwd_fd, *(fd if fd >= 0 else _own(i) for i, fd in enumerate(stdio)), *passed]
@@ -284,7 +389,7 @@ def _start(
     fds: list[int],
 ) -> Served:
     """One request to the server, and its answer."""
-    privileged, _threads = userns.self_status()
+    privileged = _privileged()
     id_map = options.id_map
     if id_map is None and (options.map_user is not None or not privileged):
         id_map = userns.IdMap.of(options.map_user or userns.MAP_ROOT, os.getuid(), os.getgid())
@@ -307,10 +412,18 @@ def _start(
         ids=options.ids,
         subreaper=subreaper,
     )
-    ns = _send(argv, request, fds)
+    shape = _shape(request)
+    ns = None if not shape else _to_spare(argv, request, fds, shape)
+    if ns is None:
+        ns = _send(argv, request, fds, shape)
     ns.remap_exit = options.remap_exit
     ns.subreaper = subreaper
     try:
+        ns.await_ready()
+    except _Declined:
+        ns.close()  # it did nothing: the server makes this one
+        ns = _send(argv, request, fds, shape)
+        ns.remap_exit = options.remap_exit
         ns.await_ready()
     except BaseException:
         ns.kill()
@@ -320,18 +433,87 @@ def _start(
     return ns
 
 
-def _send(argv: list[str], request: dict[str, Any], fds: list[int]) -> Served:
+class _Declined(Exception):
+    """A spare declined a request before doing anything (``spare``)."""
+
+
+def _to_spare(
+    argv: list[str], request: dict[str, Any], fds: list[int], shape: bytes
+) -> Served | None:
+    """Send the request to the spare announced for its shape; None if there is none (or
+    it is gone)."""
+    with _lock:
+        conn = _connection
+        if conn is None or conn.context != _context():
+            return None
+        spare = conn.take_spare(shape)
+        request["rlimits"] = conn.changed_rlimits()
+    if spare is None:
+        return None
     memfd = os.memfd_create("pidns-request", os.MFD_CLOEXEC)
     try:
-        payload = marshal.dumps(request)
-        view = memoryview(payload)
+        view = memoryview(marshal.dumps(request))
         while view:
             view = view[os.write(memfd, view) :]
-        for attempt in (1, 2):
+        channel = socket.socket(fileno=spare.channel)
+        try:
+            socket.send_fds(channel, [b"N"], [memfd, *fds])
+        except OSError:  # it is gone (killed while waiting): the server makes this one
+            channel.close()
+            spare.channel = -1
+            spare.close()
+            return None
+    finally:
+        os.close(memfd)
+    if spare.mountinfo >= 0:
+        os.close(spare.mountinfo)
+    ns = Served(argv, channel, request["flags"], direct=False)
+    ns.init_pid = ns.pid = spare.pid
+    ns.pidfd = spare.pidfd
+    ns.spare = True
+    return ns
+
+
+def _shape(request: dict[str, Any]) -> bytes:
+    """What a spare init must have made before the request to serve it (``spare``), or
+    b"" if none can: one without a pid namespace or an init (the subreaper fallback,
+    as_pid_1), one whose mounts would not be private (a copy made before the request
+    would then differ from one made at it in more than the mount table the server
+    watches), a relative /proc (the init's cwd names it), or a cwd with no path."""
+    mount_ns = request["mount_ns"]
+    proc_dir = request["proc_dir"]
+    if (
+        request["as_pid_1"]
+        or request["subreaper"]
+        or (mount_ns and (request["propagation"] != "private" or request["cwd_path"] is None))
+        or (proc_dir is not None and not proc_dir.startswith("/"))
+    ):
+        return b""
+    id_map = request["id_map"]
+    shape = (
+        request["flags"],
+        id_map,
+        mount_ns,
+        proc_dir,
+        request["propagation"] if mount_ns else None,
+        request["launcher_death_signal"],
+        None if id_map is None else request["caller_ids"],
+    )
+    return repr(shape).encode()
+
+
+def _send(argv: list[str], request: dict[str, Any], fds: list[int], shape: bytes) -> Served:
+    for attempt in (1, 2):
+        conn = _server()
+        request["rlimits"] = conn.changed_rlimits()
+        memfd = os.memfd_create("pidns-request", os.MFD_CLOEXEC)
+        try:
+            view = memoryview(marshal.dumps(request))
+            while view:
+                view = view[os.write(memfd, view) :]
             mine, theirs = socket.socketpair(socket.AF_UNIX, SOCKET_KIND)
-            conn = _server()
             try:
-                conn.send([memfd, theirs.fileno(), *fds])
+                conn.send([memfd, theirs.fileno(), *fds], shape)
             except OSError as exc:
                 mine.close()
                 if attempt == 2 or exc.errno not in (errno.EPIPE, errno.ECONNRESET):
@@ -343,9 +525,9 @@ def _send(argv: list[str], request: dict[str, Any], fds: list[int]) -> Served:
             finally:
                 theirs.close()
             return Served(argv, mine, request["flags"], direct=request["as_pid_1"])
-        raise AssertionError("unreachable")
-    finally:
-        os.close(memfd)
+        finally:
+            os.close(memfd)
+    raise AssertionError("unreachable")
 
 
 def _own(fd: int) -> int:
@@ -376,6 +558,9 @@ class Served(launcher.RunningNamespace):
         self.clone_error: int | None = None
         self.eof = False
         self.kill_requested = False  # kill() before the pidfd came: kill on its arrival
+        self.spare = False  # made ahead by the server: says t (taken) or d (declined) first
+        self.taken = False
+        self.declined = False
         self.wait_lock = threading.RLock()
         self.fd_lock = threading.Lock()
 
@@ -387,9 +572,26 @@ class Served(launcher.RunningNamespace):
 
     def _records(self) -> None:
         """Take every message waiting on the channel (never blocks)."""
+        self._take_all()
+        if self._reported() and select.select([self.pidfd], [], [], 0)[0]:
+            self._ended(exits.from_wait_status(self.command_status or 0) << 8)
+
+    def _reported(self) -> bool:
+        """Whether the init has sent its report and only its exit remains: its pidfd
+        then says when the namespace is empty (pid 1 exits after its last process,
+        kernel/pid_namespace.c:zap_pid_ns_processes), with no wait for the server's
+        ``W``. (Not for the subreaper fallback: its exit does not end the tree.)"""
+        return (
+            self.command_status is not None
+            and self.wait_status is None
+            and not self.subreaper
+            and self.pidfd >= 0
+        )
+
+    def _take_all(self) -> None:
         while self.sock is not None and not self.eof:
             try:
-                data, fds = server.recv_fds(self.sock, 65536, socket.MSG_DONTWAIT)
+                data, fds = server.recv_fds(self.sock, 65536, DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -398,6 +600,9 @@ class Served(launcher.RunningNamespace):
                 self.eof = True
                 self._ended(None)
                 return
+            if data in (b"t", b"d") and self.spare:
+                self.taken, self.declined = data == b"t", data == b"d"
+                continue
             for line in data.decode().splitlines():
                 self._record(status_channel.decode(line), fds)
                 fds = []
@@ -461,7 +666,8 @@ class Served(launcher.RunningNamespace):
     def _wait_readable(self, timeout: float | None) -> bool:
         if self.sock is None:
             return True
-        return bool(select.select([self.sock], [], [], timeout)[0])
+        watched = [self.sock.fileno(), self.pidfd] if self._reported() else [self.sock]
+        return bool(select.select(watched, [], [], timeout)[0])
 
     def step(self) -> bool:
         """Take what has arrived; whether ``await_ready`` is done (raises its errors)."""
@@ -470,6 +676,8 @@ class Served(launcher.RunningNamespace):
             return self._settled()
 
     def _settled(self) -> bool:
+        if self.spare and not self.taken and (self.declined or self.eof):
+            raise _Declined  # (an EOF before t: it went before it could do anything)
         if self.clone_error is not None:
             raise launcher.clone_failure(self.clone_error, self.flags)
         if self.failure is not None:

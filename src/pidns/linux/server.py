@@ -41,6 +41,7 @@ import errno
 import fcntl
 import marshal
 import os
+import resource
 import select
 import time
 from _socket import CMSG_SPACE, MSG_CMSG_CLOEXEC, SCM_RIGHTS, SOL_SOCKET
@@ -56,8 +57,10 @@ if TYPE_CHECKING:
 SIGCHLD = int(signal.SIGCHLD)
 SIGKILL = int(signal.SIGKILL)
 REQUEST = b"N"
+_SEQPACKET = _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC
 MAX_FDS = 253  # SCM_MAX_FD (include/net/scm.h): fds in one message
 FIXED_FDS = 6  # memfd, status, cwd, stdin, stdout, stderr
+SPARE_DELAY = 0.01  # seconds after a spare took a request before the next is made anyway
 EXIT_LOST = 125 << 8  # the wait status sent when the init's could not be collected
 
 
@@ -121,31 +124,52 @@ class Server:
         self.use_waitid = False
         self.cannot_wait = _wait_refused()  # an init could never reap: refuse requests
         self.sentinels: dict[int, tuple[int, int, bytes]] = {}  # exec pipe -> (pid, channel, F)
+        self.wanted: tuple[bytes, dict[str, Any]] | None = None  # the shape spares are made of
+        self.refused: set[bytes] = set()  # shapes whose spare could not be made
+        self.spare: Spare | None = None  # the one announced to the caller, until it takes one
+        self.serving: set[int] = set()  # pids of spares that took a request, until reaped
+        self.taken_at = 0.0  # when the last one took its request (monotonic)
 
     def serve(self) -> None:
-        poller = select.poll()
+        self.poller = poller = select.poll()
         for fd in (self.control.fileno(), self.caller_pidfd, self.sfd):
             poller.register(fd, select.POLLIN)
         while True:
-            ready = dict(poller.poll())
+            ready = dict(poller.poll(self._spare_due()))
             if self.caller_pidfd in ready:
                 return
             for fd in [fd for fd in ready if fd in self.sentinels]:
                 self._exec_report(fd)
                 poller.unregister(fd)
+            if self.spare is not None and self.spare.sock.fileno() in ready:
+                self._spare_said(self.spare)
             if self.sfd in ready:
                 syscalls.read_signals(self.sfd)
                 self._reap()
             if self.control.fileno() in ready:
                 try:
-                    data, fds = recv_fds(self.control)
+                    data, fds = recv_fds(self.control, 512)
                 except OSError:
                     return
                 if not data:
                     return  # the caller closed its end
-                sentinel = self._request(data, fds)
-                if sentinel >= 0:
-                    poller.register(sentinel, select.POLLIN)
+                self._request(data, fds)
+            if self.spare is None and self.wanted is not None and self._spare_due() == 0:
+                self._make_spare(*self.wanted)
+
+    def _spare_due(self) -> int | None:
+        """Milliseconds until the next spare should be made (None: not now). Once the last
+        one's namespace has ended, or SPARE_DELAY after it took its request: not at once,
+        so that making it does not compete with the command it serves for the CPU."""
+        if self.spare is not None or self.wanted is None:
+            return None
+        if not self.serving:
+            return 0
+        return max(0, int((self.taken_at + SPARE_DELAY - time.monotonic()) * 1000))
+
+    def _watch(self, sentinel: int) -> None:
+        if sentinel >= 0:
+            self.poller.register(sentinel, select.POLLIN)
 
     def _reap(self) -> None:
         """Reap every init that has exited and tell its caller (``W``)."""
@@ -181,6 +205,13 @@ class Server:
         return info.si_pid, info.si_status | (0x80 if info.si_code == os.CLD_DUMPED else 0)
 
     def _reaped(self, pid: int, status: int) -> None:
+        spare = self.spare
+        if spare is not None and spare.pid == pid:
+            while self._spare_said(spare):  # what it wrote before it died comes first
+                pass
+        self.serving.discard(pid)
+        if pid in self.pidfds and pid not in self.channels:
+            os.close(self.pidfds.pop(pid))  # a spare that never served
         for pipe, (owner, _, _) in list(self.sentinels.items()):
             if owner == pid:  # its exec report comes first
                 self._exec_report(pipe)
@@ -207,13 +238,105 @@ class Server:
             ready = status_channel.Ready(1, pid, time.monotonic_ns())
             _quietly(status_channel.send, channel, ready)
 
-    def _request(self, data: bytes, fds: list[int]) -> int:
-        """Serve one request; the fd of an exec sentinel to watch, or -1."""
-        if data != REQUEST or len(fds) < FIXED_FDS:
+    def _request(self, data: bytes, fds: list[int]) -> None:
+        """Make a request's namespace now. The bytes after ``N`` are its shape (empty when
+        no spare could serve it): spares are made of the last one's."""
+        if data[:1] != REQUEST or len(fds) < FIXED_FDS:
             for fd in fds:
                 os.close(fd)
-            return -1
-        memfd, status, cwd = fds[:3]
+            return
+        try:
+            request = marshal.loads(_read_all(fds[0]))
+        except Exception:  # a malformed request: one line, never a traceback
+            _quietly(status_channel.send, fds[1], status_channel.CloneFailed(errno.EINVAL))
+            for fd in fds:
+                os.close(fd)
+            return
+        shape = data[1:]
+        wanted = shape and shape not in self.refused and not self.cannot_wait
+        if wanted and (self.wanted is None or self.wanted[0] != shape):
+            if self.spare is not None:  # of another shape: the caller lets it go
+                self._drop(self.spare)
+            self.wanted = (shape, request)
+        self._watch(self._clone(request, fds))
+
+    def _spare_said(self, spare: Spare) -> bool:
+        """Take one message of ``spare`` (never blocks): ``t`` with its request channel
+        (it took a request: W goes there), ``f`` it could not make its namespace, EOF it
+        is gone. Whether there may be more."""
+        try:
+            data, fds = recv_fds(spare.sock, 4096, _socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data, fds = b"", []
+        if data == b"r":
+            spare.ready = True
+            return True
+        if data[:1] == b"t" and fds:
+            self.channels[spare.pid] = fds.pop()
+            self.serving.add(spare.pid)
+            self.taken_at = time.monotonic()
+        elif data[:1] == b"f" or not spare.ready:
+            self.refused.add(spare.shape)  # that shape gets no spares: the error is
+            if self.wanted is not None and self.wanted[0] == spare.shape:  # each
+                self.wanted = None  # request's own, made at it
+        for fd in fds:
+            os.close(fd)
+        self._drop(spare)
+        return False
+
+    def _drop(self, spare: Spare) -> None:
+        """Forget ``spare``'s socket; kill it unless it serves a request."""
+        if self.spare is spare:
+            self.spare = None
+        if spare.pid not in self.channels:
+            _quietly(os.kill, spare.pid, SIGKILL)  # not reaped yet: the pid is still its
+        self.poller.unregister(spare.sock)
+        spare.sock.close()
+
+    def _make_spare(self, shape: bytes, request: dict[str, Any]) -> None:
+        """Make the next spare: an init in a fresh namespace of ``request``'s shape, with
+        its /proc mounted, waiting for a request (``spare.become_spare``), and announce it
+        to the caller (``S``): its request channel, its pidfd, and a mountinfo fd of our
+        mount namespace opened before the spare copied it (``served.Spare.stale``)."""
+        from pidns.linux import spare as spares  # noqa: PLC0415 (once there is a shape)
+
+        mountinfo = -1
+        mine, theirs = _socket.socketpair(_socket.AF_UNIX, _SEQPACKET)
+        callers, its = _socket.socketpair(_socket.AF_UNIX, _SEQPACKET)
+        try:
+            if request["mount_ns"]:
+                mountinfo = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+            pid, pidfd = syscalls.clone_bare(request["flags"], want_pidfd=True)
+            if pid == 0:
+                channels = (theirs.fileno(), its.fileno())
+                spares.become_spare(request, *channels, self.caller_pidfd, self.host_pidns)
+        except OSError:
+            self.refused.add(shape)
+            self.wanted = None
+            mine.close()
+            callers.close()
+            return
+        finally:
+            theirs.close()
+            its.close()
+        self.pidfds[pid] = pidfd
+        self.spare = Spare(shape, pid, mine)
+        self.poller.register(mine, select.POLLIN)
+        fds = [callers.fileno(), pidfd] + ([mountinfo] if mountinfo >= 0 else [])
+        try:
+            self.control.sendmsg([b"S%d " % pid + shape], [(SOL_SOCKET, SCM_RIGHTS, _fds(fds))])
+        except OSError:
+            self._drop(self.spare)
+        finally:
+            callers.close()
+            if mountinfo >= 0:
+                os.close(mountinfo)
+
+    def _clone(self, request: dict[str, Any], fds: list[int]) -> int:
+        """Make the request's namespace now; the fd of an exec sentinel to watch, or -1."""
+        status, cwd = fds[1:3]
         sentinel = write_end = -1
         pid = -1
         try:
@@ -222,7 +345,6 @@ class Server:
                 text = f"cannot wait for pid 1: {os.strerror(err)}"
                 status_channel.send(status, status_channel.Failed(125, err, "setup", text))
                 raise _Refused
-            request = marshal.loads(_read_all(memfd))
             stdio = [fd if fd >= 0 else self.devnull for fd in fds[3:6]]
             passed = list(zip(fds[FIXED_FDS:], request["pass_fds"], strict=True))
             channel = status
@@ -261,6 +383,23 @@ class Server:
         return sentinel
 
 
+class Spare:
+    """The server's view of a spare init: its pid and the socket on which it says r, f, t."""
+
+    __slots__ = ("pid", "ready", "shape", "sock")
+
+    def __init__(self, shape: bytes, pid: int, sock: _socket.socket) -> None:
+        self.shape = shape
+        self.pid = pid
+        self.sock = sock
+        self.ready = False  # it said r: its namespace is made
+
+
+def _fds(fds: list[int]) -> bytes:
+    """An SCM_RIGHTS payload."""
+    return b"".join(fd.to_bytes(4, "little") for fd in fds)
+
+
 def _id_map(user: int | None, group: int | None, setgroups: str | None) -> userns.IdMap:
     """A request's id_map: (user, group, setgroups), no subordinate ranges."""
     return userns.IdMap(user=user, group=group, setgroups=setgroups)
@@ -289,6 +428,78 @@ def _quietly(fn: Any, *args: Any) -> None:
         pass  # the caller's end is gone: nobody to tell
 
 
+def plan_of(
+    request: dict[str, Any],
+    channel: int,
+    watched: list[int],
+    stdio: list[int],
+    passed: list[tuple[int, int]],
+) -> tuple[Plan, int, list[int]]:
+    """The init's Plan for ``request``, with its fds where the command wants them: each
+    ``passed`` (fd, target) dup2'd onto its target (inheritable), and ``channel``, the
+    ``watched`` fds and ``stdio`` moved above every target first, so that no dup2 clobbers
+    them (their new numbers are returned). Takes the caller's umask, rlimits and ignored
+    signals. In the init (the server's child, or a spare), never in the server."""
+    targets = [target for _, target in passed if target > 2]
+    low = max([2, *targets]) + 1
+
+    def lift(fd: int) -> int:
+        return fd if fd < 0 else fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low)
+
+    channel = lift(channel)
+    watched = [lift(fd) for fd in watched]
+    stdio = [lift(fd) for fd in stdio]
+    for fd, target in [(lift(fd), target) for fd, target in passed if target > 2]:
+        os.dup2(fd, target)  # inheritable
+    os.umask(request["umask"])
+    for kind, limits in request["rlimits"]:  # those the caller changed since our start
+        resource.setrlimit(kind, limits)
+    ignored, mask = request["inherited"]
+    id_map = request["id_map"]
+    for sig in ignored:
+        # the command gets them ignored, as exec would from the caller; posix_spawn
+        # can only reset a disposition (SIGCHLD: become_init forks for it instead)
+        if sig != SIGCHLD:
+            signal.signal(sig, signal.SIG_IGN)
+    plan = Plan(
+        request["argv"],
+        request["path"],
+        request["env"],
+        stdio=(stdio[0], stdio[1], stdio[2]),
+        as_pid_1=request["as_pid_1"],
+        mount_ns=request["mount_ns"],
+        proc_dir=request["proc_dir"],
+        propagation=request["propagation"],
+        ids=tuple(request["ids"]),
+        id_map=None if id_map is None else _id_map(*id_map),
+        wait_all=request["wait_all"],
+        grace=request["grace"],
+        forward_to_group=request["forward_to_group"],
+        parent_death_signal=True,  # the server's death kills the namespace
+        pass_fds=tuple(targets),
+        new_group=request["new_group"],
+        kill_signal=request["kill_signal"],
+        launcher_death_signal=request["launcher_death_signal"],
+        timeout=request["timeout"],
+        rewrite=request["rewrite"],
+        inherited=spawn.Inherited(tuple(ignored), tuple(mask)),
+        subreaper=request["subreaper"],
+        new_session=request["new_session"],
+    )
+    # the caller's ids, not ours: in a new user namespace, unmapped yet, getuid()
+    # says the overflow uid (kernel/user_namespace.c: from_kuid_munged)
+    plan.uid, plan.gid = request["caller_ids"]
+    return plan, channel, watched
+
+
+def report_setup_failure(channel: int, exc: BaseException) -> NoReturn:
+    """A failure before the init could start: one F line, exit 125."""
+    text = f"{type(exc).__name__}: {exc}"
+    failure = status_channel.Failed(125, getattr(exc, "errno", 0) or 0, "setup", text)
+    _quietly(status_channel.send, channel, failure)
+    os._exit(125)
+
+
 def _become(
     request: dict[str, Any],
     channel: int,
@@ -300,57 +511,11 @@ def _become(
     """The child of clone3: put the fds where the command wants them, take the caller's
     signal state and umask, then be the init."""
     try:
-        targets = [target for _, target in passed if target > 2]
-        low = max([2, *targets]) + 1
-
-        def lift(fd: int) -> int:  # above every target, so that no dup2 clobbers it
-            return fd if fd < 0 else fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low)
-
-        channel, caller_pidfd, host_pidns = lift(channel), lift(caller_pidfd), lift(host_pidns)
-        stdio = [lift(fd) for fd in stdio]
-        for fd, target in [(lift(fd), target) for fd, target in passed if target > 2]:
-            os.dup2(fd, target)  # inheritable
-        os.umask(request["umask"])
-        ignored, mask = request["inherited"]
-        id_map = request["id_map"]
-        for sig in ignored:
-            # the command gets them ignored, as exec would from the caller; posix_spawn
-            # can only reset a disposition (SIGCHLD: become_init forks for it instead)
-            if sig != SIGCHLD:
-                signal.signal(sig, signal.SIG_IGN)
-        plan = Plan(
-            request["argv"],
-            request["path"],
-            request["env"],
-            stdio=(stdio[0], stdio[1], stdio[2]),
-            as_pid_1=request["as_pid_1"],
-            mount_ns=request["mount_ns"],
-            proc_dir=request["proc_dir"],
-            propagation=request["propagation"],
-            ids=tuple(request["ids"]),
-            id_map=None if id_map is None else _id_map(*id_map),
-            wait_all=request["wait_all"],
-            grace=request["grace"],
-            forward_to_group=request["forward_to_group"],
-            parent_death_signal=True,  # the server's death kills the namespace
-            pass_fds=tuple(targets),
-            new_group=request["new_group"],
-            kill_signal=request["kill_signal"],
-            launcher_death_signal=request["launcher_death_signal"],
-            timeout=request["timeout"],
-            rewrite=request["rewrite"],
-            inherited=spawn.Inherited(tuple(ignored), tuple(mask)),
-            subreaper=request["subreaper"],
-            new_session=request["new_session"],
+        plan, channel, (caller_pidfd, host_pidns) = plan_of(
+            request, channel, [caller_pidfd, host_pidns], stdio, passed
         )
-        # the caller's ids, not ours: in a new user namespace, unmapped yet, getuid()
-        # says the overflow uid (kernel/user_namespace.c: from_kuid_munged)
-        plan.uid, plan.gid = request["caller_ids"]
     except BaseException as exc:
-        text = f"{type(exc).__name__}: {exc}"
-        failure = status_channel.Failed(125, getattr(exc, "errno", 0) or 0, "setup", text)
-        _quietly(status_channel.send, channel, failure)
-        os._exit(125)
+        report_setup_failure(channel, exc)
     become_init(plan, channel, caller_pidfd, host_pidns)
 
 

@@ -1,0 +1,219 @@
+"""Spare inits (pidns.linux.spare) on the real kernel: a request finds its namespace made
+before it, yet gets the caller's state at request time (cwd, env, umask, rlimits, mounts,
+signals), and a spare never outlives its caller or server (as root and as uid 65534)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import pidns
+from pidns.linux import served
+from test_run_support import children, comm, in_child, needs_root, wait_for
+
+pytestmark = [pytest.mark.real, needs_root]
+
+
+def _spare() -> int:
+    """The spare init this process's server holds ready (after a first run), once the
+    server has announced it."""
+    server = served.server_pid()
+    conn = served._connection
+    assert server is not None and conn is not None
+    found: list[int] = []
+
+    def ready() -> bool:
+        found[:] = [pid for pid in children(server) if comm(pid) == "pidns-spare"]
+        return len(found) == 1
+
+    assert wait_for(ready), f"no spare under the server {server}: {children(server)}"
+    assert conn.spares or select.select([conn.control], [], [], 10)[0]
+    return found[0]
+
+
+def _gone(pid: int, timeout: float = 10.0) -> bool:
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([pidfd], [], [], timeout)[0])
+    finally:
+        os.close(pidfd)
+
+
+def _out(argv: list[str], **kwargs: object) -> str:
+    result = pidns.run(argv, capture_output=True, text=True, check=True, **kwargs)  # type: ignore[arg-type]
+    return str(result.stdout)
+
+
+def test_the_next_request_is_served_by_the_spare_made_before_it() -> None:
+    def body() -> tuple[list[int], int, str]:
+        pidns.run(["true"])
+        spare = _spare()
+        with pidns.Popen(["sleep", "0.2"]) as process:
+            init = process.init_pid
+            process.wait()
+        return [spare], init, _out(["sh", "-c", "echo $$; cat /proc/1/comm"])
+
+    spares, init, text = in_child(body)
+    assert init == spares[0]
+    assert text.split() == ["2", "pidns-init"]
+
+
+def test_a_spare_takes_the_callers_state_at_request_time(tmp_path: object) -> None:
+    def body() -> list[str]:
+        pidns.run(["true"])
+        _spare()  # made now, with the state of now
+        os.chdir(str(tmp_path))
+        os.umask(0o027)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 200), hard))
+        os.environ["PIDNS_SPARE_TEST"] = "later"
+        script = "pwd; umask; ulimit -n; echo $PIDNS_SPARE_TEST; stat -L -c '%d %i' ."
+        lines = _out(["sh", "-c", script]).split("\n")
+        here = os.stat(".")
+        return [*lines[:4], lines[4], f"{here.st_dev} {here.st_ino}"]
+
+    pwd, umask, nofile, env, inside, outside = in_child(body)
+    assert pwd == str(tmp_path)
+    assert umask == "0027"
+    assert nofile == "200"
+    assert env == "later"
+    assert inside == outside
+
+
+def test_a_relative_path_from_the_cwd_meets_the_new_proc_not_the_hosts() -> None:
+    """A cwd fd of the caller's mount namespace would make ``proc/1`` the host's pid 1."""
+
+    def body() -> list[str]:
+        pidns.run(["true"])
+        _spare()
+        return [_out(["cat", "proc/1/comm"], cwd="/").strip() for _ in range(3)]
+
+    assert in_child(body) == ["pidns-init"] * 3
+
+
+def test_a_cwd_a_spare_cannot_reach_is_served_by_the_server() -> None:
+    """/proc/sys of the caller is not /proc/sys of the new namespace (a fresh proc over
+    it): the spare declines, and the server makes the namespace with the caller's."""
+
+    def body() -> tuple[str, str]:
+        pidns.run(["true"])
+        _spare()
+        inside = _out(["stat", "-L", "-c", "%d %i", "."], cwd="/proc/sys").strip()
+        here = os.stat("/proc/sys")
+        return inside, f"{here.st_dev} {here.st_ino}"
+
+    inside, outside = in_child(body)
+    assert inside == outside
+
+
+def test_a_mount_made_after_the_spare_is_seen(tmp_path: object) -> None:
+    """In a private mount namespace of the test's own: a spare copied the mount table
+    before the tmpfs existed, so it must not serve the next request."""
+
+    def body() -> list[str]:
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.unshare(0x00020000) == 0  # CLONE_NEWNS, this child only
+        subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+        pidns.run(["true"])
+        _spare()
+        where = os.path.join(str(tmp_path), "mnt")
+        os.mkdir(where)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "spare", where], check=True)
+        with open(os.path.join(where, "made-later"), "w"):
+            pass
+        seen = [_out(["ls", where]).strip()]
+        _spare()
+        subprocess.run(["umount", where], check=True)
+        seen.append(_out(["ls", where]).strip())
+        return seen
+
+    assert in_child(body) == ["made-later", ""]
+
+
+def test_a_signal_to_a_waiting_spare_never_reaches_a_later_command() -> None:
+    def body() -> int:
+        pidns.run(["true"])
+        os.kill(_spare(), signal.SIGTERM)  # as a kill of the caller's group would
+        return pidns.run(["sleep", "0.3"]).returncode
+
+    assert in_child(body) == 0
+
+
+CALLER = """
+import os, sys, time
+import pidns
+from pidns.linux import served
+pidns.run(["true"])
+server = served.server_pid()
+while not open(f"/proc/{server}/task/{server}/children").read().split():
+    time.sleep(0.01)
+spare = int(open(f"/proc/{server}/task/{server}/children").read().split()[0])
+print(server, spare, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("victim", ["caller", "server"])
+def test_a_waiting_spare_dies_with_its_caller_or_its_server(victim: str) -> None:
+    caller = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(CALLER)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert caller.stdout is not None
+        server, spare = (int(word) for word in caller.stdout.readline().split())
+        os.kill(caller.pid if victim == "caller" else server, signal.SIGKILL)
+        assert _gone(spare)
+        if victim == "caller":
+            assert _gone(server)
+    finally:
+        caller.kill()
+        caller.wait()
+
+
+def test_a_fork_holds_nothing_of_its_parents_spare() -> None:
+    def body() -> list[str]:
+        pidns.run(["true"])
+        _spare()
+        pidns.run(["true"])  # the announcement is read: the caller holds the spare's fds
+        _spare()
+        with served._lock:  # the caller takes the announcement of the spare made now
+            assert served._connection is not None
+            served._connection.take_spare(b"")
+            assert served._connection.spares
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child)
+            links = []
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    links.append(os.readlink(f"/proc/self/fd/{fd}"))
+                except OSError:
+                    continue
+            os.write(write_end, "\n".join(links).encode())
+            os._exit(0)
+        os.close(write_end)
+        os.waitpid(pid, 0)
+        return os.read(read_end, 65536).decode().split("\n")
+
+    links = in_child(body)
+    # the parent's announced spare: its pidfd and its channel would be listed here
+    assert not [link for link in links if "pidfd" in link], links
+
+
+def test_spares_as_nobody_map_the_same_ids_as_a_request_of_its_own() -> None:
+    def body() -> list[str]:
+        return [_out(["sh", "-c", "id -u; echo $$; cat /proc/1/comm"]) for _ in range(4)]
+
+    outputs = in_child(body, nobody=True, interpreter=True)
+    assert outputs == ["0\n2\npidns-init\n"] * 4
