@@ -5,14 +5,22 @@ tests/test_kernels.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 import pidns
 from pidns.linux import features
+from pidns.scenario.backend import run
+from pidns.scenario.model_backend import ModelBackend
+from pidns.scenario.parser import parse
+from pidns.scenario.real import RealBackend
+from test_real_backend import as_nobody
 from test_run_support import (
     children,
     cli_captured,
@@ -98,3 +106,68 @@ def test_pid_works_without_the_pid_ioctls_through_nspid() -> None:
     assert result.returncode == 0, result.stderr
     assert f'"result": {os.getpid()}' in result.stdout
     assert '"method": "nspid"' in result.stdout
+
+
+# -- the real scenario backend without clone3, pidfds, NSpid, NS_GET_PARENT (3.8) ---------
+
+_BEFORE_4_1 = (
+    "clone3,pidfd_open,pidfd_thread,set_tid,nspid,ns_get_parent,pid_for_children,"
+    "waitid_pidfd,setns_pidfd,ns_get_pid,per_ns_pid_max"
+)
+_EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _check_before_4_1(*names: str) -> dict[str, dict[str, Any]]:
+    argv = ["check", "--json", *(str(_EXAMPLES / f"{n}.pidns") for n in names)]
+    done = run_cli(*argv, timeout=120, env=_without(_BEFORE_4_1))
+    assert done.returncode == 0, done.stdout + done.stderr
+    document = json.loads(done.stdout)
+    return {Path(s["path"]).stem: s for s in document["scenarios"]}
+
+
+def test_real_backend_before_4_1_runs_nested_namespaces_from_its_own_steps() -> None:
+    # births one level down (world pids through root's procfs of the world), setns into a
+    # child's namespace, unshare then fork (the namespace tracked from the steps), zap
+    shown = _check_before_4_1(
+        "01_seed_login_flow", "37_pid_numbers_are_sequential",
+        "38_gvisor_setns_into_child", "43_group_kill_shares_one_siginfo",
+    )  # fmt: skip
+    for name, scenario in shown.items():
+        assert scenario["ok"] and not scenario["unsupported"], name
+        assert scenario["backends"] == ["model", "real"], name
+
+
+def test_real_backend_before_4_1_names_what_a_step_lacks() -> None:
+    shown = _check_before_4_1(
+        "32_set_tid", "39_nested_teardown", "49_nsfs_ioctls", "12_pid_for_children_link"
+    )
+    why = {name: s["unsupported"] for name, s in shown.items()}
+    assert all(s["ok"] for s in shown.values())
+    assert "needs clone3's set_tid (Linux 5.5)" in why["32_set_tid"]
+    assert "needs NSpid in /proc/PID/status (Linux 4.1)" in why["39_nested_teardown"]
+    assert "needs the NS_GET_PARENT/NS_GET_USERNS ioctls (Linux 4.9)" in why["49_nsfs_ioctls"]
+    assert "pid_for_children link (Linux 4.12)" in why["12_pid_for_children_link"]
+
+
+@needs_root
+def test_real_backend_before_4_1_as_nobody_in_its_own_user_namespace() -> None:
+    texts = [
+        (_EXAMPLES / f"{n}.pidns").read_text()
+        for n in ("01_seed_login_flow", "38_gvisor_setns_into_child")
+    ]
+
+    def work() -> list[list[str]]:
+        os.environ[features.ENV] = _BEFORE_4_1
+        features.forget()
+        out = []
+        for text in texts:
+            backend = RealBackend()
+            assert backend.userns  # no CAP_SYS_ADMIN: the world has its own user namespace
+            trace = run(parse(text, "t.pidns"), backend)
+            assert trace.error is None, trace.error
+            out.append([r.result for r in trace.records])
+        return out
+
+    real = as_nobody(work)
+    model = [[r.result for r in run(parse(t, "t.pidns"), ModelBackend()).records] for t in texts]
+    assert real == model

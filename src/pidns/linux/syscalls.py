@@ -32,6 +32,7 @@ _libc_gil = ctypes.PyDLL(None, use_errno=True)
 _libc_gil.syscall.restype = ctypes.c_long
 _libc.syscall.restype = ctypes.c_long
 
+SYS_CLONE = 56  # x86_64: clone(flags, stack, parent_tid, child_tid, tls)
 SYS_CLONE3 = 435  # the same number on every architecture (asm-generic and x86)
 
 PR_SET_PDEATHSIG = 1
@@ -132,7 +133,13 @@ def clone(
     """
     if flags & SHARING and not _rejected_before_copy(flags):
         raise ValueError("clone flags that share memory or threads cannot make a Python child")
-    call = _Clone3(flags, set_tid, exit_signal, want_pidfd)
+    call: _Clone3 | _Clone2 = _Clone3(flags, set_tid, exit_signal, want_pidfd)
+    from pidns.linux import features  # noqa: PLC0415 (features imports nothing of ours back)
+
+    if not features.has("clone3"):
+        if set_tid:
+            raise ValueError(features.unsupported(features.feature("set_tid"), "set_tid"))
+        call = _Clone2(flags, exit_signal)
     ctypes.pythonapi.PyOS_BeforeFork()
     result, err = call()
     if result == 0:
@@ -188,6 +195,29 @@ class _Clone3:
             ctypes.c_long(SYS_CLONE3),
             ctypes.byref(self.args),
             ctypes.c_size_t(ctypes.sizeof(self.args)),
+        )
+        return int(result), ctypes.get_errno()
+
+
+class _Clone2:
+    """Raw clone(2) for kernels without clone3 (before 5.3): no stack (the child runs on a
+    copy of the caller's, as after fork), the exit signal in the flags' low byte
+    (kernel/fork.c:SYSCALL_DEFINE5(clone)), and no pidfd (CLONE_PIDFD is 5.2)."""
+
+    def __init__(self, flags: int, exit_signal: int | None) -> None:
+        if exit_signal is None:
+            exit_signal = 0 if flags & (cf.PARENT | cf.THREAD) else int(signal.SIGCHLD)
+        self.flags = flags | (exit_signal & 0xFF)
+        self.pidfd = ctypes.c_int(-1)
+
+    def __call__(self) -> tuple[int, int]:
+        result = _libc_gil.syscall(
+            ctypes.c_long(SYS_CLONE),
+            ctypes.c_ulong(self.flags),
+            ctypes.c_void_p(0),
+            ctypes.c_void_p(0),
+            ctypes.c_void_p(0),
+            ctypes.c_ulong(0),
         )
         return int(result), ctypes.get_errno()
 

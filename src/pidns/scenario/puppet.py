@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar, NoReturn
 
 from pidns.core import flags as cf
-from pidns.linux import nsfs, syscalls
+from pidns.linux import features, mounts, nsfs, syscalls
 from pidns.scenario import puppet_protocol as wire
 from pidns.scenario.puppet_protocol import (
     Blocks,
@@ -137,6 +137,8 @@ class Puppet:
                     else:
                         sock.close()
                 self.channel = child.channel
+                if not features.has("pidfd_open"):
+                    say_born(self.channel)
                 self.caught = []  # pending signals are not inherited (kernel/fork.c)
                 # A signalfd's mask lives in the file the parent shares: take our own.
                 if self.sigfd >= 0 and not child.shared:
@@ -244,7 +246,8 @@ class Puppet:
     def do_pending(self) -> Reply:
         """SigPnd | ShdPnd of the caller, as a mask (the caught ones taken first)."""
         mask = 0
-        with open("/proc/thread-self/status", "rb") as f:
+        own = "thread-self" if os.path.exists("/proc/thread-self") else "self"  # 3.17
+        with open(f"/proc/{own}/status", "rb") as f:
             for line in f:
                 if line.startswith((b"SigPnd:", b"ShdPnd:")):
                     mask |= int(line.split()[1], 16)
@@ -361,12 +364,14 @@ class Puppet:
             return Errno(exc.errno or 0)
         if pid == 0:
             raise _BecomeChild(theirs, [self.channel, ours], shares_files)
-        if pidfd < 0:
+        if pidfd < 0 and features.has("pidfd_open"):
             pidfd = os.pidfd_open(pid)
-        try:
-            send(self.channel, wire.encode_reply(Number(pid)), [pidfd, ours.fileno()])
+        try:  # without pidfds (before 5.3) the child tells its pids itself (say_born)
+            fds = [ours.fileno()] if pidfd < 0 else [pidfd, ours.fileno()]
+            send(self.channel, wire.encode_reply(Number(pid)), fds)
         finally:
-            os.close(pidfd)
+            if pidfd >= 0:
+                os.close(pidfd)
             ours.close()
             if shares_files:
                 theirs.detach()  # the child's channel, in the table we share with it
@@ -436,6 +441,33 @@ class Puppet:
         self.sigfd = _checked(_libc.signalfd(self.sigfd, mask, _SFD_NONBLOCK | _SFD_CLOEXEC))
 
 
+_world_root = 0  # root's pid in the runner's namespace (set in root, inherited)
+
+
+def say_born(channel: socket.socket) -> None:
+    """A new puppet's pids where no pidfd carries them (before Linux 5.3): its pid in the
+    runner's namespace (/proc is the runner's procfs), getpid(), and its pid in the world's
+    namespace, read through the procfs root mounted for it in root's own mount namespace
+    (0 when that is unreachable, e.g. after setuid)."""
+    host = int(os.readlink("/proc/self"))
+    try:
+        world = int(os.readlink(f"/proc/{_world_root}/root/proc/self"))
+    except (OSError, ValueError):
+        world = 0
+    send(channel, f"{wire.BORN} {host} {os.getpid()} {world}")
+
+
+def _mount_world_proc() -> None:
+    """Root's own procfs of the world (NSpid's stand-in before 4.1): in a mount namespace
+    of root's alone, made after A was forked, so no puppet ever sees it as its /proc."""
+    try:
+        syscalls.unshare(cf.NEWNS)
+        mounts.make_private_recursive()
+        mounts.mount_proc()
+    except OSError:
+        pass  # births two levels down are then unsupported (the runner says so)
+
+
 def _get_parent(fd: int) -> int:
     """NS_GET_PARENT: 0 when it gives a descriptor (closed at once)."""
     os.close(syscalls.ns_ioctl(fd, nsfs.NS_GET_PARENT))
@@ -466,7 +498,9 @@ def world_init(control: socket.socket, first: socket.socket) -> NoReturn:
     kernel then kills every process of the world (kernel/pid_namespace.c:
     zap_pid_ns_processes).
     """
+    global _world_root
     try:
+        _world_root = int(os.readlink("/proc/self"))
         syscalls.set_parent_death_signal(int(signal.SIGKILL))
         gc.freeze()  # never finalise the runner's objects in here
         _close_all_but([control.fileno(), first.fileno()])
@@ -480,14 +514,19 @@ def world_init(control: socket.socket, first: socket.socket) -> NoReturn:
         if pid == 0:
             control.close()
             signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            if not features.has("pidfd_open"):
+                say_born(first)
             Puppet(first).serve()
         first.close()
-        pidfd = os.pidfd_open(pid)
+        pidfd = os.pidfd_open(pid) if features.has("pidfd_open") else -1
         text, _fds = receive(control)
         if text != wire.GO:
             os._exit(1)  # the runner died before the world was ready (A dies with us)
-        send(control, wire.FIRST_CHILD, [pidfd])
-        os.close(pidfd)
+        if not features.has("nspid"):
+            _mount_world_proc()
+        send(control, wire.FIRST_CHILD, [pidfd] if pidfd >= 0 else [])
+        if pidfd >= 0:
+            os.close(pidfd)
         control.close()
         _reap_for_ever()
     finally:

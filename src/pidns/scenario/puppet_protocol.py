@@ -37,6 +37,7 @@ from pidns.scenario.ops import PUPPET_COMMANDS, Field
 DRAIN = "drain"  # take the caught signals now (the runner's settle); no reply
 GO = "go"  # control: the id maps are written, start A
 FIRST_CHILD = "A"  # control: A's pidfd comes with it
+BORN = "born"  # a new puppet's first message without pidfds: "born HOST INNER" (its pids)
 MAX_MESSAGE = 4096
 
 

@@ -11,6 +11,7 @@ has answered its queued call, and that sweep of /proc began after the call retur
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import time
 from dataclasses import dataclass, field
@@ -94,7 +95,8 @@ class Settler:
         if actor is None or settle.result is not None or actor.channel is None:
             return
         channel = actor.channel.fileno()
-        ready, _, _ = select.select([channel, actor.pidfd], [], [], 0.001)
+        watched = [channel, actor.pidfd] if actor.pidfd >= 0 else [channel]
+        ready, _, _ = select.select(watched, [], [], 0.001)
         if channel in ready:
             self.world.take_message(actor, settle)
 
@@ -236,7 +238,10 @@ class Settler:
                 call is not None and call.state is CallState.BLOCKED and not seen.pending & WAKE_BIT
             ):
                 with contextlib.suppress(ProcessLookupError):
-                    syscalls.pidfd_send_signal(p.pidfd, puppet.WAKE)
+                    if p.pidfd >= 0:
+                        syscalls.pidfd_send_signal(p.pidfd, puppet.WAKE)
+                    else:  # before 5.3; not yet reaped (the sweep just read it), so its own
+                        os.kill(p.host, puppet.WAKE)
         return reasons
 
 

@@ -53,6 +53,10 @@ class Proc:
     call: Call | None = None
     discard: int = 0  # replies still to come for calls already resolved (see _resolve_silent_actor)
     user_blocked: int = 0  # signals the scenario blocked (``block``), bit sig - 1; inherited
+    # The namespace chain its children get (pid_for_children), tracked from its own steps
+    # where the kernel shows neither NSpid nor namespace parents; ends in 0 after an
+    # unshare(CLONE_NEWPID) until the new namespace's first member is born.
+    for_children: tuple[int, ...] = ()
 
     @property
     def level(self) -> int:
@@ -76,6 +80,7 @@ class World:
         # they were made; and what ``changes`` last reported of each
         self.dirty: dict[Proc, None] = {}
         self.shown: Snapshot = {}
+        self._fork_return = 0  # the pid the last fork returned, for _born
 
     # ---- making and ending the world ----------------------------------------------------
 
@@ -101,18 +106,23 @@ class World:
                 first.close()
                 puppet.world_init(root_control, first_child)
             self.root_pidfd = pidfd  # from here on, close() can end the world
+            self.root_host = pid
         root_control.close()
         first_child.close()
-        self.root = self._register("root", pidfd, None)
+        world = None if pidfd >= 0 else (pid, (1,), (os.stat(f"/proc/{pid}/ns/pid").st_ino,))
+        self.root = self._register("root", pidfd, None, world)
         self.root_host = self.root.host
         try:
             if self.userns:
                 self._map_ids(self.root.host)
             wire.send(control, wire.GO)
             text, fds = self._receive(control, "root")
-            if text != wire.FIRST_CHILD or len(fds) != 1:
+            if text != wire.FIRST_CHILD or len(fds) != (1 if self.pidfds else 0):
                 raise WorldError(f"the world's init failed to start A ({text!r})")
-            self._register("A", fds[0], first)
+            if self.pidfds:
+                self._register("A", fds[0], first)
+            else:
+                self._register("A", -1, first, self._born(first, "A", None, None))
         finally:
             control.close()
         check_wchan(self.root)
@@ -133,6 +143,12 @@ class World:
     def close(self) -> None:
         """SIGKILL root from outside: the kernel kills everything below it first."""
         pidfd = self.root_pidfd
+        if pidfd < 0 and self.root_host > 0:  # no pidfds (before 5.3): root is our child
+            with uninterrupted(), contextlib.suppress(ProcessLookupError):
+                os.kill(self.root_host, signals.KILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.root_host, puppet.WALL)
+            self.root_host = 0
         if pidfd >= 0:
             with uninterrupted(), contextlib.suppress(ProcessLookupError):
                 syscalls.pidfd_send_signal(pidfd, signals.KILL)
@@ -156,18 +172,69 @@ class World:
 
     # ---- processes ----------------------------------------------------------------------
 
-    def _register(self, name: str, pidfd: int, channel: socket.socket | None) -> Proc:
-        host, full = pidfd_numbers(pidfd)
+    def _born(
+        self, channel: socket.socket, name: str, parent: Proc | None, step: Step | None
+    ) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+        """A new puppet's host pid, NSpid and namespace chain without pidfds or NSpid
+        (before 4.1/5.3): it says its host pid and getpid(); the fork's return is its pid
+        in the parent's namespace; the chain follows the parent's unshare/setns steps.
+        Its pid in the world's namespace comes through root's procfs of the world; a level
+        known none of these ways is unsupported (NSpid, 4.1)."""
+        text, _fds = self._receive(channel, name)
+        words = text.split()
+        if len(words) != 4 or words[0] != wire.BORN:
+            raise BackendError(f"{name} did not say its pids ({text!r})")
+        host, inner, world = (int(w) for w in words[1:])
+        ns = os.stat(f"/proc/{host}/ns/pid").st_ino
+        if parent is None or step is None:  # A, or root's: in the world's namespace
+            return host, (inner,), (ns,)
+        base = parent.for_children or parent.nschain
+        if step.op is Op.CLONE and step.args.flags & cf.NEWPID:
+            chain = (*base, ns)
+        elif base[-1] == 0:  # the first member of the namespace its unshare made
+            chain = (*base[:-1], ns)
+            parent.for_children = chain
+        else:
+            chain = base
+        if chain[-1] != ns:
+            raise BackendError(f"{name} was born in a namespace its parent's steps do not explain")
+        nspid = [0] * len(chain)
+        nspid[0] = world  # levels: the world's, the parent's (fork's return), its own
+        nspid[parent.level] = self._fork_return
+        nspid[-1] = inner
+        if all(nspid):
+            return host, tuple(nspid), chain
+        row = features.feature("nspid")
+        raise UnsupportedStep(
+            f"line {step.line}: " + features.unsupported(row, "a pid at a middle level")
+        )
+
+    @property
+    def pidfds(self) -> bool:
+        return features.has("pidfd_open")
+
+    def _register(
+        self,
+        name: str,
+        pidfd: int,
+        channel: socket.socket | None,
+        born: tuple[int, tuple[int, ...], tuple[int, ...]] | None = None,
+    ) -> Proc:
+        if born is None and pidfd >= 0:
+            host, full = pidfd_numbers(pidfd)
+        else:
+            assert born is not None
+            host, full, _chain = born
         status_fd = os.open(f"/proc/{host}/status", os.O_RDONLY | os.O_CLOEXEC)
         stat_fd = os.open(f"/proc/{host}/stat", os.O_RDONLY | os.O_CLOEXEC)
         if name == "root":
             self.world_index = len(full) - 1
             self.world_ns = os.stat(f"/proc/{host}/ns/pid").st_ino
-        nspid = full[self.world_index :]
+        nspid = full[self.world_index :] if born is None else full
         p = Proc(
             name, host, pidfd, channel, nspid, (), status_fd, stat_fd, Seen("R", 0, 0, 0, False)
         )
-        p.nschain = self._ns_chain(host, len(nspid))
+        p.nschain = self._ns_chain(host, len(nspid)) if born is None else born[2]
         self.procs[name] = p
         self.by_host[host] = p
         self.dirty[p] = None
@@ -242,6 +309,11 @@ class World:
         can act, and answered what needs no call); settle."""
         actor = self.procs[step.actor]
         spec = ops.SPECS[step.op]
+        lacking = features.first_missing(_needs(step))
+        if lacking is not None:
+            raise UnsupportedStep(
+                f"line {step.line}: " + features.unsupported(lacking, step.op.value)
+            )
         if writes_global_pid_max(step, features.has("per_ns_pid_max")):
             row = features.feature("per_ns_pid_max")
             raise UnsupportedStep(f"line {step.line}: " + features.unsupported(row, "pid_max N"))
@@ -258,6 +330,14 @@ class World:
         if actor.seen.stopped:  # it will read the command once continued
             actor.call.move_to(CallState.QUEUED)
             settle.result = ast.BLOCKS
+        elif step.op is Op.UNSHARE:
+            # Nothing may read the actor's /proc files until it has answered: on 3.8 such a
+            # read takes a reference on its mm, and unshare(CLONE_NEWPID) (which implies
+            # CLONE_THREAD there) is EINVAL while mm_users > 1 (kernel/fork.c:
+            # check_unshare_flags, 3.8). unshare never blocks.
+            ready, _, _ = select.select([actor.channel], [], [], self.settle_timeout)
+            if ready:
+                self.take_message(actor, settle)
         elif spec.quiet:
             for _ in range(4):  # the world was settled and the call touches no one else
                 self.settler.await_actor(settle)
@@ -323,14 +403,24 @@ class World:
         if isinstance(reply, wire.Number):
             if ops.SPECS[step.op].binds:
                 assert step.bind is not None and p.channel is not None
-                if len(fds) != 2:
+                if len(fds) != (2 if self.pidfds else 1):
                     raise BackendError(f"{p.name}: fork reply without its descriptors")
-                child = self._register(step.bind, fds[0], socket.socket(fileno=fds[1]))
+                if self.pidfds:
+                    child = self._register(step.bind, fds[0], socket.socket(fileno=fds[1]))
+                else:
+                    channel = socket.socket(fileno=fds[0])
+                    self._fork_return = reply.value
+                    born = self._born(channel, step.bind, p, step)
+                    child = self._register(step.bind, -1, channel, born)
                 child.user_blocked = p.user_blocked  # fork copies the signal mask
             if step.op is Op.PENDING:
                 return ast.signals_value(
                     signals.name(n + 1) for n in range(64) if reply.value >> n & 1
                 )
+            if step.op is Op.UNSHARE and step.args.flags & cf.NEWPID:
+                p.for_children = (*(p.for_children or p.nschain), 0)
+            if step.op is Op.SETNS and step.args.target is not None:
+                p.for_children = self.procs[step.args.target].nschain
             if step.op in (Op.BLOCK, Op.UNBLOCK):
                 bit = 1 << (step.args.signal - 1)
                 p.user_blocked = (
@@ -378,6 +468,22 @@ class World:
             return ProcessSnapshot(ast.State.REAPED.value, "-", ())
         parent = self.by_host.get(p.seen.ppid)
         return ProcessSnapshot(state_of(p), parent.name if parent else "?", p.nspid)
+
+
+def _needs(step: Step) -> tuple[str, ...]:
+    """The kernel features (pidns.linux.features) a step's own call needs beyond what the
+    world needs: without one the step is unsupported on this kernel, never a divergence."""
+    if step.op is Op.CLONE and step.args.set_tid:
+        return ("set_tid",)
+    if step.op is Op.CLONE and step.args.flags & (cf.PARENT | cf.THREAD) and step.args.exit_signal:
+        return ("clone3",)  # clone3_args_valid refuses it; clone(2) takes it (kernel/fork.c)
+    if step.op is Op.SETNS and step.args.pid_for_children:
+        return ("pid_for_children",)
+    if step.op is Op.NSPARENT:
+        return ("ns_get_parent",)
+    if step.op in (Op.NS_PID_IN, Op.NS_PID_FROM):
+        return ("ns_get_pid",)
+    return ()
 
 
 def state_of(p: Proc) -> str:
