@@ -14,6 +14,7 @@ from pidns.cli import main
 from pidns.core import flags as cf
 from pidns.model import Kernel, KernelError, profiles
 from pidns.scenario.backend import run
+from pidns.scenario.compare import expectation_failures
 from pidns.scenario.model_backend import ModelBackend
 from pidns.scenario.parser import parse
 
@@ -127,3 +128,49 @@ def test_docs_show_every_row_with_its_release() -> None:
         assert name in rows, name
         for release, _value in changes:
             assert f"({release}" in rows[name] or f" {release})" in rows[name], (name, release)
+
+
+_WAITID = """\
+A: fork -> B
+B: exit 7
+A: wait B nowait wall             => {wall}
+A: wait pgrp nowait               => {pgrp}
+A: wait B wall                    => B exited 7
+"""
+
+
+@pytest.mark.parametrize(
+    ("profile", "wall", "pgrp"),
+    [
+        ("3.8", "EINVAL", "EINVAL"),
+        ("4.7", "B exited 7", "EINVAL"),
+        ("5.4", "B exited 7", "B exited 7"),
+    ],
+)
+def test_waitid_takes_wall_from_4_7_and_pgid_zero_from_5_4(
+    profile: str, wall: str, pgrp: str
+) -> None:
+    # the WNOWAIT waits are waitid(2)'s: its own refusals (booted 3.8.13: both EINVAL);
+    # the reaping wait is wait4's, which always took __WALL
+    text = f"%profile {profile}\n" + _WAITID.format(wall=wall, pgrp=pgrp)
+    trace = run(parse(text, "t.pidns"), ModelBackend())
+    assert trace.error is None and not expectation_failures(trace), trace
+
+
+_UNDUMPABLE = """\
+A: setuid 1000
+A: unshare NEWUSER
+A: clone PARENT -> D
+D: nsparent A                     => {result}
+"""
+
+
+@pytest.mark.parametrize(("profile", "result"), [("3.8", "ENOTTY"), ("4.10", "EACCES")])
+def test_an_undumpable_tasks_ns_files_need_the_mms_user_ns_from_4_10(
+    profile: str, result: str
+) -> None:
+    # D has A's credentials, CAP_SYS_PTRACE in A's new user namespace and none in the one
+    # A's mm was made in: 3.8 opens the file (and the ioctl is unknown), 4.10 refuses it
+    text = f"%profile {profile}\n" + _UNDUMPABLE.format(result=result)
+    trace = run(parse(text, "t.pidns"), ModelBackend())
+    assert trace.error is None and not expectation_failures(trace), trace

@@ -148,13 +148,14 @@ def _check_clone_flags(kernel: Kernel, caller: Caller, flags: int, set_tid: Sequ
     depend on the caller's state or on the profile."""
     profile = kernel.profile
     task = caller.group
+    if set_tid and not profile.has_set_tid:
+        # 3.8 has no clone3 at all (5.3), nor set_tid (5.5): the syscall is missing, and
+        # checks nothing first (booted 3.8.13)
+        raise KernelError(errno.ENOSYS, "clone3")
     if flags & ~_CLONE3_FLAGS or flags & cf.DETACHED:
         # clone3_args_valid: clone3 has no CSIGNAL bits (exit_signal is a field of its
         # own) and CLONE_DETACHED, ignored by clone(2) for decades, is refused there
         raise KernelError(errno.EINVAL, "clone3")
-    if set_tid and not profile.has_set_tid:
-        # 3.8 has no clone3 at all (5.3), nor set_tid (5.5): the syscall is missing
-        raise KernelError(errno.ENOSYS, "clone3")
     if len(set_tid) > MAX_PID_NS_LEVEL:
         # copy_clone_args_from_user: one number per level, at most MAX_PID_NS_LEVEL
         raise KernelError(errno.EINVAL, "clone3")
@@ -263,7 +264,8 @@ def may_inspect(kernel: Kernel, task: Task, target: Task) -> bool:
     1. the caller's fsuid is the target's uid, euid and suid, or the caller holds
        CAP_SYS_PTRACE over the target's user namespace;
     2. a target that changed its uids is not dumpable: then only CAP_SYS_PTRACE over its
-       mm's user namespace helps (the model's root: no task here execs). The running
+       mm's user namespace helps (the model's root: no task here execs; before 4.10
+       over the target's own user namespace). The running
        kernel keeps this for zombies too, though their mm is gone (checked on 6.18.44);
     3. in the same user namespace the target's capabilities must be a subset of the
        caller's; across user namespaces the caller needs CAP_SYS_PTRACE over the target's.
@@ -273,7 +275,10 @@ def may_inspect(kernel: Kernel, task: Task, target: Task) -> bool:
     same_uid = task.euid == target.uid == target.euid == target.suid
     if not same_uid and not capable(task, target.user_ns):
         return False
-    if not target.dumpable and not capable(task, kernel.root_user_ns):
+    mm_user_ns = kernel.root_user_ns  # the mm's user namespace: no task here execs
+    if not kernel.profile.dumpable_checks_mm_user_ns:
+        mm_user_ns = target.user_ns  # 3.8: the target's credentials' (profiles.md)
+    if not target.dumpable and not capable(task, mm_user_ns):
         return False
     if task.user_ns is target.user_ns and (task.caps or not target.caps):
         return True

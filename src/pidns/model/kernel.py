@@ -213,8 +213,15 @@ class Kernel:
         self, task: Caller, pid: int, nohang: bool = False, all: bool = False, nowait: bool = False
     ) -> exits.WaitResult | None:
         """waitpid(PID) with PID as the caller sees it: -1 any child, 0 the caller's
-        process group, -PGID that group (ECHILD when no such pid), >0 that child."""
+        process group, -PGID that group (ECHILD when no such pid), >0 that child.
+        ``nowait`` is WNOWAIT, which only waitid(2) takes: its own refusals come first
+        (kernel/exit.c:kernel_waitid checks the options, then the id)."""
         group = self._enter(task).group
+        if nowait and (
+            (all and not self.profile.waitid_takes_wall)
+            or (pid == 0 and not self.profile.waitid_pgid_zero)
+        ):
+            raise KernelError(errno.EINVAL, "waitid")  # before 4.7 / 5.4 (profiles.md)
         target: Task | None = None
         pgrp: Task | Thread | None = None
         if pid > 0 or pid < -1:

@@ -92,6 +92,20 @@ class Profile:
     # ENOTTY before); NS_GET_PARENT exists from 4.9.
     has_ns_pid_ioctls: bool
     has_ns_get_parent: bool
+    # kernel/exit.c:SYSCALL_DEFINE5(waitid) (kernel_waitid from 4.13) takes __WALL,
+    # __WCLONE and __WNOTHREAD from 4.7 ("wait: allow sys_waitid() to accept
+    # __WNOTHREAD/__WCLONE/__WALL"); before, EINVAL. wait4 never takes WNOWAIT, so a
+    # WNOWAIT wait with __WALL is EINVAL before 4.7 whichever call makes it (booted 3.8.13).
+    waitid_takes_wall: bool
+    # kernel_waitid: P_PGID with id 0 means the caller's own process group from 5.4
+    # ("waitid: Add support for waiting for the current process group"); before, EINVAL
+    # as any id <= 0 (booted 3.8.13).
+    waitid_pgid_zero: bool
+    # kernel/ptrace.c:__ptrace_may_access, a target that is not dumpable (it changed its
+    # uids): 3.8 lets CAP_SYS_PTRACE over the target's own user namespace pass; 4.10 ("mm:
+    # Add a user_ns owner to mm_struct and fix ptrace permission checks") asks it over
+    # the user namespace its mm was made in. Booted: 3.8.13 own, 6.1.192 and 6.18.44 mm.
+    dumpable_checks_mm_user_ns: bool
 
 
 # Each field: its value in 3.8, then (release, new value) for every release that changed it.
@@ -131,6 +145,9 @@ HISTORY: dict[str, tuple[object, tuple[tuple[str, object], ...]]] = {
     "pidfd_open_thread_errno": (errno.EINVAL, (("6.9", errno.ENOENT),)),
     "has_ns_pid_ioctls": (False, (("6.11", True),)),
     "has_ns_get_parent": (False, (("4.9", True),)),
+    "waitid_takes_wall": (False, (("4.7", True),)),
+    "waitid_pgid_zero": (False, (("5.4", True),)),
+    "dumpable_checks_mm_user_ns": (False, (("4.10", True),)),
 }
 
 OLDEST = (3, 8)
