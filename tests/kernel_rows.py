@@ -11,6 +11,7 @@ everything global). Every process it makes is its own child and reaped before it
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -19,6 +20,7 @@ import select
 import signal
 import struct
 import sys
+import time
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
@@ -197,6 +199,342 @@ def pid_space_full(pid_max: int = 330) -> object:
     return {"errno": _errno_name(err), "forked": len(children)}
 
 
+WALL, WCLONE, WNOTHREAD, WNOWAIT = 0x40000000, 0x80000000, 0x20000000, 0x01000000
+
+
+def _waitid(idtype: int, ident: int, extra: int) -> str | None:
+    """waitid(WEXITED|WNOHANG|WNOWAIT|extra): None when the kernel took it, else the errno."""
+    try:
+        os.waitid(idtype, ident, os.WEXITED | os.WNOHANG | WNOWAIT | (extra & 0xFFFFFFFF))
+    except OSError as exc:
+        return _errno_name(exc.errno)
+    except OverflowError:  # __WCLONE is bit 31: a negative C int
+        os.waitid(idtype, ident, os.WEXITED | os.WNOHANG | WNOWAIT | extra - (1 << 32))
+    return None
+
+
+def waitid_flags() -> object:
+    """Which waitid(2) calls the kernel refuses: __WALL/__WCLONE/__WNOTHREAD, P_PGID 0; and
+    wait4 with WNOWAIT. The child is a zombie (a WNOWAIT waitid without flags saw it)."""
+
+    def body() -> object:
+        os.setpgid(0, 0)  # a group of our own (a guest's init may leave us in group 0)
+        child = os.fork()
+        if child == 0:
+            os._exit(7)
+        os.waitid(os.P_PID, child, os.WEXITED | WNOWAIT)
+        found: dict[str, str | None] = {
+            "pid_wall": _waitid(os.P_PID, child, WALL),
+            "all_wall": _waitid(os.P_ALL, 0, WALL),
+            "pid_wnothread": _waitid(os.P_PID, child, WNOTHREAD),
+            "pgid_zero": _waitid(os.P_PGID, 0, 0),
+            "pgid_own": _waitid(os.P_PGID, os.getpgid(0), 0),
+        }
+        try:
+            os.waitpid(child, os.WNOHANG | WNOWAIT)
+            found["wait4_nowait"] = None
+        except OSError as exc:
+            found["wait4_nowait"] = _errno_name(exc.errno)
+        os.waitpid(child, 0)
+        return found
+
+    return in_child(body)
+
+
+def unshare_with_a_thread() -> object:
+    """unshare(NEWPID) while a second thread exists (3.8 implies CLONE_THREAD: EINVAL)."""
+
+    def body() -> object:
+        import threading  # noqa: PLC0415
+
+        stop = threading.Event()
+        thread = threading.Thread(target=stop.wait)
+        thread.start()
+        err = unshare(CLONE_NEWPID)
+        stop.set()
+        thread.join()
+        return {"errno": _errno_name(err) if err else None}
+
+    return in_child(body)
+
+
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWTIME = 0x00000080
+
+
+def unshare_flags() -> object:
+    """unshare(NEWCGROUP), unshare(NEWTIME), each in a child of its own: 0 or the errno."""
+    found = {}
+    for name, flag in (("newcgroup", CLONE_NEWCGROUP), ("newtime", CLONE_NEWTIME)):
+        found[name] = in_child(lambda flag=flag: _errno_name(unshare(flag) or None))
+    return found
+
+
+CLONE_VM, CLONE_SIGHAND, CLONE_THREAD = 0x100, 0x800, 0x10000
+SYS_EXIT = 60
+
+
+def _clone_exiting(flags: int) -> str | None:
+    """libc clone(2) of a child on a stack of its own that only calls exit(2) (libc's
+    syscall(SYS_exit) as its function): None when made (and reaped), else the errno."""
+    stack = ctypes.create_string_buffer(1 << 16)
+    top = (ctypes.addressof(stack) + (1 << 16)) & ~15
+    fn = ctypes.cast(_libc.syscall, ctypes.c_void_p)
+    _libc.clone.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    pid = _libc.clone(fn, ctypes.c_void_p(top), flags, ctypes.c_void_p(SYS_EXIT))
+    if pid < 0:
+        return _errno_name(ctypes.get_errno())
+    if not flags & CLONE_THREAD:
+        with contextlib.suppress(ChildProcessError):  # reaped already if it was the init
+            os.waitpid(pid, WALL)
+    return None
+
+
+def pending_ns_clone() -> object:
+    """clone with VM, VM|SIGHAND, THREAD|SIGHAND|VM after unshare(NEWPID) (each in a child
+    and a namespace of its own: an init made and gone leaves a dead one): which the
+    kernel refuses (pending_ns_refuses)."""
+
+    def attempt(flags: int) -> object:
+        err = unshare(CLONE_NEWPID)
+        return {"error": _errno_name(err)} if err else _clone_exiting(flags)
+
+    return {
+        name: in_child(lambda flags=flags: attempt(flags))
+        for name, flags in (
+            ("vm", CLONE_VM | signal.SIGCHLD),
+            ("vm_sighand", CLONE_VM | CLONE_SIGHAND | signal.SIGCHLD),
+            ("thread", CLONE_THREAD | CLONE_SIGHAND | CLONE_VM),
+        )
+    }
+
+
+def _namespace_of_a_new_userns() -> tuple[int, int]:
+    """A helper (our child) that made a user and a pid namespace and forked their init I:
+    (helper, I's pid). SIGKILL I to end both."""
+    r, w = os.pipe()
+    helper = os.fork()
+    if helper == 0:
+        os.close(r)
+        err = unshare(CLONE_NEWUSER | CLONE_NEWPID)
+        if err:
+            os.write(w, b"-1")
+            os._exit(1)
+        init = os.fork()
+        if init == 0:
+            os.close(w)
+            while True:  # the namespace's reaper until it is killed
+                try:
+                    os.wait()
+                except ChildProcessError:
+                    signal.pause()
+        os.write(w, str(init).encode())
+        os.close(w)
+        os.waitpid(init, 0)
+        os._exit(0)
+    os.close(w)
+    init = int(os.read(r, 64) or b"-1")
+    os.close(r)
+    return helper, init
+
+
+def _end(helper: int, init: int) -> None:
+    if init > 0:
+        os.kill(init, signal.SIGKILL)
+    os.waitpid(helper, 0)
+
+
+def _setns_pid(pid: int) -> None:
+    fd = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY)
+    try:
+        if _libc.setns(fd, CLONE_NEWPID) != 0:
+            raise OSError(ctypes.get_errno(), "setns")
+    finally:
+        os.close(fd)
+
+
+def creator_userns() -> object:
+    """Q, in a pid namespace owned by another user namespace (it got there by its parent's
+    setns) but itself in the initial one, unshares NEWPID: 4.8 refuses it (in_userns)."""
+
+    def body() -> object:
+        helper, init = _namespace_of_a_new_userns()
+        try:
+            _setns_pid(init)
+            found = in_child(lambda: _errno_name(unshare(CLONE_NEWPID) or None))
+        finally:
+            _end(helper, init)
+        return {"errno": found}
+
+    return in_child(body)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _orphan_report(exit_first: int, go: int | None = None) -> None:
+    """In C: fork D, which tells its new parent's pid (getppid) once C is gone; C exits
+    when D has started (and, with ``go``, once that pipe has a byte)."""
+    started_r, started_w = os.pipe()
+    d = os.fork()
+    if d == 0:
+        first = os.getppid()
+        os.write(started_w, b"s")
+        deadline = time.monotonic() + 20
+        while os.getppid() == first and time.monotonic() < deadline:
+            time.sleep(0.001)
+        os.write(exit_first, str(os.getppid()).encode())
+        os._exit(0)
+    os.read(started_r, 1)
+    if go is not None:
+        os.read(go, 1)
+    os._exit(0)
+
+
+def subreaper_walk() -> object:
+    """A subreaper outside a namespace setns()es into it and forks C; C's orphan D gets
+    the subreaper (3.8: getppid() 0, it has no pid there) or the namespace's init (4.11)."""
+
+    def body() -> object:
+        _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        helper, init = _namespace_of_a_new_userns()
+        report_r, report_w = os.pipe()
+        try:
+            _setns_pid(init)
+            c = os.fork()
+            if c == 0:
+                _orphan_report(report_w)
+            os.waitpid(c, 0)
+            ppid = int(os.read(report_r, 64))
+            if ppid == 0:  # D is ours now: reap it before the init's zap waits for it to
+                os.wait()  # be released (on 3.8 that waits for us, as we wait for I)
+        finally:
+            _end(helper, init)
+        with contextlib.suppress(ChildProcessError):
+            while True:  # D, if it came to us
+                os.wait()
+        return {"ppid": ppid}
+
+    return in_child(body)
+
+
+def subreaper_propagates() -> object:
+    """In a namespace of its own: P forks C, C forks D, then P becomes a subreaper and C
+    exits. D's new parent: P (pid 2, 4.15 marks existing descendants) or the init (1)."""
+
+    def body() -> object:
+        err = unshare(CLONE_NEWPID)
+        if err:
+            return {"error": _errno_name(err)}
+        report_r, report_w = os.pipe()
+        init = os.fork()
+        if init == 0:
+            p = os.fork()
+            if p == 0:
+                go_r, go_w = os.pipe()
+                c = os.fork()
+                if c == 0:
+                    _orphan_report(report_w, go_r)
+                time.sleep(0.05)  # C has forked D by now or not: either way C waits for go
+                _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+                os.write(go_w, b"g")
+                os.waitpid(c, 0)
+                with contextlib.suppress(ChildProcessError):
+                    while True:
+                        os.wait()
+                os._exit(0)
+            with contextlib.suppress(ChildProcessError):
+                while True:
+                    os.wait()
+            os._exit(0)
+        os.waitpid(init, 0)
+        return {"ppid": int(os.read(report_r, 64))}
+
+    return in_child(body)
+
+
+def undumpable_ns_open() -> object:
+    """A drops to uid 1000 (no longer dumpable) and unshares NEWUSER; its fork D, with the
+    same credentials, opens /proc/A/ns/pid: None, or the errno (4.10 checks the mm's
+    user namespace, where D has no CAP_SYS_PTRACE)."""
+
+    def body() -> object:
+        os.setresuid(1000, 1000, 1000)
+        err = unshare(CLONE_NEWUSER)
+        if err:
+            return {"error": _errno_name(err)}
+        a = os.getpid()
+
+        def opens() -> object:
+            try:
+                os.close(os.open(f"/proc/{a}/ns/pid", os.O_RDONLY))
+            except OSError as exc:
+                return _errno_name(exc.errno)
+            return None
+
+        return {"errno": in_child(opens)}
+
+    return in_child(body)
+
+
+NS_LAST_PID = "/proc/sys/kernel/ns_last_pid"
+
+
+def low_pids_after_wrap(per_ns: bool) -> object:
+    """In a new namespace whose pid_max is 301 (its own on 6.14, else the global one for a
+    moment, guests only): with the cursor set to 300 (ns_last_pid 299) and 300 taken, a
+    fork gets a pid below 300 (4.15's idr wraps to 1) or fails (3.8's bitmap wraps to 300)."""
+    if not os.path.exists(NS_LAST_PID):
+        return {"skipped": "no ns_last_pid (CONFIG_CHECKPOINT_RESTORE)"}
+    path = "/proc/sys/kernel/pid_max"
+    saved = None
+    if not per_ns:
+        with open(path) as f:
+            saved = f.read()
+
+    def body() -> object:
+        err = unshare(CLONE_NEWPID)
+        if err:
+            return {"error": _errno_name(err)}
+
+        def init() -> object:
+            if per_ns:
+                with open(path, "w") as f:
+                    f.write("301")
+            hold_r, hold_w = os.pipe()
+            made: list[int | str | None] = []
+            for _ in range(2):
+                with open(NS_LAST_PID, "w") as f:
+                    f.write("299")
+                try:
+                    pid = os.fork()
+                except OSError as exc:
+                    made.append(_errno_name(exc.errno))
+                    continue
+                if pid == 0:
+                    os.close(hold_w)
+                    os.read(hold_r, 1)  # until the init closes its end
+                    os._exit(0)
+                made.append(pid)
+            os.close(hold_w)
+            with contextlib.suppress(ChildProcessError):
+                while True:
+                    os.wait()
+            return {"pids": made}
+
+        return in_child(init)
+
+    try:
+        if saved is not None:
+            with open(path, "w") as f:
+                f.write("301")
+        return in_child(body)
+    finally:
+        if saved is not None:
+            with open(path, "w") as f:
+                f.write(saved)
+
+
 SIGUSR2 = int(signal.SIGUSR2)
 
 
@@ -249,8 +587,20 @@ def group_kill_siginfo() -> object:
 
 def main() -> None:
     host = "--host" in sys.argv[1:]
-    rows: dict[str, object] = {
-        "release": os.uname().release,
+    numbers = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])
+    per_ns = numbers >= (6, 14)  # a pid_max of each namespace's own
+    rows: dict[str, object] = {"release": os.uname().release}
+    if per_ns or not host:  # first: a guest's global pid_max of 301 bounds level 0 too
+        rows["low_pids"] = low_pids_after_wrap(per_ns)
+    rows |= {
+        "waitid": waitid_flags(),
+        "unshare_with_a_thread": unshare_with_a_thread(),
+        "unshare_flags": unshare_flags(),
+        "pending_ns_clone": pending_ns_clone(),
+        "creator_userns": creator_userns(),
+        "subreaper_walk": subreaper_walk(),
+        "subreaper_propagates": subreaper_propagates(),
+        "undumpable_ns_open": undumpable_ns_open(),
         "too_deep": too_deep(),
         "user_ns_too_deep": user_ns_too_deep(),
         "newpid_with_parent": newpid_with_parent(),

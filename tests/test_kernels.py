@@ -23,6 +23,7 @@ import pytest
 
 from pidns.cli import main
 from pidns.cli.check import _without_kernel
+from pidns.core import flags as cf
 from pidns.linux import cpio, features, guest
 from pidns.model import profiles
 
@@ -116,19 +117,32 @@ def _boot(image: str, *argv: str, cwd: Path) -> subprocess.CompletedProcess[str]
 @needs_images
 @pytest.mark.parametrize("image", IMAGES)
 def test_check_in_a_booted_kernel_reports_as_on_the_host(image: str, tmp_path: Path) -> None:
-    for name in ("01_seed_login_flow", "15_nesting_limit", "43_group_kill_shares_one_siginfo"):
-        shutil.copy(ROOT / "examples" / f"{name}.pidns", tmp_path)
-    done = _boot(
-        image, "--json", "01_seed_login_flow.pidns", "15_nesting_limit.pidns",
-        "43_group_kill_shares_one_siginfo.pidns", "--random", "3", "--seed", "7",
-        cwd=tmp_path,
+    names = (
+        "01_seed_login_flow", "15_nesting_limit", "43_group_kill_shares_one_siginfo",
+        "32_set_tid", "48_clone_exit_signal_and_wall",
     )  # fmt: skip
+    for name in names:
+        shutil.copy(ROOT / "examples" / f"{name}.pidns", tmp_path)
+    files = [f"{name}.pidns" for name in names]
+    done = _boot(image, "--json", *files, "--random", "3", "--seed", "7", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
     release = document["summary"]["kernel"]
     assert release != os.uname().release  # it ran in the guest
     scenarios = {s["path"]: s for s in document["scenarios"]}
-    assert len(scenarios) == 6 and all(s["ok"] for s in scenarios.values())
+    assert len(scenarios) == 8 and all(s["ok"] for s in scenarios.values())
+    # the calls that are themselves the missing feature are made, and agree: clone3 is
+    # ENOSYS before 5.3; waitid refuses __WALL before 4.7 (profiles.md)
+    set_tid = scenarios["32_set_tid.pidns"]
+    assert not set_tid["unsupported"]
+    old = features.release_tuple(release) < (5, 3)
+    assert set_tid["steps"][0]["real"]["result"] == ("ENOSYS" if old else "EINVAL")
+    wall = next(
+        step["real"]["result"]
+        for step in scenarios["48_clone_exit_signal_and_wall.pidns"]["steps"]
+        if "nowait wall" in step["text"]
+    )
+    assert wall == ("EINVAL" if features.release_tuple(release) < (4, 7) else "B exited 7")
     group_kill = scenarios["43_group_kill_shares_one_siginfo.pidns"]
     nesting = scenarios["15_nesting_limit.pidns"]
     assert group_kill["backends"] == ["model", "real"] and not group_kill["unsupported"]
@@ -136,6 +150,10 @@ def test_check_in_a_booted_kernel_reports_as_on_the_host(image: str, tmp_path: P
     assert real[-1] == ("[USR2 from 0]" if release.startswith("6.18") else "[USR2 from 2]")
     if features.release_tuple(release) < (4, 1):  # 32 levels: pids at middle levels unknown
         assert "needs NSpid in /proc/PID/status (Linux 4.1)" in nesting["unsupported"]
+        assert (
+            "needs clone3(2) (Linux 5.3)"
+            in scenarios["48_clone_exit_signal_and_wall.pidns"]["unsupported"]
+        )
     else:
         assert document["summary"]["unsupported"] == 0
     if (4, 1) <= features.release_tuple(release) < (4, 9):  # the errno (profiles.md)
@@ -241,6 +259,38 @@ def _check_rows(rows: dict[str, Any]) -> None:
     assert group_kill["si_pid"] == shared
     if "pid_space_full" in rows:  # guests only: it lowers the global pid_max for a moment
         assert rows["pid_space_full"]["errno"] == errno.errorcode[p.pid_space_full_errno]
+    wall = None if p.waitid_takes_wall else "EINVAL"
+    assert rows["waitid"] == {
+        "pid_wall": wall,
+        "all_wall": wall,
+        "pid_wnothread": wall,
+        "pgid_zero": None if p.waitid_pgid_zero else "EINVAL",
+        "pgid_own": None,
+        "wait4_nowait": "EINVAL",  # wait4 never took WNOWAIT
+    }
+    implied = "EINVAL" if p.unshare_newpid_implies_thread else None
+    assert rows["unshare_with_a_thread"] == {"errno": implied}
+    assert rows["unshare_flags"] == {
+        "newcgroup": None if p.unshare_flags & cf.NEWCGROUP else "EINVAL",
+        "newtime": None if p.unshare_flags & cf.NEWTIME else "EINVAL",
+    }
+    refuses = p.pending_ns_refuses
+    assert rows["pending_ns_clone"] == {
+        "vm": "EINVAL" if refuses & cf.VM else None,
+        "vm_sighand": "EINVAL" if refuses & (cf.VM | cf.SIGHAND) else None,
+        "thread": "EINVAL",  # THREAD needs SIGHAND and VM: refused in every release
+    }
+    assert rows["creator_userns"] == {"errno": "EINVAL" if p.checks_creator_userns else None}
+    bounded = p.subreaper_walk_bounded_by_level  # the init (1), or the subreaper (no pid: 0)
+    assert rows["subreaper_walk"] == {"ppid": 1 if bounded else 0}
+    assert rows["subreaper_propagates"] == {"ppid": 2 if p.subreaper_propagates else 1}
+    mm = p.dumpable_checks_mm_user_ns
+    assert rows["undumpable_ns_open"] == {"errno": "EACCES" if mm else None}
+    if "skipped" not in rows.get("low_pids", {"skipped": "host before 6.14"}):
+        # pid 300 (the cursor at 300 after ns_last_pid 299), then the wrap: below 300 from
+        # 1 (4.15's idr) or nothing (the 3.8 bitmap wraps to 300: ENOMEM)
+        again = 2 if p.low_pids_before_wrap else errno.errorcode[p.pid_space_full_errno]
+        assert rows["low_pids"] == {"pids": [300, again]}
 
 
 @needs_images

@@ -429,6 +429,12 @@ def has(name: str) -> bool:
     return found
 
 
+def forced(name: str) -> bool:
+    """Whether ``name`` counts as missing only because PIDNS_FEATURES_MISSING says so (the
+    kernel may well have it: a call that needs it must not be made to find out)."""
+    return name in _forced_missing()
+
+
 def require(name: str, needed_for: str = "") -> None:
     """Raise ``Missing`` unless the kernel has feature ``name``."""
     if not has(name):

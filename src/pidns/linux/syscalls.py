@@ -137,9 +137,10 @@ def clone(
     from pidns.linux import features  # noqa: PLC0415 (features imports nothing of ours back)
 
     if not features.has("clone3"):
-        if set_tid:
+        if set_tid and features.forced("clone3"):
             raise ValueError(features.unsupported(features.feature("set_tid"), "set_tid"))
-        call = _Clone2(flags, exit_signal)
+        if not set_tid:  # set_tid is clone3's alone: the kernel answers it (ENOSYS)
+            call = _Clone2(flags, exit_signal)
     ctypes.pythonapi.PyOS_BeforeFork()
     result, err = call()
     if result == 0:
