@@ -57,7 +57,7 @@ class Profile:
     # G2/L13: find_new_reaper's subreaper walk stops at the pid level (4.11) instead of
     # at the namespace's child_reaper, which setns-injected parents could cross.
     subreaper_walk_bounded_by_level: bool
-    # prctl(PR_SET_CHILD_SUBREAPER) marks existing descendants (4.15,
+    # prctl(PR_SET_CHILD_SUBREAPER) marks existing descendants (4.11,
     # kernel/sys.c:propagate_has_child_subreaper); in 3.8 only later forks inherit it.
     subreaper_propagates: bool
     # D3: /proc/PID/ns/pid_for_children exists (4.12).
@@ -119,15 +119,19 @@ HISTORY: dict[str, tuple[object, tuple[tuple[str, object], ...]]] = {
     # refused by copy_pid_ns in every release.
     "pending_ns_refuses": (cf.VM | cf.NEWPID, (("3.12", cf.SIGHAND), ("4.3", cf.THREAD))),
     "too_deep_errno": (errno.EINVAL, (("4.9", errno.ENOSPC),)),
-    # 4.7, "fork: report pid reservation failure properly" (alloc_pid's -EAGAIN).
-    "pid_space_full_errno": (errno.ENOMEM, (("4.7", errno.EAGAIN),)),
+    # 4.1, "fork: report pid reservation failure properly" (35f71bc0a09a, April 2015, in
+    # the 4.1 merge window: alloc_pid's -EAGAIN); an earlier note said 4.7.
+    "pid_space_full_errno": (errno.ENOMEM, (("4.1", errno.EAGAIN),)),
     "per_ns_pid_max": (False, (("6.14", True),)),
     # 4.15, "pid: replace pid bitmap implementation with IDR API".
     "low_pids_before_wrap": (False, (("4.15", True),)),
     # 4.8, "userns,pidns: Verify the userns for new pid namespaces".
     "checks_creator_userns": (False, (("4.8", True),)),
     "subreaper_walk_bounded_by_level": (False, (("4.11", True),)),
-    "subreaper_propagates": (False, (("4.15", True),)),
+    # 4.11: the namespace pull that also brought NS_GET_NSTYPE ("fix a long standing bug
+    # in PR_SET_CHILD_SUBREAPER where only children forked after the prctl are
+    # considered", Tikhomirov and Nesterov); an earlier note said 4.15.
+    "subreaper_propagates": (False, (("4.11", True),)),
     "has_pid_for_children_link": (False, (("4.12", True),)),
     "has_set_tid": (False, (("5.5", True),)),
     # 3.11, "userns: limit the maximum depth of user_namespace->parent chain" (EUSERS);
