@@ -41,9 +41,18 @@ import ctypes
 import marshal
 import os
 import select
+import time
 
-from pidns.linux import server, syscalls
-from pidns.linux.init import CATCHABLE, _close_fds_except, become_init, prepare_namespace
+from pidns.linux import init as init_module
+from pidns.linux import server, status_channel, syscalls
+from pidns.linux.init import (
+    CATCHABLE,
+    Init,
+    Plan,
+    _close_fds_except,
+    become_init,
+    prepare_namespace,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -64,6 +73,7 @@ def become_spare(
         _close_fds_except({0, 1, 2, sock, channel, caller_pidfd, host_pidns})
         plan, _, _ = server.plan_of(_shape_only(request), -1, [], [-1, -1, -1], [])
         prepare_namespace(plan, -1, ["setup"])
+        _rehearse(request, plan)
         sfd = syscalls.signalfd(CATCHABLE)
         syscalls.prctl(syscalls.PR_SET_NAME, _NAME_ADDRESS)  # until it serves: pidns-init
         os.write(sock, b"r")
@@ -95,6 +105,28 @@ def become_spare(
     except BaseException as exc:
         server.report_setup_failure(channel, exc)
     become_init(plan, channel, caller_pidfd, host_pidns)
+
+
+def _rehearse(request: dict[str, Any], plan: Plan) -> None:
+    """Run, before any request, the pure parts of serving one (decoding it, the spawn's
+    arguments, the reports' encoding, the init's loop state): their first writes to the
+    pages this process still shares with the server take the copy-on-write faults now
+    (kernel/fork.c:copy_process copies page tables, not pages), not once a caller waits."""
+    marshal.loads(marshal.dumps(request))
+    syscalls.posix_spawn(
+        request["path"] or "/",
+        request["argv"],
+        request["env"].items(),
+        dup2=[(0, 0), (1, 1), (2, 2)],
+        sigdefault=CATCHABLE,
+        rehearse=True,
+    )
+    status_channel.encode(status_channel.Ready(2, 0, time.monotonic_ns()))
+    status_channel.encode(status_channel.Report(0, 0, 0, 0, 0, 0, [], [], False))
+    rehearsal = Init(plan, 2, -1, -1, -1)
+    rehearsal.reap()  # ECHILD: no child yet
+    rehearsal.command_exited(0)  # kill(-1): nobody else in this namespace yet
+    init_module._refused.clear()  # (what a refused kill(2) noted is for the real run)
 
 
 def _decline(channel: int) -> NoReturn:

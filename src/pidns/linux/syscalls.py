@@ -439,11 +439,12 @@ def posix_spawn(
     sigdefault: Iterable[int] = (),
     sigmask: Iterable[int] = (),
     setsid: bool = False,
+    rehearse: bool = False,
 ) -> int:
     """posix_spawn(3): ``(fd, target)`` pairs dup2'd, ``sigdefault`` reset to SIG_DFL, the
     signal mask set to ``sigmask``, a new process group ``pgroup`` (0: its own) unless
     None, a new session with ``setsid``. Returns the child's pid; raises OSError with the
-    exec errno."""
+    exec errno. ``rehearse``: everything but the spawn itself (returns 0; ``spare``)."""
     attr = ctypes.create_string_buffer(_SPAWNATTR_SIZE)
     actions = ctypes.create_string_buffer(_FILE_ACTIONS_SIZE)
     _libc.posix_spawnattr_init(attr)
@@ -468,6 +469,8 @@ def posix_spawn(
         pairs = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env]
         c_env = (ctypes.c_char_p * (len(pairs) + 1))(*pairs, None)
         pid = ctypes.c_int(0)
+        if rehearse:
+            return 0
         err = _libc.posix_spawn(ctypes.byref(pid), os.fsencode(path), actions, attr, c_argv, c_env)
         if err:
             raise OSError(err, os.strerror(err), path)
