@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from test_run_support import (
     fork_cli,
     in_child,
     needs_root,
+    read_line,
     run_cli,
     wait_for,
 )
@@ -248,3 +251,119 @@ def test_unprivileged_pause_exec_ls_and_stop() -> None:
     assert seen["launcher"] == 0
     assert seen["left"] == []
     assert seen["init_alive"] is False
+
+
+# -- pidns stop --grace: SIGTERM to every process of the namespace, SIGKILL after the grace ---
+
+# a process that traps TERM, notes it, and keeps running (only SIGKILL ends it)
+STUBBORN = 'trap "echo termed > stubborn" TERM; echo ready; while :; do sleep 0.05; done'
+# one that needs a moment after TERM to clean up, then exits
+CAREFUL = (
+    'trap "sleep 0.3; echo cleaned > careful; exit 0" TERM; echo ready; '
+    "while :; do sleep 0.05; done"
+)
+
+
+def _inside(marker: Marker) -> list[int]:
+    """The test's processes in the namespace (pidns exec itself, outside, exits after)."""
+    return marker.processes("sh") + marker.processes("sleep")
+
+
+def _joined(name: str, script: str, cwd: str) -> subprocess.Popen[str]:
+    joined = subprocess.Popen(
+        [*PIDNS, "exec", "--name", name, "--", "sh", "-c", script],
+        stdout=subprocess.PIPE, text=True, cwd=cwd, start_new_session=True,
+    )  # fmt: skip
+    assert joined.stdout is not None and joined.stdout.readline() == "ready\n"
+    return joined
+
+
+def test_stop_gives_joined_processes_the_grace_then_kills(runtime: Path) -> None:
+    launcher = _start_paused("g")
+    with Marker() as marker:
+        stubborn = _joined("g", STUBBORN, marker.path)
+        careful = _joined("g", CAREFUL, marker.path)
+        started = time.monotonic()
+        stopped = run_cli("stop", "--grace", "1.5", "g")
+        took = time.monotonic() - started
+        assert (stopped.returncode, stopped.stderr) == (0, "")
+        assert _inside(marker) == []  # the moment stop returns
+        assert took >= 1.5  # the stubborn one was killed only once the grace was over
+        assert Path(marker.path, "stubborn").read_text() == "termed\n"  # TERM came first
+        assert Path(marker.path, "careful").read_text() == "cleaned\n"  # had its 0.3 s
+        assert careful.wait(timeout=30) == 0
+        assert stubborn.wait(timeout=30) == 128 + signal.SIGKILL
+    assert launcher.wait(timeout=30) == 0  # a paused namespace's end is status 0
+
+
+def test_stop_of_a_command_gives_the_other_processes_the_grace(runtime: Path) -> None:
+    with Marker() as marker:
+        script = f"sh -c {shlex.quote(CAREFUL)} & trap 'exit 7' TERM; while :; do sleep 0.05; done"
+        launcher = subprocess.Popen(
+            [*PIDNS, "run", "--name", "web", "--", "sh", "-c", script],
+            cwd=marker.path, stdout=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        assert launcher.stdout is not None and launcher.stdout.readline() == "ready\n"
+        started = time.monotonic()
+        stopped = run_cli("stop", "--grace", "30", "web")
+        assert (stopped.returncode, stopped.stderr) == (0, "")
+        assert time.monotonic() - started < 25  # everything ended by itself, no SIGKILL wait
+        assert _inside(marker) == []
+        # the command's exit on TERM did not SIGKILL the rest at once (as a run's end does)
+        assert Path(marker.path, "careful").read_text() == "cleaned\n"
+        assert launcher.wait(timeout=30) == 7
+
+
+def test_stop_grace_zero_kills_at_once_and_a_plain_term_still_ends_a_pause(runtime: Path) -> None:
+    launcher = _start_paused("z")
+    with Marker() as marker:
+        stubborn = _joined("z", STUBBORN, marker.path)
+        assert run_cli("stop", "--grace", "0", "z").returncode == 0
+        assert _inside(marker) == []
+        assert stubborn.wait(timeout=30) == 128 + signal.SIGKILL
+    assert launcher.wait(timeout=30) == 0
+
+
+def test_unprivileged_stop_gives_the_grace() -> None:
+    directory = Path(tempfile.mkdtemp(prefix="pidns-test-runtime-"))
+    os.chown(directory, NOBODY, NOBODY)
+
+    def scenario() -> dict[str, object]:
+        os.environ["XDG_RUNTIME_DIR"] = str(directory)
+        pid, read_end = fork_cli(["run", "--pause", "--name", "mine"])
+        os.close(read_end)
+        try:
+            assert wait_for(lambda: _recorded("mine"), 30)
+            child, out = fork_cli(
+                ["exec", "--name", "mine", "--", "sh", "-c", STUBBORN], cwd=str(directory)
+            )
+            ready = read_line(out, 30)
+            started = time.monotonic()
+            stopped = cli_captured(["stop", "--grace", "1", "mine"])
+            took = time.monotonic() - started
+            joined = exit_status(child)
+            os.close(out)
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)
+            raise
+        finally:
+            status = exit_status(pid)
+        return {
+            "ready": ready,
+            "stopped": stopped,
+            "took": took,
+            "joined": joined,
+            "note": (directory / "stubborn").read_text(),
+            "launcher": status,
+        }
+
+    try:
+        seen = in_child(scenario, nobody=True, timeout=60)
+    finally:
+        shutil.rmtree(directory)
+    assert seen["ready"] == "ready\n"
+    assert seen["stopped"] == (0, "", "")
+    assert isinstance(seen["took"], float) and seen["took"] >= 1.0
+    assert seen["note"] == "termed\n"
+    assert seen["joined"] == 128 + signal.SIGKILL
+    assert seen["launcher"] == 0

@@ -1,12 +1,14 @@
 """``pidns stop NAME...``: end named namespaces (``pidns run --name NAME``).
 
-SIGTERM to the init through a pidfd checked against the recorded start time (a reused
-pid is never signalled); the init ends the namespace (a paused one at once, a command's
-after forwarding the TERM to it). Once ``--grace`` seconds have passed, SIGKILL: the
-kernel then kills every process of the namespace (kernel/pid_namespace.c:
-zap_pid_ns_processes). The pidfd polls readable only once the init has exited, which it
-does only when every other process of the namespace is gone, so when ``pidns stop``
-returns nothing of the namespace survives.
+pidns stop's request to the init (a SIGTERM queued with the grace:
+pidns.linux.init.stop_request) through a pidfd checked against the recorded start time
+(a reused pid is never signalled); the init sends SIGTERM to every process of the
+namespace, the command too, and SIGKILL to what is left once the grace is over. Should
+the init not be gone a moment after that (a command run --as-pid-1 is its own init and
+may ignore the request), SIGKILL to it: the kernel then kills every process of the
+namespace (kernel/pid_namespace.c:zap_pid_ns_processes). The pidfd polls readable only
+once the init has exited, which it does only when every other process of the namespace
+is gone, so when ``pidns stop`` returns nothing of the namespace survives.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ import sys
 from pidns import environment
 from pidns.cli.options import Option, UsageError, format_table, scan, usage_error
 from pidns.core.exits import EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP
-from pidns.linux import registry
-from pidns.linux.init import DEFAULT_GRACE
+from pidns.linux import registry, syscalls
+from pidns.linux.init import DEFAULT_GRACE, stop_request
+
+# how long after the grace the init has to finish its own SIGKILL sweep and exit
+SWEEP = 2.0
 
 EXIT_NOT_RUNNING = EXIT_FAIL
 
@@ -111,8 +116,8 @@ def stop(name: str, grace: float) -> None:
     entry, pidfd = registry.find(name)
     try:
         try:
-            signal.pidfd_send_signal(pidfd, signal.SIGTERM)
-            if not _exited(pidfd, grace):
+            syscalls.pidfd_send_signal_value(pidfd, signal.SIGTERM, stop_request(grace))
+            if not _exited(pidfd, grace + SWEEP):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                 _exited(pidfd, None)
         except ProcessLookupError:

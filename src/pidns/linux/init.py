@@ -63,6 +63,25 @@ MAX_LISTED = 1000  # pids and signals listed in the report; counts are always ex
 DEFAULT_GRACE = 10.0  # seconds between a catchable shutdown signal and SIGKILL (docker's)
 # what ends a paused init (catatonit -P, which exits 0 on these)
 PAUSE_ENDS = (int(signal.SIGTERM), int(signal.SIGINT), int(signal.SIGHUP))
+# pidns stop's request: a SIGTERM queued (SI_QUEUE) with the value STOP_TAG << 32 | the
+# grace in milliseconds. The init then ends the namespace as a shutdown does: SIGTERM to
+# every process, SIGKILL to what is left once that grace is over (a paused one's too).
+STOP_TAG = 0x70696473  # "pids"
+_STOP_GRACE_LIMIT_MS = 0xFFFFFFFF
+
+
+def stop_request(grace: float) -> int:
+    """The value pidns stop queues with its SIGTERM, asking for ``grace`` seconds."""
+    return STOP_TAG << 32 | min(_STOP_GRACE_LIMIT_MS, max(0, round(grace * 1000)))
+
+
+def requested_grace(info: syscalls.SigInfo) -> float | None:
+    """The grace a signal asks for if it is pidns stop's request, else None."""
+    if info.signo != SIGTERM or info.code != syscalls.SI_QUEUE or info.value >> 32 != STOP_TAG:
+        return None
+    return (info.value & _STOP_GRACE_LIMIT_MS) / 1000
+
+
 _ARGV_LIMIT = 4096  # bytes of a survivor's command line reported
 
 
@@ -414,9 +433,10 @@ def _serve(plan: Plan, cmd: int, host_pid: int, sfd: int, channel: int, launcher
         status_channel.send(channel, status_channel.Namespaces(_namespace_inodes()))
     status_channel.send(channel, status_channel.Ready(cmd, host_pid, t_spawned))
     init = Init(plan, cmd, sfd, launcher_pidfd, channel)
-    if plan.verbose:
-        started = f"started {plan.argv[0]} as pid {cmd} (host pid {host_pid})"
-        init.log(started if cmd else "pausing: no command, until a TERM, INT or HUP")
+    if plan.verbose and cmd:
+        init.log(f"started {plan.argv[0]} as pid {cmd} (host pid {host_pid})")
+    elif plan.verbose:  # --pause: no argv
+        init.log("pausing: no command, until a TERM, INT or HUP, or pidns stop")
     status = init.serve()
     t_done = time.monotonic_ns()
     for survivor in init.survivors:
@@ -511,6 +531,24 @@ def _kill_all(sig: int) -> None:
         _refused.append(exc.errno or errno.EPERM)
 
 
+LINGER_POLL_MS = 20.0
+
+
+def _others_alive() -> bool:
+    """Whether the namespace holds a process besides the init: kill(-1, 0) finds one
+    (kernel/signal.c:kill_something_info returns ESRCH when it signalled none). Never
+    for the fallback's subreaper, which has no namespace to itself."""
+    if _SUBREAPER[0]:
+        return False
+    try:
+        os.kill(-1, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # there is one, which the init may not signal
+    return True
+
+
 def _survivors(proc: str) -> list[status_channel.Survivor]:
     """Every live process of the namespace but the init, from its own /proc: for the
     report, and for the pytest plugin's list of leftovers. kill(-1, 0) first: ESRCH when
@@ -569,6 +607,7 @@ class Init:
         self.forwarded: list[int] = []
         self.survivors: list[status_channel.Survivor] = []  # alive when the shutdown began
         self.shutting_down = False
+        self.stopping = False  # pidns stop asked: its SIGTERM is out, SIGKILL at the deadline
         self.timed_out = False
         self.abandoned = False  # the launcher is gone
         self.deadline: float | None = None  # when the grace period ends (monotonic)
@@ -590,14 +629,22 @@ class Init:
         poller.register(self.launcher_pidfd, select.POLLIN)
         self.reap()
         while True:
+            lingering = False
             if self.cmd_status is not None and (self.empty or (_refused and not _SUBREAPER[0])):
-                return self.cmd_status
+                # pidns stop's grace holds for the processes pidns exec put here too, which
+                # are not the init's children (their parent is outside): until they are gone
+                # or the grace is over
+                lingering = self.stopping and self.deadline is not None and _others_alive()
+                if not lingering:
+                    return self.cmd_status
             if self.abandoned and self.empty:
                 os._exit(exits.EXIT_SIGNAL_BASE + self.plan.launcher_death_signal)
             timeout = None
             wake = [t for t in (self.deadline, self.timeout_at) if t is not None]
             if wake:
                 timeout = max(0.0, (min(wake) - time.monotonic()) * 1000)
+            if lingering:  # nothing tells the init of a joined process's exit: look again
+                timeout = min(LINGER_POLL_MS, timeout if timeout is not None else LINGER_POLL_MS)
             for fd, _events in poller.poll(timeout):
                 if fd == self.launcher_pidfd:
                     poller.unregister(fd)
@@ -621,6 +668,8 @@ class Init:
     def on_signal(self, info: syscalls.SigInfo) -> None:
         if info.signo == SIGCHLD:
             self.reap()
+        elif (grace := requested_grace(info)) is not None:
+            self.stop(grace)
         elif info.code != syscalls.SI_KERNEL:
             # SI_KERNEL: a terminal's ^C or ^Z to the launcher's process group; the
             # launcher has it too and forwards it, so forwarding it here would double it.
@@ -695,19 +744,36 @@ class Init:
         self.timeout_at = None
         if self.plan.proc_dir is not None and not (self.plan.wait_all and self.plan.grace is None):
             self.survivors = _survivors(self.plan.proc_dir)
+        if self.stopping:
+            return  # the rest have pidns stop's grace, already running
         if not self.plan.wait_all:
             self.shutdown(self.plan.kill_signal or SIGKILL)
         elif self.plan.grace is not None:
             self.shutdown(self.plan.kill_signal or SIGTERM)
 
-    def shutdown(self, sig: int) -> None:
-        """``sig`` to every process left; unless it is SIGKILL, SIGKILL after the grace."""
+    def stop(self, grace: float) -> None:
+        """pidns stop: SIGTERM to every process (the command among them), SIGKILL to what
+        is left ``grace`` seconds later; a paused namespace ends with status 0."""
+        if self.plan.verbose:
+            self.log(f"pidns stop: SIGTERM to every process, SIGKILL after {grace:g} s")
+        self.stopping = True
+        if self.plan.pause and self.cmd_status is None:
+            self.command_exited(0)
+        self.timeout_at = None
+        self.shutdown(SIGTERM, grace)
+        self.empty = False  # orphans may come now, as the joined processes die
+        self.reap()
+
+    def shutdown(self, sig: int, grace: float | None = None) -> None:
+        """``sig`` to every process left; unless it is SIGKILL, SIGKILL after the grace
+        (``grace``, or the plan's)."""
         self.shutting_down = True
         if self.plan.verbose:
             self.log(f"shutdown: {_name(sig)} to every process left")
         _kill_all(sig)
         if sig != SIGKILL:
-            grace = DEFAULT_GRACE if self.plan.grace is None else self.plan.grace
+            if grace is None:
+                grace = DEFAULT_GRACE if self.plan.grace is None else self.plan.grace
             end = time.monotonic() + grace
             self.deadline = end if self.deadline is None else min(self.deadline, end)
 
