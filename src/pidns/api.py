@@ -132,6 +132,26 @@ def _refuse(
         )
 
 
+def _signal_number(name: str, value: int, zero: bool = False) -> int:
+    """A signal number (a signal.Signals, or a real-time one), or ValueError naming the
+    argument; ``zero``: 0 (none) is one of the choices."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: a signal number, not {value!r}")
+    if not (zero and value == 0) and not 1 <= value <= signal.SIGRTMAX:
+        raise ValueError(f"{name}: no signal {value!r}")
+    if value == signal.SIGKILL and name == "rewrite_signals":
+        raise ValueError("rewrite_signals: SIGKILL cannot be caught to be rewritten")
+    return int(value)
+
+
+def _exit_statuses(values: Iterable[int]) -> tuple[int, ...]:
+    statuses = tuple(values)
+    for value in statuses:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+            raise ValueError(f"remap_exit: an exit status is 0 to 255, not {value!r}")
+    return statuses
+
+
 class Popen:
     """Run ``args`` in a new pid namespace; subprocess.Popen's interface where it applies.
 
@@ -142,7 +162,14 @@ class Popen:
     exits; with a grace period, TERM everyone left, then KILL), ``forward_to_group``,
     ``fallback`` ("fail", or "subreaper": where no pid namespace can be made, run the
     command under a child subreaper, with a FallbackWarning; None: $PIDNS_FALLBACK or
-    "fail").
+    "fail"). The options of ``pidns run`` of the same names: ``kill_signal`` (what the
+    processes left get when the command exits, and on ``run``'s timeout; SIGKILL unless
+    given; a catchable one is followed by SIGKILL after ``grace``, default 10 s),
+    ``parent_death_signal`` (what every process of the namespace gets if the calling
+    process dies; SIGKILL unless given, a catchable one followed by SIGKILL after the
+    grace), ``rewrite_signals`` ({FROM: TO}: a signal sent to the command is forwarded as
+    TO, 0 drops it; dumb-init's -r), ``remap_exit`` (exit statuses that count as 0;
+    tini's -e).
 
     subprocess's own arguments keep their meaning: ``executable``, ``cwd``, ``env``,
     ``start_new_session``, ``process_group`` (0 only: a group of pids the namespace
@@ -193,6 +220,11 @@ class Popen:
         grace: float | None = None,
         forward_to_group: bool = False,
         fallback: str | None = None,
+        kill_signal: int = 0,
+        parent_death_signal: int = signal.SIGKILL,
+        rewrite_signals: Mapping[int, int] | None = None,
+        remap_exit: Iterable[int] = (),
+        _timeout: float | None = None,  # run()'s timeout, kept by the init (kill_signal)
     ) -> None:
         self.returncode: int | None = None
         self.stdin: IO[Any] | None = None
@@ -217,6 +249,16 @@ class Popen:
             forward_to_group=forward_to_group,
             fallback=fallback,
             ids=_ids(user, group),
+            kill_signal=_signal_number("kill_signal", kill_signal, zero=True),
+            launcher_death_signal=_signal_number("parent_death_signal", parent_death_signal),
+            rewrite={
+                _signal_number("rewrite_signals", source): _signal_number(
+                    "rewrite_signals", target, zero=True
+                )
+                for source, target in (rewrite_signals or {}).items()
+            },
+            remap_exit=_exit_statuses(remap_exit),
+            timeout=_timeout,
         )
         self.text_mode = bool(text or universal_newlines or encoding or errors)
         self.encoding = encoding
@@ -518,7 +560,11 @@ def run(
     **kwargs: Any,
 ) -> CompletedProcess:
     """Run ``args`` in a new pid namespace and wait for it; subprocess.run's arguments plus
-    Popen's namespace options. On timeout the whole namespace is killed."""
+    Popen's namespace options. On timeout the whole namespace is killed and
+    TimeoutExpired raised; with a catchable ``kill_signal``, the init ends it instead as
+    ``pidns run --timeout`` does: ``kill_signal`` to every process, SIGKILL to what is left
+    after ``grace``, and then TimeoutExpired, with all the output."""
+    graceful = timeout is not None and kwargs.get("kill_signal", 0) not in (0, signal.SIGKILL)
     if input is not None:
         if kwargs.get("stdin") is not None:
             raise ValueError("stdin and input arguments may not both be used.")
@@ -527,15 +573,17 @@ def run(
         if kwargs.get("stdout") is not None or kwargs.get("stderr") is not None:
             raise ValueError("stdout and stderr arguments may not be used with capture_output.")
         kwargs["stdout"] = kwargs["stderr"] = PIPE
-    with Popen(args, **kwargs) as process:
+    with Popen(args, _timeout=timeout if graceful else None, **kwargs) as process:
         try:
-            stdout, stderr = process.communicate(input, timeout=timeout)
+            stdout, stderr = process.communicate(input, timeout=None if graceful else timeout)
         except TimeoutExpired:
             process.kill()  # the whole namespace; the output so far is in the exception
             process.wait()
             raise
         returncode = process.wait()
         namespace = process._namespace
+    if graceful and namespace is not None and namespace.timed_out:
+        raise TimeoutExpired(process.args, timeout or 0.0, output=stdout, stderr=stderr)
     if check and returncode:
         raise CalledProcessError(returncode, process.args, stdout, stderr)
     return CompletedProcess(process.args, returncode, stdout, stderr, namespace=namespace)

@@ -409,12 +409,15 @@ class RunningNamespace:
 
     @property
     def returncode(self) -> int | None:
+        """subprocess's: -N if signal N killed the command, else its exit status (0 if it
+        is one of ``remap_exit``)."""
         status = self.command_status if self.command_status is not None else self.wait_status
         if status is None:
             return None
         if os.WIFSIGNALED(status):
             return -os.WTERMSIG(status)
-        return os.WEXITSTATUS(status)
+        code = os.WEXITSTATUS(status)
+        return 0 if code in self.remap_exit else code
 
     @property
     def exit_status(self) -> int | None:
