@@ -36,6 +36,16 @@ that has it spells it, "-" for a peer without it:
 - socket activation: catatonit rewrites LISTEN_PID only when it names catatonit itself,
   which under unshare (pid 1 inside, another pid outside) it cannot.
 - socket activation: LISTEN_PID set to the launcher's pid; does the command see its own?
+- unshare's option surface, each row the output of a probe under the options as unshare
+  spells them (pidns run takes the same words): -Urpf, -R/-w, -S/-G, --map-user and
+  --map-group, --setgroups deny, --propagation slave, --mount-proc=DIR, and
+  --kill-child=SIGHUP (the parent-death row again, in unshare's spelling);
+- pause (catatonit -P, pidns run --pause): no command; a process joined later (nsenter
+  -t PID -p -m, or pidns exec -t PID -m, the joiner each side has) gets pid 2 there, and
+  a TERM to pid 1 ends it all with status 0;
+- named namespaces (pidns only): run --pause --name, exec --name, stop NAME;
+- joining (nsenter, pidns exec), each spelled as nsenter spells it, into a namespace
+  held by ``unshare -fp --mount-proc sleep``: -t PID -m, --pid=/proc/PID/ns/pid, -w DIR.
 
 Each check's processes run in a fresh directory, which names them (/proc/PID/cwd).
 
@@ -293,7 +303,10 @@ def spellings(options: dict[str, list[str]]) -> Spellings:
         elif name.startswith("bwrap"):
             spelled[name] = [*prefix, *extra]
         elif name == "unshare -fp --mount-proc":
-            spelled[name] = [prefix[0], *extra, *prefix[1:]]
+            rest = prefix[1:]
+            if any(word.startswith("--mount-proc=") for word in extra):
+                rest = [word for word in rest if word != "--mount-proc"]  # the row's own
+            spelled[name] = [prefix[0], *extra, *rest]
         else:  # unshare ... INIT [--]: the init's options after its name
             init = name.split()[2]  # "unshare ... tini --": tini
             at = next(i for i, word in enumerate(prefix) if word.endswith("/" + init))
@@ -460,6 +473,154 @@ def feature_socket_activation(prefix: list[str]) -> Result:
     return "own pid" if words[0] == words[1] else "launcher's pid"
 
 
+def feature_probe(script: str) -> Callable[[list[str]], Result]:
+    """A row whose cell is what ``script`` prints (one line) under the options."""
+
+    def probe(prefix: list[str]) -> Result:
+        done = run(prefix, script)
+        words = " ".join(done.stdout.split())
+        return words if done.returncode == 0 and words else f"fails ({done.returncode})"
+
+    probe.__name__ = f"probe {script!r}"
+    return probe
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _joiner(prefix: list[str], pid: int) -> list[str]:
+    """How each side joins a namespace: pidns exec for pidns, nsenter for the others."""
+    if "run" in prefix and prefix[prefix.index("run") - 1] in (*_pidns(), "pidns"):
+        return [*_pidns(), "exec", "--target", str(pid), "--mount", "--"]
+    return ["nsenter", "--target", str(pid), "--pid", "--mount", "--"]
+
+
+def feature_pause(prefix: list[str]) -> Result:
+    """No command: an init that holds the namespace. A process joined later sees itself
+    as pid 2 and pid 1 as the pausing init; TERM to pid 1 ends everything, status 0."""
+    mark = marker()
+    process = subprocess.Popen(prefix, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               cwd=mark, start_new_session=True)  # fmt: skip
+    try:
+        init = _pid_1(process.pid)
+        if not wait_until(lambda: _comm(init) in ("pidns-init", "catatonit"), 5):
+            return f"no init ({_comm(init) or '?'})"
+        joined = subprocess.run(
+            [*_joiner(prefix, init), "sh", "-c",
+             'sleep 1000 >/dev/null 2>&1 & echo "$$ $(cat /proc/1/comm)"'],
+            capture_output=True, text=True, timeout=20, check=False, cwd=mark,
+        )  # fmt: skip
+        os.kill(init, signal.SIGTERM)
+        status = process.wait(5)
+        left = (
+            0 if wait_until(lambda: not alive_with(mark), SURVIVOR_WAIT) else len(alive_with(mark))
+        )
+        pid, _, comm = joined.stdout.strip().partition(" ")
+        return f"joined as {pid or '?'} ({comm or '?'}); TERM: {status}; left {left}"
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return "no (still running)"
+    finally:
+        cleanup(mark)
+
+
+def feature_named(prefix: list[str]) -> Result:
+    """pidns run --pause --name NAME; pidns exec --name NAME; pidns stop NAME."""
+    mark = marker()
+    runtime = tempfile.mkdtemp(prefix="pidns-conformance-runtime-")
+    env = {**os.environ, "XDG_RUNTIME_DIR": runtime}
+    process = subprocess.Popen([*prefix[:-1], "--pause", "--name", "conf"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=mark,
+                               env=env, start_new_session=True)  # fmt: skip
+    try:
+        joined = ""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not joined:
+            done = subprocess.run([*prefix[:-2], "exec", "--name", "conf", "--", "sh", "-c",
+                                   'sleep 1000 >/dev/null 2>&1 & echo "$$"'],
+                                  capture_output=True, text=True, timeout=20, check=False,
+                                  cwd=mark, env=env)  # fmt: skip
+            joined = done.stdout.strip()
+            if not joined:
+                time.sleep(0.05)
+        stopped = subprocess.run([*prefix[:-2], "stop", "conf"], capture_output=True,
+                                 timeout=30, check=False, env=env).returncode  # fmt: skip
+        status = process.wait(5)
+        left = len(alive_with(mark))  # stop returned once nothing of the namespace was left
+        return f"joined as {joined or '?'}; stop: {stopped}; left {left}; run: {status}"
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return "no (still running)"
+    finally:
+        cleanup(mark)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def joiners() -> dict[str, list[str]]:
+    """The tools that join a namespace, each as its name's prefix (``{pid}``: the target)."""
+    found = {"pidns exec": [*_pidns(), "exec"]}
+    if shutil.which("nsenter"):
+        found["nsenter"] = ["nsenter"]
+    return found
+
+
+def join_probe(options: list[str], script: str) -> Callable[[list[str]], Result]:
+    """Join a namespace held by ``unshare -fp --mount-proc sleep`` with ``options``
+    (nsenter's spelling, which pidns exec shares); the cell is what ``script`` prints."""
+
+    def probe(prefix: list[str]) -> Result:
+        unshare = shutil.which("unshare")
+        if unshare is None:
+            return "? (no unshare)"
+        mark = marker()
+        holder = subprocess.Popen([unshare, "-fp", "--mount-proc", "sleep", "1000"], cwd=mark,
+                                  start_new_session=True)  # fmt: skip
+        try:
+            target = _pid_1(holder.pid)
+            if not wait_until(lambda: _comm(target) == "sleep", 5):
+                return "?"
+            words = [word.replace("{pid}", str(target)) for word in options]
+            if prefix[0] == "nsenter" and "--pid" not in " ".join(words):
+                words = [*words, "--pid"]  # nsenter joins only what it is told to
+            done = subprocess.run(
+                [*prefix, *words, "--", "sh", "-c", script],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
+            )
+            out = " ".join(done.stdout.split())
+            return out if done.returncode == 0 and out else f"fails ({done.returncode})"
+        finally:
+            holder.kill()
+            holder.wait()
+            cleanup(mark)
+
+    return probe
+
+
+JOINS: list[tuple[str, Callable[[list[str]], Result], str]] = [
+    ("join: -t PID -m; $$, pid 1's comm", join_probe(["-t", "{pid}", "-m"],
+     'echo "$$ $(cat /proc/1/comm)"'), "2 sleep"),
+    ("join: --pid=/proc/PID/ns/pid", join_probe(["--pid=/proc/{pid}/ns/pid"], 'echo "$$"'), "2"),
+    # (nsenter's -w and -r take an optional value, given attached; its -r is pidns exec's
+    # and unshare's -R: the long names are the same)
+    ("join: -t PID -m -w/tmp", join_probe(["-t", "{pid}", "-m", "-w/tmp"], "pwd"), "/tmp"),
+    ("join: -t PID -m --root=/ --wd=/usr", join_probe(
+        ["-t", "{pid}", "-m", "--root=/", "--wd=/usr"], 'echo "$(pwd) $(cat /proc/1/comm)"'),
+     "/usr sleep"),
+    ("join: -t PID -m -U --preserve-credentials", join_probe(
+        ["-t", "{pid}", "-m", "-U", "--preserve-credentials"], "id -u"), "0"),
+]  # fmt: skip
+
+
 PIDNS, UNSHARE, TINI, BWRAP = (
     "pidns run",
     "unshare -fp --mount-proc",
@@ -488,7 +649,48 @@ FEATURES: list[tuple[str, Callable[[list[str]], Result], str, dict[str, list[str
      {PIDNS: ["-v"], TINI: ["-vvv"], DUMB_INIT: ["-v"]}),
     ("socket activation: LISTEN_PID", feature_socket_activation, "own pid",
      {PIDNS: [], CATATONIT: [], TINI: [], DUMB_INIT: []}),
+    ("-Urpf: uid, $$", feature_probe('echo "$(id -u) $$"'), "0 (1 or 2)",
+     {PIDNS: ["-Urpf"], UNSHARE: ["-Urpf"]}),
+    ("-R / -w /usr: pwd", feature_probe("pwd"), "/usr",
+     {PIDNS: ["-R", "/", "-w", "/usr"], UNSHARE: ["-R", "/", "-w", "/usr"]}),
+    ("-S 1 -G 1: uid gid", feature_probe('echo "$(id -u) $(id -g)"'), "1 1",
+     {PIDNS: ["-S", "1", "-G", "1"], UNSHARE: ["-S", "1", "-G", "1"]}),
+    ("--map-user=1000 --map-group=1000", feature_probe('echo "$(id -u) $(id -g)"'),
+     "1000 1000", {PIDNS: ["--map-user=1000", "--map-group=1000"],
+                   UNSHARE: ["--map-user=1000", "--map-group=1000"]}),
+    ("-U --setgroups deny", feature_probe("cat /proc/self/setgroups"), "deny",
+     {PIDNS: ["-U", "--setgroups", "deny"], UNSHARE: ["-U", "--setgroups", "deny"]}),
+    ("-r --setgroups deny", feature_probe("cat /proc/self/setgroups"), "deny",
+     {PIDNS: ["-r", "--setgroups", "deny"], UNSHARE: ["-r", "--setgroups", "deny"]}),
+    # (a slave of a private mount is private: the host's / decides what a slave shows)
+    ("--propagation slave: /'s tags", feature_probe(
+        "awk '$5 == \"/\" { t = \"\"; for (i = 7; $i != \"-\"; i++) t = t $i \" \"; "
+        "print (t == \"\") ? \"private\" : t }' /proc/self/mountinfo"),
+     "as the host's /", {PIDNS: ["--propagation", "slave"],
+                         UNSHARE: ["--propagation", "slave"]}),
+    ("--mount-proc=/mnt: pid 1 there", feature_probe("cat /mnt/1/comm"), "pid 1's comm",
+     {PIDNS: ["--mount-proc=/mnt"], UNSHARE: ["--mount-proc=/mnt"]}),
+    ("--kill-child=SIGHUP (unshare's)", feature_parent_death, "HUP trapped",
+     {PIDNS: ["--kill-child=SIGHUP"], UNSHARE: ["--kill-child=SIGHUP"]}),
+    ("pause, joined later (catatonit -P)", feature_pause,
+     "joined as 2 (the init); TERM: 0; left 0",
+     {PIDNS: ["--pause"], CATATONIT: ["-P"]}),
+    ("named: run --name, exec --name, stop", feature_named,
+     "joined as 2; stop: 0; left 0; run: 0", {PIDNS: []}),
 ]  # fmt: skip
+
+
+def join_table() -> dict[str, dict[str, Result]]:
+    """Each joiner's cell of each JOINS row."""
+    table: dict[str, dict[str, Result]] = {}
+    for tool, prefix in joiners().items():
+        table[tool] = {}
+        for check, function, _ in JOINS:
+            try:
+                table[tool][check] = function(prefix)
+            except (subprocess.TimeoutExpired, OSError) as exc:
+                table[tool][check] = f"error: {exc}"
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -527,10 +729,19 @@ def main(argv: list[str] | None = None) -> int:
     for check, wanted in rows:
         cells = "  ".join(f"{table[n][check]:<{w}}" for n, w in zip(names, columns, strict=True))
         print(f"{check:<{width}}  {wanted:<{wide}}  {cells}")
+    joined = join_table()
+    tools = list(joiners())
+    width = max(len(check) for check, _, _ in JOINS)
+    print()
+    print(f"{'joining':<{width}}  {'wanted':<8}  " + "  ".join(f"{t:<14}" for t in tools))
+    for check, _, wanted in JOINS:
+        cells = "  ".join(f"{joined[t][check]:<14}" for t in tools)
+        print(f"{check:<{width}}  {wanted:<8}  {cells}")
     for note in notes:
         print(f"note: {note}")
     if args.json:
-        document = {"launchers": {n: found[n] for n in names}, "results": table, "notes": notes}
+        document = {"launchers": {n: found[n] for n in names}, "results": table, "notes": notes,
+                    "joins": joined}  # fmt: skip
         print(json.dumps(document))
     return 0
 
