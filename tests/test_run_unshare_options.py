@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from pidns.cli import COMMANDS
 from pidns.core import flags as cf
 from pidns.linux import syscalls
 from test_run_support import (
@@ -243,12 +244,15 @@ def test_map_auto_without_a_grant_is_a_usage_error(subids: str) -> None:
     assert "/etc/subuid grants no subordinate ids to nobody (65534)" in err
 
 
-@pytest.mark.parametrize("command", ["run", "exec", "ls", "tree", "pid", "check", "sim"])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_version_on_every_subcommand(command: str) -> None:
     for flag in ("-V", "--version"):
         result = run_cli(command, flag)
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("pidns ")
+    if command == "stop":  # after a name too, as a table option
+        result = run_cli(command, "db", "--version")
+        assert (result.returncode, result.stdout.startswith("pidns ")) == (0, True), result
 
 
 def test_unprivileged_root_wd_mount_proc_dir_user_and_map_user() -> None:

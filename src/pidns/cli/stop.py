@@ -34,6 +34,7 @@ EXIT_NOT_RUNNING = EXIT_FAIL
 OPTIONS = (
     Option("--grace", arg="SECONDS", help="how long the namespace's processes have after "
            "SIGTERM before SIGKILL (default 10, or $PIDNS_GRACE)"),
+    Option("--version", "-V", help="show pidns's version"),
     Option("--help", "-h", help="show this help"),
 )  # fmt: skip
 
@@ -56,14 +57,16 @@ def usage() -> str:
     return HEAD + format_table(OPTIONS) + TAIL
 
 
-def parse(argv: list[str]) -> tuple[float, list[str]] | None:
-    """(grace, names), or None for --help."""
+def parse(argv: list[str]) -> tuple[float, list[str]] | str:
+    """(grace, names), or "--help" or "--version" when asked."""
     with_value = tuple(o.name for o in OPTIONS if o.arg)
     options, names = scan(argv, with_value, command=False)
     grace: float | None = None
     for name, value in options:
         if name in ("-h", "--help"):
-            return None
+            return "--help"
+        if name in ("-V", "--version"):
+            return "--version"
         if name == "--grace":
             try:
                 grace = float(value)
@@ -93,8 +96,11 @@ def main(name: str, argv: list[str]) -> int:
         parsed = parse(argv)
     except UsageError as exc:
         return usage_error(f"pidns {name}", exc)
-    if parsed is None:
+    if parsed == "--help":
         sys.stdout.write(usage())
+        return EXIT_OK
+    if isinstance(parsed, str):
+        print(f"pidns {__import__('pidns').__version__}")
         return EXIT_OK
     grace, names = parsed
     status = EXIT_OK

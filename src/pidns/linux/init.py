@@ -22,6 +22,9 @@ was SIGKILL, SIGKILL to whatever remains ``grace`` seconds later, DEFAULT_GRACE 
   set) when a grace period is set;
 - the ``timeout`` runs out: ``kill_signal`` (SIGTERM unless set) to every process, and the
   run counts as timed out (exit 124, as timeout(1));
+- pidns stop's request (``stop_request``: a queued SIGTERM carrying a grace): SIGTERM to
+  every process, the command's exit cutting nothing short, SIGKILL once that grace is
+  over; the init waits for joined processes too (not its children) with kill(-1, 0);
 - the launcher dies: ``launcher_death_signal`` (SIGKILL unless set) to everything; with
   SIGKILL the init exits at once (the kernel then kills the rest when pid 1 exits:
   kernel/pid_namespace.c:zap_pid_ns_processes);
