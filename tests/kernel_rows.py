@@ -585,6 +585,87 @@ def group_kill_siginfo() -> object:
     return in_child(body)
 
 
+def _proc_state(pid: int) -> tuple[str, bool, str]:
+    """(State letter, PF_EXITING, wchan) of ``pid`` from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        data = f.read()
+    fields = data[data.rindex(")") + 2 :].split()
+    with open(f"/proc/{pid}/wchan") as f:
+        where = f.read()
+    return fields[0], bool(int(fields[6]) & 0x4), where
+
+
+def _child_of(parent: int) -> int:
+    """A process whose PPid is ``parent`` (0: none yet), by a scan of /proc."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status") as f:
+                for line in f:
+                    if line.startswith("PPid:") and int(line.split()[1]) == parent:
+                        return int(name)
+        except OSError:
+            pass
+    return 0
+
+
+def _until(test: object, seconds: float = 60.0) -> object:
+    """``test()`` polled until it is true, within a deadline (None: never)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = test()  # type: ignore[operator]
+        if found:
+            return found
+        time.sleep(0.005)
+    return None
+
+
+def zap_wait() -> object:
+    """What /proc shows of (inner) an init asleep in zap_pid_ns_processes' last wait for a
+    zombie whose parent is outside, and of (outer) its parent init dying meanwhile, asleep
+    in the zap's do_wait on it (row zap_wait_state; examples/50)."""
+
+    def body() -> object:
+        inner_go, outer_go = os.pipe(), os.pipe()
+        if unshare(CLONE_NEWPID):
+            return {"error": "unshare"}
+        outer = os.fork()
+        if outer == 0:  # pid 1 of the first namespace; its child C is pid 1 of a second
+            if unshare(CLONE_NEWPID) == 0 and os.fork() == 0:
+                os.read(inner_go[0], 1)
+                os._exit(0)
+            os.read(outer_go[0], 1)
+            os._exit(0)
+        result: dict[str, object] = {}
+        zombie = 0
+        try:
+            inner = _until(lambda: _child_of(outer))
+            assert isinstance(inner, int), "no inner init"
+            fd = os.open(f"/proc/{inner}/ns/pid", os.O_RDONLY)
+            if _libc.setns(fd, CLONE_NEWPID) != 0:
+                return {"error": "setns"}
+            zombie = os.fork()  # in the inner namespace, our child
+            if zombie == 0:
+                os._exit(0)
+            _until(lambda: _proc_state(zombie)[0] == "Z")
+            os.write(inner_go[1], b"x")
+            asleep = _until(lambda: _proc_state(inner)[2] == "zap_pid_ns_processes")
+            result["inner"] = _proc_state(inner) if asleep else None
+            os.write(outer_go[1], b"x")
+            dying = _until(lambda: _proc_state(outer)[1] and _proc_state(outer)[2] == "do_wait")
+            result["outer"] = _proc_state(outer) if dying else None
+        finally:
+            if zombie > 0:
+                os.waitpid(zombie, 0)
+            else:
+                os.kill(outer, signal.SIGKILL)
+            os.waitpid(outer, 0)
+        return result
+
+    return in_child(body)
+
+
 def main() -> None:
     host = "--host" in sys.argv[1:]
     numbers = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])
@@ -607,6 +688,7 @@ def main() -> None:
         "pid_for_children": pid_for_children_before_init(),
         "pid_max": pid_max_in_new_namespace(),
         "group_kill": group_kill_siginfo(),
+        "zap_wait": zap_wait(),
     }
     if not host:  # it changes the global pid_max for a moment: a guest's only
         rows["pid_space_full"] = pid_space_full()

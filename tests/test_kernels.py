@@ -257,6 +257,11 @@ def _check_rows(rows: dict[str, Any]) -> None:
     group_kill = rows["group_kill"]
     shared = 0 if p.group_kill_shares_siginfo else group_kill["sender"]
     assert group_kill["si_pid"] == shared
+    # the inner init in the zap's last wait, the outer one in the zap's do_wait on it
+    assert rows["zap_wait"] == {
+        "inner": [p.zap_wait_state, True, "zap_pid_ns_processes"],
+        "outer": ["S", True, "do_wait"],
+    }
     if "pid_space_full" in rows:  # guests only: it lowers the global pid_max for a moment
         assert rows["pid_space_full"]["errno"] == errno.errorcode[p.pid_space_full_errno]
     wall = None if p.waitid_takes_wall else "EINVAL"

@@ -3,7 +3,8 @@ anything, until nothing is in flight (docs/scenario-language.md: "Snapshots and 
 
 A world is settled when the step's own call has returned (or its actor stopped, or died
 by its own call), no live process has a signal pending, no process is exiting but an
-init asleep in zap_pid_ns_processes while its namespace still has members, no zombie
+init asleep in zap_pid_ns_processes while its namespace still has members (or asleep
+in the zap's do_wait on a child that is such an init), no zombie
 waits for root, every puppet blocked in wait sleeps in do_wait, every continued puppet
 has answered its queued call, and that sweep of /proc began after the call returned.
 """
@@ -16,7 +17,8 @@ import select
 import time
 from dataclasses import dataclass, field
 
-from pidns.linux import syscalls
+from pidns.linux import features, syscalls
+from pidns.model import profiles
 from pidns.scenario import ast, puppet
 from pidns.scenario import puppet_protocol as wire
 from pidns.scenario.ast import Completion, Op
@@ -29,9 +31,15 @@ if TYPE_CHECKING:
     from pidns.scenario.real_world import Proc, World
 
 WAKE_BIT = 1 << (puppet.WAKE - 1)
-# The state of an init asleep in zap_pid_ns_processes: S (TASK_INTERRUPTIBLE, 6.18),
-# I (TASK_IDLE, as 6.1 shows it) or D (TASK_UNINTERRUPTIBLE, 3.8).
-_ZAP = "SID"
+
+
+def zap_wait_state(release: str) -> str:
+    """The state letter of an init asleep in zap_pid_ns_processes' last wait on kernel
+    ``release`` (profile row ``zap_wait_state``: D on 3.8, I on 6.1, S on 6.18)."""
+    try:
+        return profiles.for_release(release).zap_wait_state
+    except ValueError:  # no release the profiles know (older than 3.8): any of them
+        return "SID"
 
 
 # Calls that may end or stop their own caller, which then never answers (unblock: a
@@ -57,6 +65,7 @@ class Settler:
 
     def __init__(self, world: World) -> None:
         self.world = world
+        self.zap_state = zap_wait_state(features.release())
 
     def settle(self, settle: Settle) -> None:
         """Wait until nothing is in flight; resolve the actor's call and any completions.
@@ -186,7 +195,7 @@ class Settler:
                 if seen.ppid == self.world.root_host:
                     reasons.append(f"{p.name} is a zombie root will reap")
             elif seen.exiting:
-                if not (self._members(p) and self._asleep_in(p, "zap_pid_ns_processes", _ZAP)):
+                if not self._exiting_at_rest(p):
                     reasons.append(f"{p.name} is exiting")
             elif seen.stopped:
                 if seen.pending & SIGKILL_BIT:
@@ -204,6 +213,22 @@ class Settler:
                 ):
                     reasons.append(f"{p.name}'s wait is returning")
         return reasons
+
+    def _exiting_at_rest(self, p: Proc) -> bool:
+        """An exiting process that waits for others, as only an exiting init does
+        (kernel/pid_namespace.c:zap_pid_ns_processes): asleep in the last wait while
+        another pid of its namespace remains, or asleep in do_wait (the zap's
+        kernel_wait4 loop, TASK_INTERRUPTIBLE on every release) while a child of its is
+        still exiting, which do_wait cannot reap yet: a nested init waiting in its own
+        zap, perhaps for a zombie whose parent is outside both namespaces."""
+        if self._asleep_in(p, "zap_pid_ns_processes", self.zap_state):
+            return self._members(p)
+        if self._asleep_in(p, "do_wait"):
+            return any(
+                c.seen.ppid == p.host and c.seen.exiting and c.seen.state not in ("Z", "X")
+                for c in self.world.by_host.values()
+            )
+        return False
 
     def _members(self, init: Proc) -> bool:
         """Another process still has a pid in INIT's namespace. Without one, an init asleep
