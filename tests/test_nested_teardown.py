@@ -11,6 +11,7 @@ On the real kernel, as root and as uid 65534.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ def _run(text: str | None = None) -> tuple[Trace, Watched]:
     return trace, backend
 
 
-def _summary() -> dict[str, object]:
+def _summary() -> dict[str, Any]:
     trace, backend = _run()
     return {
         "error": trace.error,
@@ -45,7 +46,7 @@ def _summary() -> dict[str, object]:
     }
 
 
-def _assert_settles(seen: dict[str, object]) -> None:
+def _assert_settles(seen: dict[str, Any]) -> None:
     assert seen["error"] is None  # not "the world did not settle: B is exiting"
     assert seen["results"][8:] == ["0", "exiting", "none", "D exited 0", "reaped", "B exited 0"]
     # B stays exiting while C waits for D; C goes once A reaps D, then B is a zombie
