@@ -90,8 +90,15 @@ def exit_notify(kernel: Kernel, task: Task) -> None:
     parent = task.parent
     assert parent is not None
     parent.zombies += 1
-    if notify_parent(kernel, task):
+    if notify_parent(kernel, task) or in_zap_wait(parent):
         release_task(kernel, task)
+
+
+def in_zap_wait(task: Task) -> bool:
+    """A dying init in zap_pid_ns_processes' kernel_wait4(-1, __WALL) loop: it reaps every
+    child as it becomes a zombie, whatever the child's exit signal (an autoreap covers
+    only SIGCHLD ones: the zap ignores SIGCHLD)."""
+    return task.state is TaskState.EXITING and task.ns.zap_waiter is task
 
 
 def notify_parent(kernel: Kernel, child: Task) -> bool:
