@@ -21,6 +21,7 @@ from pidns.linux import served
 from test_run_support import (
     Marker,
     children,
+    gone,
     in_child,
     needs_root,
     nspid,
@@ -28,17 +29,6 @@ from test_run_support import (
 )
 
 pytestmark = [pytest.mark.real, needs_root]
-
-
-def _gone(pid: int, timeout: float = 10.0) -> bool:
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([pidfd], [], [], timeout)[0])
-    finally:
-        os.close(pidfd)
 
 
 def _python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -144,7 +134,7 @@ def test_the_server_exits_when_the_caller_does() -> None:
         print(served.server_pid(), flush=True)
     """)
     assert result.returncode == 0, result.stderr
-    assert _gone(int(result.stdout))
+    assert gone(int(result.stdout))
 
 
 def test_a_dead_server_is_replaced() -> None:
@@ -152,7 +142,7 @@ def test_a_dead_server_is_replaced() -> None:
     server = served.server_pid()
     assert server is not None
     os.kill(server, signal.SIGKILL)
-    assert _gone(server)
+    assert gone(server)
     assert pidns.run(["sh", "-c", "exit 4"]).returncode == 4
     assert served.server_pid() not in (None, server)
 

@@ -17,7 +17,7 @@ import pytest
 
 import pidns
 from pidns.linux import served
-from test_run_support import children, comm, in_child, needs_root, wait_for
+from test_run_support import children, comm, gone, in_child, needs_root, wait_for
 
 pytestmark = [pytest.mark.real, needs_root]
 
@@ -37,17 +37,6 @@ def _spare() -> int:
     assert wait_for(ready), f"no spare under the server {server}: {children(server)}"
     assert conn.spares or select.select([conn.control], [], [], 10)[0]
     return found[0]
-
-
-def _gone(pid: int, timeout: float = 10.0) -> bool:
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([pidfd], [], [], timeout)[0])
-    finally:
-        os.close(pidfd)
 
 
 def _out(argv: list[str], **kwargs: object) -> str:
@@ -173,9 +162,9 @@ def test_a_waiting_spare_dies_with_its_caller_or_its_server(victim: str) -> None
         assert caller.stdout is not None
         server, spare = (int(word) for word in caller.stdout.readline().split())
         os.kill(caller.pid if victim == "caller" else server, signal.SIGKILL)
-        assert _gone(spare)
+        assert gone(spare)
         if victim == "caller":
-            assert _gone(server)
+            assert gone(server)
     finally:
         caller.kill()
         caller.wait()
