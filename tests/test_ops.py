@@ -59,9 +59,10 @@ def test_every_op_either_reaches_a_puppet_or_is_always_answered_by_the_runner() 
 def test_the_parser_reads_each_op_with_its_grammar(spec: ops.OpSpec) -> None:
     """A sampled step parses; one word more than the grammar takes is refused with the
     registry's usage."""
+    target = "P" if spec.on_pidfd else "A"
     for number in range(20):
-        line = spec.sample(random.Random(number), "A", "A", "C") if spec.sample else ""
-        step = parse(f"A: fork -> B\nA: {line}", "t.pidns").steps[-1]
+        line = spec.sample(random.Random(number), "A", target, "C") if spec.sample else ""
+        step = parse(f"A: fork -> B\nA: pidfd B -> P\nA: {line}", "t.pidns").steps[-1]
         assert step.op is spec.op
     words = len(spec.params) + 1
     extra = " ".join(["nohang"] * words) if spec.op is Op.WAIT else " ".join(["0"] * words)
@@ -76,11 +77,15 @@ def test_the_parser_reads_each_op_with_its_grammar(spec: ops.OpSpec) -> None:
         extra = "A 1 1"
     if spec.op is Op.SETNS:
         extra = "A pid A"
+    if spec.op is Op.PIDFD:
+        extra = "A thread A"
+    if spec.on_pidfd:
+        extra = " ".join(["P"] + ["nohang"] * words) if spec.op is Op.WAITID else "P 0 0"
     if spec.op in (Op.SIGNAL, Op.SUBREAPER):
         extra = {"signal": "USR1 catch x", "subreaper": "on off"}[spec.name]
     bind = " -> C" if spec.binds else ""
     with pytest.raises(ScenarioError) as err:
-        parse(f"A: {spec.name} {extra}{bind}", "t.pidns")
+        parse(f"A: pidfd A -> P\nA: {spec.name} {extra}{bind}", "t.pidns")
     usage = spec.usage or "takes no arguments"
     assert err.value.message == f"unexpected argument: {spec.name} {usage}"
 

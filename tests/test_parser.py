@@ -236,7 +236,7 @@ def test_expectations_in_a_file_are_canonical() -> None:
         ("A: Fork -> B", 1, 4, "unknown op 'Fork'"),
         ("A: fork", 1, 4, "fork needs '-> NAME'"),
         ("A: clone NEWPID", 1, 4, "clone needs '-> NAME'"),
-        ("A: getpid -> B", 1, 11, "'-> NAME' only follows fork or clone, not getpid"),
+        ("A: getpid -> B", 1, 11, "'-> NAME' only follows fork, clone, thread, pidfd, not getpid"),
         ("A: fork ->", 1, 9, "'->' must be followed by a name"),
         ("A: fork -> B C", 1, 14, "'-> NAME' takes one name"),
         ("A: fork -> B->C", 1, 13, "more than one '->'"),
@@ -246,6 +246,21 @@ def test_expectations_in_a_file_are_canonical() -> None:
         ("A: fork -> root", 1, 12, "'root' is reserved"),
         ("A: fork -> any", 1, 12, "keyword of wait"),
         ("A: fork -> nohang", 1, 12, "keyword of wait"),
+        ("A: thread -> thread", 1, 14, "keyword of wait or pidfd"),
+        ("A: pidfd A -> P\nA: kill P TERM", 2, 9, "P is a pidfd, not a process or thread"),
+        ("A: pidfd A -> P\nP: getpid", 2, 1, "P is a pidfd, not a process or thread"),
+        ("A: pidfd_info A", 1, 15, "A is a process, not a pidfd"),
+        ("A: pidfd_info Q", 1, 15, "unknown pidfd 'Q' (no pidfd op makes it)"),
+        ("A: waitid P\nA: pidfd A -> P", 1, 11, "P is used before it exists (made at line 2)"),
+        ("A: pidfd A -> P\nA: fork -> P", 2, 12, "P is bound twice (already made at line 1)"),
+        ("A: clone 0 pidfd=B -> B", 1, 23, "B is bound twice (pidfd=B)"),
+        ("A: clone 0 pidfd=9 -> B", 1, 18, "bad name '9'"),
+        ("A: pidfd A bogus -> P", 1, 12, "unexpected argument: pidfd TARGET [thread]"),
+        ("A: pidfd A", 1, 4, "pidfd needs '-> NAME' for the new pidfd"),
+        ("A: thread", 1, 4, "thread needs '-> NAME' for the new thread"),
+        ("A: thread -> T\nT: exit_thread 0\nT: getpid", 3, 1, "T called exit at line 2"),
+        ("A: exit_thread 256", 1, 16, "exit status out of range 0..255: 256"),
+        ("A: pidfd A -> P\nA: pidfd_send_signal P", 2, 23, "missing argument"),
         ("A: fork -> 2B", 1, 12, "bad name '2B'"),
         ("A: fork -> A", 1, 12, "A is bound twice (A exists from the start)"),
         ("A: fork -> B\nA: fork -> B", 2, 12, "B is bound twice (already made at line 1)"),
@@ -328,8 +343,9 @@ def test_render_shows_the_line_and_a_caret_under_the_column() -> None:
     assert err.render().splitlines() == [
         "t.pidns:2:4: unknown op 'frok' (ops: fork, clone, unshare, setns, getpid, getppid, "
         "getpgid, getsid, setsid, pidof, nspid, exit, wait, kill, signal, caught, subreaper, "
-        "setuid, state, block, unblock, pending, pid_max, setpgid, nsparent, ns_pid_in, "
-        "ns_pid_from)",
+        "setuid, state, thread, gettid, exit_thread, pidfd, pidfd_send_signal, waitid, "
+        "pidfd_setns, pidfd_info, fdinfo, block, unblock, pending, pid_max, setpgid, "
+        "nsparent, ns_pid_in, ns_pid_from)",
         "    A: frok -> B   # typo",
         "       ^",
     ]

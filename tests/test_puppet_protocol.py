@@ -37,15 +37,15 @@ def test_every_command_round_trips(word: str, values: tuple[object, ...]) -> Non
 
 
 def test_the_wire_form_of_commands() -> None:
-    assert wire.encode_command("clone", (0x20000000, (1, 7), -1)) == "clone 536870912 1,7 -1"
-    assert wire.encode_command("clone", (0, (), 10)) == "clone 0 - 10"
+    assert wire.encode_command("clone", (0x20000000, (1, 7), -1, 0)) == "clone 536870912 1,7 -1 0"
+    assert wire.encode_command("clone", (0, (), 10, 1)) == "clone 0 - 10 1"
     assert wire.encode_command("wait", (-1, 1, 0x40000000)) == "wait -1 1 1073741824"
     assert wire.encode_command("setns", (77, "pid_for_children")) == "setns 77 pid_for_children"
     assert wire.encode_command(wire.DRAIN) == "drain"
 
 
 @pytest.mark.parametrize(
-    "text", ["", "frobnicate", "getpid 1", "wait 1", "wait x 1 0", "clone 0 1,x 0", "drain now"]
+    "text", ["", "frobnicate", "getpid 1", "wait 1", "wait x 1 0", "clone 0 1,x 0 0", "drain now"]
 )
 def test_a_malformed_command_is_refused(text: str) -> None:
     with pytest.raises(wire.ProtocolError):
@@ -64,6 +64,8 @@ def test_a_command_with_the_wrong_arguments_cannot_be_encoded() -> None:
 REPLIES: list[wire.Reply] = [
     wire.Number(0),
     wire.Number(4242),
+    wire.Numbers((4, 4, 3)),
+    wire.Numbers(()),
     wire.Errno(22),
     wire.NothingToCollect(),
     wire.Exited(3, 0),

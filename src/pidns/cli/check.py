@@ -27,7 +27,7 @@ from pidns.core.exits import (
 )
 from pidns.model import profiles
 from pidns.scenario import report
-from pidns.scenario.ast import Scenario
+from pidns.scenario.ast import Scenario, Step
 from pidns.scenario.backend import Backend, ScenarioError, WorldError, run
 from pidns.scenario.compare import Verdict, judge, judge_release
 from pidns.scenario.model_backend import ModelBackend
@@ -144,6 +144,7 @@ class _Worlds:
     def __init__(self, override: str | None = None) -> None:
         self.world_level = 1
         self.mapped_uids: frozenset[int] | None = None
+        self.probed = False
         self.release = os.uname().release
         self.kernel = profiles.select(self.release, override)
 
@@ -151,6 +152,18 @@ class _Worlds:
         return ModelBackend(
             world_level=self.world_level, mapped_uids=self.mapped_uids, profile=profile
         )
+
+    def unsupported(self, step: Step) -> str | None:
+        """Why the real backend cannot run ``step`` on this kernel, or None."""
+        from pidns.scenario import real_world  # noqa: PLC0415 - the kernel side loads on demand
+
+        return real_world.unsupported(step)
+
+    def probe(self) -> None:
+        """Learn where the real backend's world sits (its level, the uids it maps) before
+        a model is made without it: the random generator's model must be that world's."""
+        if not self.probed:
+            self.real().close()
 
     def real(self) -> Backend:
         try:
@@ -161,6 +174,7 @@ class _Worlds:
             backend: Backend = real.RealBackend()
         except OSError as err:  # no /proc, most often
             raise SetupError(f"the kernel world cannot be made: {err}") from None
+        self.probed = True
         self.world_level = int(getattr(backend, "world_level", self.world_level))
         self.mapped_uids = getattr(backend, "mapped_uids", self.mapped_uids)
         return backend
@@ -337,8 +351,14 @@ def _random_batch(
     for number in range(count):
         rng = random.Random(f"{seed}:{number}")
         name = f"random-{seed}-{number}.pidns"
+        worlds.probe()
         text = generate(
-            rng, steps=steps, profile=worlds.kernel.name, world_level=worlds.world_level
+            rng,
+            steps=steps,
+            profile=worlds.kernel.name,
+            world_level=worlds.world_level,
+            mapped_uids=worlds.mapped_uids,
+            unsupported=worlds.unsupported,
         )
         try:
             verdict = _run_both(worlds, parse(text, name))

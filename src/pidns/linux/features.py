@@ -146,6 +146,24 @@ def _probe_pidfd_thread() -> bool:
     return True
 
 
+def _probe_pidfd_get_info() -> bool:
+    # fs/pidfs.c:pidfd_ioctl (6.13): PIDFD_GET_INFO on a pidfd of our own pid fills in
+    # its pid fields; before it the command is unknown (ENOTTY: no pidfs ioctl at all
+    # before 6.9, none of this number after).
+    if not has("pidfd_open"):
+        return False
+    from pidns.linux import syscalls  # noqa: PLC0415 - ctypes costs start-up time
+
+    fd = os.pidfd_open(os.getpid())
+    try:
+        syscalls.pidfd_get_info(fd)
+    except OSError as e:
+        return not _missing(e, (errno.ENOTTY, errno.EINVAL))
+    finally:
+        os.close(fd)
+    return True
+
+
 def _probe_clone3() -> bool:
     # kernel/fork.c:copy_clone_args_from_user (5.3): a size below CLONE_ARGS_SIZE_VER0 is
     # EINVAL before anything is copied or created.
@@ -309,6 +327,13 @@ FEATURES: dict[str, Feature] = {
             "pidfd_open's PIDFD_THREAD",
             "",  # the real backend's puppet threads need a pidfd of each thread
             _probe_pidfd_thread,
+        ),
+        Feature(
+            "pidfd_get_info",
+            "6.13",
+            "the PIDFD_GET_INFO ioctl",
+            "",  # the real backend's pidfd_info step is unsupported without it
+            _probe_pidfd_get_info,
         ),
         Feature(
             "clone3",

@@ -135,7 +135,11 @@ def copy_process(
         # is_child_reaper(pid): pid 1 of its namespace becomes the child reaper
         ns.child_reaper = child
         child.unkillable = True
-    parent.add_child(child)
+    # real_parent is the calling thread (CLONE_PARENT: the caller's own real_parent)
+    if flags & cf.PARENT and task.parent is not None:
+        parent.add_child(child, task.creator)
+    else:
+        parent.add_child(child, caller if isinstance(caller, Thread) else None)
     kernel.tasks[child] = None
     return child
 

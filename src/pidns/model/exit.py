@@ -32,6 +32,8 @@ from pidns.model.namespace import PidNamespace, nr_in, release_numbers
 from pidns.model.task import Caller, Disposition, Task, TaskState, Thread
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from pidns.model.kernel import Kernel
 
 ECHILD = errnos.number("ECHILD")
@@ -108,7 +110,7 @@ def notify_parent(kernel: Kernel, child: Task) -> bool:
     SIGCHLD and the parent's SIGCHLD disposition is SIG_IGN)."""
     parent = child.parent
     assert parent is not None
-    parent.wakeups += 1  # __wake_up_parent
+    wake_parent(parent, child)
     signo = child.exit_signal
     if signo == signals.CHLD and parent.disposition(signals.CHLD) is Disposition.IGNORE:
         return True
@@ -210,8 +212,8 @@ def exit_thread(kernel: Kernel, caller: Caller, status: int) -> None:
     """exit(2) (pthread_exit): only the calling thread ends, unless it is the last one.
 
     A leader that leaves before its threads stays a zombie thread holding the tgid; its
-    children go to another live thread (find_new_reaper's find_alive_thread), which the
-    model has no need to move, as children belong to the group here. The group's wait
+    children (as a thread's that leaves) go to another live thread (find_new_reaper's
+    find_alive_thread), which matters to the order of a wait's scan. The group's wait
     status is the last thread's code (checked on 6.18.44: leader exit(5), then its thread
     exit(9): "exited 9").
     """
@@ -225,6 +227,17 @@ def exit_thread(kernel: Kernel, caller: Caller, status: int) -> None:
         do_exit(kernel, group, status)
     else:
         group.leader_exited = True
+    if not last:
+        _to_alive_thread(group, None if isinstance(caller, Task) else caller)
+
+
+def _to_alive_thread(group: Task, gone: Thread | None) -> None:
+    """kernel/exit.c:find_new_reaper's find_alive_thread: the children of a thread that
+    exit(2)ed join the end of the first live thread's list (the leader's unless it left)."""
+    moved = [c for c in group.children or () if c.creator is gone]
+    for child in moved:
+        group.remove_child(child)
+        group.add_child(child)
 
 
 def do_exec(kernel: Kernel, caller: Caller) -> None:
@@ -286,12 +299,52 @@ class WaitFor:
             return False
         return self.all or child.exit_signal == signals.CHLD
 
+    def wakes(self, child: Task) -> bool:
+        """kernel/exit.c:child_wait_callback (pid_child_should_wake): a child's exit or
+        stop wakes a wait asleep for it only when eligible_pid holds, __WALL aside."""
+        if self.target is not None and child is not self.target:
+            return False
+        return self.pgrp is None or child.pgrp is self.pgrp
+
 
 ANY_CHILD = WaitFor()
 
 
+class Sleeper:
+    """A wait asleep on its group's wait_chldexit queue: what it waits for (resolved when
+    the call was made: waitpid(0) keeps the group it had then) and whether a child woke
+    it since (``woken``; a caught signal wakes it through the group's ``wakeups``)."""
+
+    __slots__ = ("how", "woken")
+
+    def __init__(self, how: WaitFor) -> None:
+        self.how = how
+        self.woken = False
+
+
+def wake_parent(parent: Task, child: Task) -> None:
+    """kernel/signal.c:__wake_up_parent: wake the parent's sleeping waits CHILD is for."""
+    for sleeper in parent.sleepers or ():
+        if sleeper.how.wakes(child):
+            sleeper.woken = True
+
+
+def _scan_order(group: Task, children: Collection[Task], caller: Caller) -> list[Task]:
+    """do_wait's order: the calling thread's children, then each other thread's, in
+    thread-list order from the caller on (while_each_thread)."""
+    threads: list[Thread | None] = [None, *(group.threads or ())]
+    start = threads.index(caller if isinstance(caller, Thread) else None)
+    order = threads[start:] + threads[:start]
+    return [c for t in order for c in children if c.creator is t]
+
+
 def do_wait(
-    kernel: Kernel, task: Task, target: Task | None, nohang: bool, how: WaitFor = ANY_CHILD
+    kernel: Kernel,
+    task: Task,
+    target: Task | None,
+    nohang: bool,
+    how: WaitFor = ANY_CHILD,
+    caller: Caller | None = None,
 ) -> WaitResult | None:
     """kernel/exit.c:do_wait for WEXITED: reap the first eligible zombie child in list
     order (any thread of the group may wait for the group's children).
@@ -299,7 +352,9 @@ def do_wait(
     ECHILD when there is no eligible child; None (WNOHANG) or WouldBlock when there
     are eligible children but none is a zombie yet.
     """
-    children = task.children
+    children: Collection[Task] | None = task.children
+    if children is not None and task.threads and caller is not None:
+        children = _scan_order(task, children, caller)
     if target is not None:
         how = WaitFor(target, how.pgrp, how.all, how.nowait)
         if children is None or target not in children or not how.eligible(target):

@@ -174,10 +174,14 @@ class Kernel:
         target = fd.target
         if not self.profile.has_pidfd_setns:
             raise KernelError(errno.EINVAL, "setns")  # not an nsfs file
-        if not has_task(fd) or not create.has_nsproxy(target):
+        # kernel/nsproxy.c:validate_nsset: the task, then ptrace read access, then its
+        # nsproxy (a zombie has none): a zombie the caller may not inspect is EPERM
+        if not has_task(fd):
             raise KernelError(errno.ESRCH, "setns")
         if not create.may_inspect(self, caller.group, target.group):
             raise KernelError(errno.EPERM, "setns")
+        if not create.has_nsproxy(target):
+            raise KernelError(errno.ESRCH, "setns")
         create.setns(self, caller, pidfd.setns_target(fd))
 
     def execve(self, task: Caller) -> None:
@@ -207,7 +211,7 @@ class Kernel:
         """waitpid(TARGET or -1): None with ``nohang`` when nothing is ready; raises
         WouldBlock instead when the call would sleep. ``how`` selects a process group,
         __WALL and WNOWAIT."""
-        return exits.do_wait(self, self._enter(task).group, target, nohang, how)
+        return exits.do_wait(self, self._enter(task).group, target, nohang, how, task)
 
     def wait_pid(
         self, task: Caller, pid: int, nohang: bool = False, all: bool = False, nowait: bool = False
@@ -216,6 +220,14 @@ class Kernel:
         process group, -PGID that group (ECHILD when no such pid), >0 that child.
         ``nowait`` is WNOWAIT, which only waitid(2) takes: its own refusals come first
         (kernel/exit.c:kernel_waitid checks the options, then the id)."""
+        how = self.wait_for(task, pid, all, nowait)
+        return exits.do_wait(self, task.group, how.target, nohang, how, task)
+
+    def wait_for(
+        self, task: Caller, pid: int, all: bool = False, nowait: bool = False
+    ) -> exits.WaitFor:
+        """What waitpid(PID) waits for, resolved as the call begins (kernel/exit.c:
+        kernel_wait4: pid 0 is the caller's process group at that moment)."""
         group = self._enter(task).group
         if nowait and (
             (all and not self.profile.waitid_takes_wall)
@@ -236,20 +248,48 @@ class Kernel:
                 pgrp = entry
         elif pid == 0:
             pgrp = group.pgrp
-        how = exits.WaitFor(None, pgrp, all, nowait)
-        return exits.do_wait(self, group, target, nohang, how)
+        return exits.WaitFor(target, pgrp, all, nowait)
+
+    def wait_again(
+        self, task: Caller, how: exits.WaitFor, nohang: bool = True
+    ) -> exits.WaitResult | None:
+        """A sleeping wait woken by a child, scanning again for what it waits for."""
+        return exits.do_wait(self, self._enter(task).group, how.target, nohang, how, task)
+
+    def sleep(self, task: Caller, how: exits.WaitFor) -> exits.Sleeper:
+        """A wait that found nothing sleeps on its group's queue (kernel/exit.c:do_wait:
+        add_wait_queue) until a child it waits for wakes it (``exits.wake_parent``)."""
+        group = task.group
+        sleeper = exits.Sleeper(how)
+        if group.sleepers is None:
+            group.sleepers = []
+        group.sleepers.append(sleeper)
+        return sleeper
+
+    def wake(self, task: Caller, sleeper: exits.Sleeper) -> None:
+        """The wait returned (or its thread died): off the queue."""
+        group = task.group
+        if group.sleepers is not None and sleeper in group.sleepers:
+            group.sleepers.remove(sleeper)
+            if not group.sleepers:
+                group.sleepers = None
 
     def waitid_pidfd(
         self, task: Caller, fd: Pidfd, nohang: bool = False, nowait: bool = False
     ) -> exits.WaitResult | None:
         """waitid(P_PIDFD, fd, WEXITED): ECHILD unless the pidfd's process is a child."""
-        group = self._enter(task).group
+        how = self.waitid_pidfd_for(task, fd, nowait)
+        return exits.do_wait(self, task.group, how.target, nohang, how, task)
+
+    def waitid_pidfd_for(self, task: Caller, fd: Pidfd, nowait: bool = False) -> exits.WaitFor:
+        """What waitid(P_PIDFD) waits for: the pidfd's process (ECHILD once it is gone)."""
+        self._enter(task)
         if not self.profile.has_pidfd_wait:
             raise KernelError(errno.EINVAL, "waitid")  # an unknown idtype
         target = pidfd.wait_target(self, fd)
         if target is None or target.state is TaskState.REAPED:
             raise KernelError(errno.ECHILD, "waitid")
-        return exits.do_wait(self, group, target, nohang, exits.WaitFor(nowait=nowait))
+        return exits.WaitFor(target=target, nowait=nowait)
 
     # ---- signals ----------------------------------------------------------------------
 
@@ -280,6 +320,11 @@ class Kernel:
                 raise KernelError(errno.EINVAL, "pidfd_send_signal")
             raise KernelError(errno.ESRCH, "pidfd_send_signal")
         target = fd.target
+        if fd.thread and isinstance(target, Task) and target.leader_exited:
+            # the thread is a leader that exit(2)ed: a thread-directed signal waits in its
+            # own pending set, and complete_signal wakes no one (wants_signal refuses a
+            # PF_EXITING thread): not even SIGKILL acts (6.18.44)
+            return
         if fd.thread and signo and target.blocked >> (signo - 1) & 1 and signo not in (9, 19):
             # a thread-directed signal the thread blocks waits in that thread's own
             # pending set, which the model does not keep (it keeps the group's)

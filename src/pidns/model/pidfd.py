@@ -85,10 +85,14 @@ def get_info(caller: Caller, pidfd: Pidfd, profile: Profile) -> PidfdInfo:
     6.18.2 said ESRCH: profile); ENOTTY before 6.13."""
     if not profile.has_pidfd_info:
         raise KernelError(errno.ENOTTY, "PIDFD_GET_INFO")
-    if pidfd.gone:
-        raise KernelError(errno.ESRCH, "PIDFD_GET_INFO")
     ns = caller.ns
     target = pidfd.target
+    if not ns.is_ancestor_of(target.ns):
+        # pid_in_current_pidns comes first: a struct pid keeps its numbers once its task
+        # is gone, so a dead process of a sibling namespace is EREMOTE too (6.18.44)
+        raise KernelError(profile.pidfd_info_remote_errno, "PIDFD_GET_INFO")
+    if pidfd.gone:
+        raise KernelError(errno.ESRCH, "PIDFD_GET_INFO")
     pid = nr_in(target, ns)
     if pid == 0:
         raise KernelError(profile.pidfd_info_remote_errno, "PIDFD_GET_INFO")

@@ -47,9 +47,10 @@ def send(kernel: Kernel, target: Task, signo: int, si_pid: int, force: bool) -> 
     if resumed:
         target.stopped = False  # prepare_signal resumes a stopped group for any SIGCONT
         _notify_parent_stop(kernel, target)
-    if not kernel_only and target.blocked >> (signo - 1) & 1:
+    if not kernel_only and (target.leader_exited or target.blocked >> (signo - 1) & 1):
         # sig_ignored: "Blocked signals are never ignored"; complete_signal then finds
-        # a thread that does not block it, or it stays pending for the group
+        # a thread that does not block it, or it stays pending for the group (a leader
+        # that exit(2)ed takes none: wants_signal refuses a PF_EXITING thread)
         if resumed and target.queued_while_stopped:
             _release_stopped_queue(kernel, target)
         if any(not t.blocked >> (signo - 1) & 1 for t in target.live_threads()):
@@ -158,7 +159,7 @@ def _notify_parent_stop(kernel: Kernel, task: Task) -> None:
     """kernel/signal.c:do_notify_parent_cldstop: SIGCHLD unless the parent ignores it."""
     parent = task.parent
     if parent is not None:
-        parent.wakeups += 1  # __wake_up_parent
+        exits.wake_parent(parent, task)
     if parent is not None and parent.disposition(signals.CHLD) is not Disposition.IGNORE:
         send(kernel, parent, signals.CHLD, nr_in(task, parent.ns), force=False)
 

@@ -27,6 +27,7 @@ import itertools
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pidns.model.exit import Sleeper
     from pidns.model.namespace import PidNamespace, UserNamespace
 
 
@@ -109,6 +110,7 @@ class Task:
         "caught",
         "children",
         "children_ns",
+        "creator",
         "dispositions",
         "dumpable",
         "euid",
@@ -128,6 +130,7 @@ class Task:
         "seq",
         "session",
         "session_users",
+        "sleepers",
         "state",
         "stopped",
         "suid",
@@ -202,7 +205,11 @@ class Task:
         self.execed = False  # not PF_FORKNOEXEC any more: setpgid by the parent is EACCES
         # how often a sleeping wait of this group was woken (__wake_up_parent on a child's
         # exit, stop or continue; a caught signal): it looks at its children again then
-        self.wakeups = 0
+        self.wakeups = 0  # signal_wake_up of a caught signal: a sleeping wait restarts
+        self.sleepers: list[Sleeper] | None = None  # waits asleep in the group
+        # the thread of the parent whose children list holds it (real_parent); None: the
+        # parent's leader. A wait scans the caller's own children first (do_wait).
+        self.creator: Thread | None = None
 
     def __repr__(self) -> str:
         return f"<Task {'/'.join(map(str, self.numbers))} {self.state}>"
@@ -241,7 +248,12 @@ class Task:
             table[sig] = disposition
         self.dispositions = table or None
 
-    def add_child(self, child: Task) -> None:
+    def add_child(self, child: Task, creator: Thread | None = None) -> None:
+        """CHILD joins the end of the children list of thread ``creator`` (None: the
+        leader's; a leader that exit(2)ed hands them to its first live thread)."""
+        if creator is None and self.leader_exited and self.threads:
+            creator = next(iter(self.threads))
+        child.creator = creator
         if self.children is None:
             self.children = {}
         self.children[child] = None

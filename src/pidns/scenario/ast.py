@@ -34,6 +34,17 @@ class Op(enum.StrEnum):
     SUBREAPER = "subreaper"
     SETUID = "setuid"
     STATE = "state"
+    # threads (a thread is named like a process, and acts like one)
+    THREAD = "thread"
+    GETTID = "gettid"
+    EXIT_THREAD = "exit_thread"
+    # pidfds (a second kind of name)
+    PIDFD = "pidfd"
+    PIDFD_SEND_SIGNAL = "pidfd_send_signal"
+    WAITID = "waitid"
+    PIDFD_SETNS = "pidfd_setns"
+    PIDFD_INFO = "pidfd_info"
+    FDINFO = "fdinfo"
     # blocked signals, pid_max, process groups of others, the nsfs ioctls
     BLOCK = "block"
     UNBLOCK = "unblock"
@@ -65,10 +76,13 @@ class Args:
     flags: int = 0  # clone, unshare
     set_tid: tuple[int, ...] = ()  # clone
     exit_signal: int | None = None  # clone ... exit_signal=SIG (None: SIGCHLD)
-    # a process name: setns, pidof, nspid, wait, kill, state, getpgid, getsid, setpgid
-    # (who), nsparent, ns_pid_in and ns_pid_from (whose namespace)
+    # a process or thread name: setns, pidof, nspid, wait, kill, state, getpgid, getsid,
+    # pidfd, setpgid (who), nsparent, ns_pid_in and ns_pid_from (whose namespace)
     target: str | None = None
     other: str | None = None  # setpgid (the group), ns_pid_in (whose pid)
+    pidfd: str | None = None  # a pidfd name: pidfd_send_signal, waitid, pidfd_setns, ...
+    thread: bool = False  # pidfd TARGET thread: PIDFD_THREAD
+    keep_pidfd: str | None = None  # clone ... pidfd=NAME: CLONE_PIDFD, the pidfd bound
     # kill NUMBER, exit CODE, setuid UID, pid_max N, ns_pid_from NUMBER
     number: int | None = None
     pid_for_children: bool = False  # setns ... pid_for_children
@@ -76,7 +90,7 @@ class Args:
     pgrp: bool = False  # wait pgrp [TARGET]: waitpid(0) or waitpid(-PGID)
     nowait: bool = False  # wait ... nowait: WNOWAIT (never blocks)
     wall: bool = False  # wait ... wall: __WALL
-    signal: int = 0  # kill, signal
+    signal: int = 0  # kill, signal, block, unblock, pidfd_send_signal
     disposition: Disposition | None = None  # signal
     on: bool = False  # subreaper
 
@@ -100,7 +114,9 @@ class Scenario:
     path: str
     steps: tuple[Step, ...]
     profile: str = "6.18"
-    names: tuple[str, ...] = ("A",)  # every process name, in order of creation ("A" first)
+    names: tuple[str, ...] = ("A",)  # every process and thread name, in order ("A" first)
+    threads: frozenset[str] = frozenset()  # the names of threads (made by ``thread``)
+    pidfds: frozenset[str] = frozenset()  # the names of pidfds (``pidfd``, ``clone pidfd=``)
 
 
 @dataclass(frozen=True, slots=True)

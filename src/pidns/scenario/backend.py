@@ -85,6 +85,12 @@ class Backend(Protocol):
     def nspid_of(self, name: str) -> tuple[int, ...]:
         """NAME's pid at each level from the world's inwards (``()`` once reaped)."""
 
+    def holds(self, actor: str, pidfd: str) -> bool:
+        """ACTOR's process has the pidfd in its descriptor table."""
+
+    def fdinfo(self, actor: str, pidfd: str) -> tuple[int, ...]:
+        """The pidfd's fdinfo NSpid from the world's level inwards; ``(-1,)`` once gone."""
+
     def close(self) -> None:
         """End the world; afterwards no process of it is left (on every path)."""
 
@@ -144,9 +150,9 @@ class Runner:
         self.scenario = scenario
         self.backend = backend
         self.strict = strict
-        self.missing: set[str] = set()  # names whose fork/clone failed
+        self.missing: set[str] = set()  # names whose fork/clone/thread/pidfd failed
         self.busy: dict[str, int] = {}  # actor -> index of its pending step
-        self.unborn: dict[int, str] = {}  # index of a blocked fork/clone -> its name
+        self.unborn: dict[int, list[str]] = {}  # index of a blocked fork/clone -> its names
         self.states: dict[str, str] = {}  # every named process's state after the last step
         self.last: Record | None = None
 
@@ -168,6 +174,8 @@ class Runner:
             return Outcome(BUSY)
         if step.actor in self.missing:
             return Outcome(SKIPPED)
+        if step.args.pidfd in self.missing:
+            return Outcome(errnos.name(9))  # EBADF: the pidfd was never opened
         if {step.args.target, step.args.other} & self.missing:
             return Outcome(errnos.name(3))  # ESRCH: no such process
         if not self.backend.can_act(step.actor):
@@ -179,18 +187,19 @@ class Runner:
 
     def step(self, step: Step) -> Record:
         outcome = self.outcome(step)
-        if step.bind and (errnos.is_name(outcome.result) or outcome.result in (SKIPPED, BUSY)):
-            self.missing.add(step.bind)
+        made = [name for name in (step.bind, step.args.keep_pidfd) if name]
+        if made and (errnos.is_name(outcome.result) or outcome.result in (SKIPPED, BUSY)):
+            self.missing.update(made)
         if outcome.result == BLOCKS:
             self.busy[step.actor] = step.index
-            if step.bind:  # a fork by a stopped actor: no child until it completes
-                self.missing.add(step.bind)
-                self.unborn[step.index] = step.bind
+            if made:  # a fork by a stopped actor: no child until it completes
+                self.missing.update(made)
+                self.unborn[step.index] = made
         for done in outcome.completions:
             self.busy.pop(done.actor, None)
-            born = self.unborn.pop(done.step_index, None)
-            if born is not None and not errnos.is_name(done.result):
-                self.missing.discard(born)
+            born = self.unborn.pop(done.step_index, [])
+            if not errnos.is_name(done.result):
+                self.missing.difference_update(born)
         changes = self.backend.changes()
         for name, process in changes.items():
             self.states[name] = process.state

@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable
 
 from pidns.model import profiles
-from pidns.scenario.ast import Op
+from pidns.scenario.ast import Op, Step
 from pidns.scenario.backend import Runner, ScenarioError, UnsupportedStep, writes_global_pid_max
 from pidns.scenario.model_backend import ModelBackend
 from pidns.scenario.ops import SPECS
@@ -32,11 +32,18 @@ def generate(
     processes: int = 6,
     profile: str = "6.18",
     world_level: int = 1,
+    mapped_uids: frozenset[int] | None = None,
+    unsupported: Callable[[Step], str | None] | None = None,
 ) -> str:
-    """The text of one random, valid scenario of at most ``steps`` steps."""
-    backend = ModelBackend(world_level=world_level)
+    """The text of one random, valid scenario of at most ``steps`` steps, grown on a model
+    of the world it will be checked in (``world_level``, ``mapped_uids``: the real
+    backend's, so that what is valid there is what the check's own model sees). A step
+    ``unsupported`` refuses (the real backend's reason it cannot run one on this kernel)
+    is never made."""
+    backend = ModelBackend(world_level=world_level, mapped_uids=mapped_uids)
     lines: list[str] = []
-    created: list[str] = ["A"]
+    created: list[str] = ["A"]  # processes and threads
+    pidfds: list[str] = []
     runner = Runner(parse(_render([], profile), "<random>"), backend)
     runner.start()
     per_ns_pid_max = profiles.for_release(profile).per_ns_pid_max
@@ -53,12 +60,16 @@ def generate(
         spec = rng.choices(ops, weights)[0]
         if spec.binds and (len(created) > processes or bound >= len(_NAMES)):
             continue
+        if spec.on_pidfd and not pidfds:
+            continue
         keep = 0.97 if len(alive) == 1 else 0.8
         if spec.op in (Op.EXIT, Op.KILL) and len(alive) < 3 and rng.random() < keep:
             continue  # keep the world alive long enough to be interesting
         fresh = _NAMES[bound]
         others = [n for n in created if n != actor]
         target = rng.choice(others) if others else actor
+        if spec.on_pidfd:
+            target = rng.choice(pidfds)
         assert spec.sample is not None
         line = f"{actor}: {spec.sample(rng, actor, target, fresh)}"
         try:
@@ -67,6 +78,10 @@ def generate(
             continue
         step = scenario.steps[-1]
         if writes_global_pid_max(step, per_ns_pid_max):
+            continue
+        if unsupported is not None and unsupported(step) is not None:
+            continue
+        if _races_a_sibling(step, backend, runner):
             continue
         try:
             runner.step(step)
@@ -77,8 +92,19 @@ def generate(
             bound += 1
             if step.bind in backend.tasks:
                 created.append(step.bind)
+        pidfds += [n for n in (step.bind, step.args.keep_pidfd) if n in backend.pidfds]
     backend.close()
     return _render(lines, profile)
+
+
+def _races_a_sibling(step: Step, backend: ModelBackend, runner: Runner) -> bool:
+    """A wait that may sleep while another thread of the actor's process is asleep in a
+    call: two waits of one process for the same child race (the kernel wakes both, and
+    which one reaps it is the scheduler's choice: docs/scenario-language.md, Blocking)."""
+    if step.op not in (Op.WAIT, Op.WAITID) or step.args.nohang or step.args.nowait:
+        return False
+    group = backend.tasks[step.actor].group
+    return any(backend.tasks[name].group is group for name in runner.busy)
 
 
 def _dependents(lines: list[str], index: int) -> set[int]:

@@ -5,14 +5,16 @@ call itself:
 
 - its argument grammar (``params``; the parser reads every op with it) and ``usage``;
 - the kinds of value it yields (``results``; the parser checks expectations against it);
-- whether it binds a new name (``binds``: fork and clone);
+- whether it binds a new name (``binds``: fork and clone a process, thread a thread,
+  pidfd a pidfd: ``makes``);
 - its *answered without a call* rule (``no_call``; the runner applies it before any
   backend sees the step): lookups are observations, and a kill, wait or setns naming a
   process the actor cannot see, or one already reaped, has its result fixed by the
   language (docs/scenario-language.md: "Decided");
 - the command the real backend sends a puppet for it (``puppet``; the puppet decodes
-  its arguments with the same table), and whether the call leaves a settled world
-  settled (``quiet``);
+  its arguments with the same table), whether the call leaves a settled world
+  settled (``quiet``), and the kernel features its call needs there (``needs``, rows of
+  pidns.linux.features: without one the step is unsupported on that kernel);
 - its weight and a sampler for the random generator;
 - a one-line summary, for the docs' op table (tests/test_ops.py checks the docs list
   every op with its usage).
@@ -35,6 +37,8 @@ from pidns.scenario.ast import Op, Step
 
 ESRCH = errnos.name(errnos.number("ESRCH"))
 ECHILD = errnos.name(errnos.number("ECHILD"))
+EBADF = errnos.name(errnos.number("EBADF"))
+PIDFD_THREAD = 0o200  # O_EXCL: include/uapi/linux/pidfd.h (6.9)
 
 
 class Kind(enum.StrEnum):
@@ -53,7 +57,9 @@ class Kind(enum.StrEnum):
 class P(enum.Enum):
     """What one argument is; the parser turns each into ``ast.Args`` fields."""
 
-    TARGET = "a process name (root too)"
+    TARGET = "a process or thread name (root too)"
+    PIDFD = "a pidfd name (made by pidfd, or clone ... pidfd=NAME)"
+    KEEP_PIDFD = "pidfd=NAME: CLONE_PIDFD, binding NAME to the child's pidfd"
     TARGET_OR_NUMBER = "a process name, or a number passed as it is"
     NUMBER = "an integer in a range"
     FLAGS = "clone flags joined by |, or 0"
@@ -103,6 +109,15 @@ class Observer(Protocol):
     def nspid_of(self, name: str) -> tuple[int, ...]:
         """NAME's pid at each level from the world's inwards (``()`` once reaped)."""
 
+    def holds(self, actor: str, pidfd: str) -> bool:
+        """ACTOR's process has the pidfd in its descriptor table (its opener's, copied by
+        every later fork, shared by CLONE_FILES and by the process's threads)."""
+
+    def fdinfo(self, actor: str, pidfd: str) -> tuple[int, ...]:
+        """The NSpid line of the pidfd's /proc/PID/fdinfo read through the procfs of the
+        world's parent level, from the world's level inwards; ``(-1,)`` once its task is
+        gone (fs/pidfs.c:pidfd_show_fdinfo)."""
+
 
 NoCall = Callable[[Step, Observer], str | None]
 
@@ -148,6 +163,20 @@ def _kill(step: Step, world: Observer) -> str | None:
     return None
 
 
+def _pidfd(step: Step) -> str:
+    assert step.args.pidfd is not None
+    return step.args.pidfd
+
+
+def _held(step: Step, world: Observer) -> str | None:
+    """A pidfd the actor's process does not hold is a descriptor it does not have: EBADF."""
+    return None if world.holds(step.actor, _pidfd(step)) else EBADF
+
+
+def _fdinfo(step: Step, world: Observer) -> str:
+    return _held(step, world) or ast.list_value(world.fdinfo(step.actor, _pidfd(step)))
+
+
 def _ns_file(step: Step, world: Observer) -> str | None:
     """TARGET's /proc/PID/ns/pid is opened (a reaped one: ESRCH, as setns); a WHO the
     actor cannot see has no pid to pass: ESRCH."""
@@ -175,6 +204,9 @@ class CallContext(Protocol):
         """NAME's pid in the runner's /proc (where the puppet opens /proc/PID/ns)."""
 
     def pid_seen_by(self, actor: str, target: str) -> int: ...
+
+    def pidfd_number(self, actor: str, pidfd: str) -> int:
+        """The pidfd's descriptor number in ACTOR's process (which holds it)."""
 
 
 PuppetArgs = Callable[[Step, CallContext], tuple[object, ...]]
@@ -223,6 +255,28 @@ def _signal_args(step: Step, _ctx: CallContext) -> tuple[object, ...]:
     return (step.args.signal, step.args.disposition.value)
 
 
+def _on_pidfd(*more: Callable[[Step], int]) -> PuppetArgs:
+    """The pidfd's descriptor number in the actor's process, then ``more`` of the step."""
+    return lambda s, c: (c.pidfd_number(s.actor, _pidfd(s)), *(f(s) for f in more))
+
+
+def _clone_args(step: Step, _ctx: CallContext) -> tuple[object, ...]:
+    a = step.args
+    signo = -1 if a.exit_signal is None else a.exit_signal
+    return (a.flags, a.set_tid, signo, int(a.keep_pidfd is not None))
+
+
+Needs = Callable[[Step], tuple[str, ...]]
+
+
+def _needs(*names: str) -> Needs:
+    return lambda _step: names
+
+
+def _pidfd_open_needs(step: Step) -> tuple[str, ...]:
+    return ("pidfd_open", "pidfd_thread") if step.args.thread else ("pidfd_open",)
+
+
 # ---- the random generator -------------------------------------------------------------------
 
 Sampler = Callable[[random.Random, str, str, str], str]
@@ -242,6 +296,8 @@ def _sample_clone(rng: random.Random, _actor: str, _target: str, fresh: str) -> 
         if "NEWPID" in flags and rng.random() < 0.5:
             tids.append(rng.choice([1, 2, 7, 40, 300]))
         return f"clone {flags} set_tid={','.join(map(str, tids))} -> {fresh}"
+    if rng.random() < 0.1:  # CLONE_PIDFD: the child's pidfd gets a name of its own
+        return f"clone {flags} pidfd=fd{fresh} -> {fresh}"
     return f"clone {flags} -> {fresh}"
 
 
@@ -281,6 +337,19 @@ def _with_signal(op: str) -> Sampler:
     return lambda rng, _a, _t, _f: f"{op} {rng.choice(HANDLED_SIGNALS)}"
 
 
+def _sample_pidfd(rng: random.Random, actor: str, target: str, fresh: str) -> str:
+    how = " thread" if rng.random() < 0.3 else ""
+    return f"pidfd {rng.choice([target, target, actor, 'root'])}{how} -> {fresh}"
+
+
+def _on(op: str, *words: list[str]) -> Sampler:
+    """``op PIDFD WORD...``: the generator passes a pidfd name as the target of an op
+    whose first parameter is a pidfd."""
+    return lambda rng, _a, pidfd, _f: " ".join(
+        word for word in [op, pidfd, *(rng.choice(w) for w in words)] if word
+    )
+
+
 def _bare(op: str) -> Sampler:
     return lambda _rng, _actor, _target, _fresh: op
 
@@ -295,13 +364,15 @@ class OpSpec:
     summary: str  # what it yields, for the docs' op table
     results: tuple[Kind, ...]
     params: tuple[Param, ...] = ()
-    binds: bool = False  # needs ``-> NAME`` for the process it makes
+    binds: bool = False  # needs ``-> NAME`` for what it makes
+    makes: str = "process"  # what ``-> NAME`` names: a process, a thread or a pidfd
     no_call: NoCall | None = None
     puppet: PuppetCall | None = None  # None: the runner always answers it (a lookup)
     quiet: bool = False  # changes nothing outside its caller that a snapshot shows
     # changes no process but its caller and the child it makes (the real backend
     # settles those two only: kernel/fork.c:copy_process touches no other task)
     local: bool = False
+    needs: Needs = lambda _step: ()  # the features (pidns.linux.features) its call needs
     weight: float = 1.0
     sample: Sampler | None = None
 
@@ -314,6 +385,11 @@ class OpSpec:
         """The arguments column of the docs' op table."""
         text = " ".join(part for part in (self.usage, "-> NAME" if self.binds else "") if part)
         return text or "none"
+
+    @property
+    def on_pidfd(self) -> bool:
+        """Its first argument is a pidfd name (the generator picks one as the target)."""
+        return bool(self.params) and self.params[0].kind is P.PIDFD
 
 
 _PID = Kind.NUMBER, Kind.ERRNO
@@ -335,26 +411,22 @@ SPECS: dict[Op, OpSpec] = {
         ),
         OpSpec(
             Op.CLONE,
-            "FLAGS [set_tid=N,N,...] [exit_signal=SIG]",
+            "FLAGS [set_tid=N,N,...] [exit_signal=SIG] [pidfd=NAME]",
             "as `fork`; `set_tid` lists pids from the innermost namespace outwards, "
-            "as clone3(2) does; `exit_signal` the child's (`0`: none; default SIGCHLD)",
+            "as clone3(2) does; `exit_signal` the child's (`0`: none; default SIGCHLD); "
+            "`pidfd=NAME` is CLONE_PIDFD, NAME the child's pidfd, held by the actor",
             _PID,
             params=(
                 Param(P.FLAGS, "flags"),
                 Param(P.SET_TID, "set_tid", optional=True),
                 Param(P.EXIT_SIGNAL, "exit_signal", optional=True),
+                Param(P.KEEP_PIDFD, "keep_pidfd", optional=True),
             ),
             binds=True,
             local=True,
-            puppet=PuppetCall(
-                "clone",
-                (Field.INT, Field.INTS, Field.INT),
-                lambda s, _c: (
-                    s.args.flags,
-                    s.args.set_tid,
-                    -1 if s.args.exit_signal is None else s.args.exit_signal,
-                ),
-            ),
+            puppet=PuppetCall("clone", (Field.INT, Field.INTS, Field.INT, Field.INT), _clone_args),
+            # CLONE_PIDFD is 5.2, pidfd_open 5.3: no kernel has the one but not the other
+            needs=lambda s: ("pidfd_open",) if s.args.keep_pidfd is not None else (),
             weight=3,
             sample=_sample_clone,
         ),
@@ -536,6 +608,132 @@ SPECS: dict[Op, OpSpec] = {
             ),
         ),
         OpSpec(
+            Op.THREAD,
+            "",
+            "pthread_create(3): the new thread's tid as the actor sees it, or an errno",
+            _PID,
+            binds=True,
+            makes="thread",
+            puppet=PuppetCall("thread"),
+            needs=_needs("pidfd_thread"),  # the runner watches each thread through one
+            weight=2,
+            sample=lambda _r, _a, _t, fresh: f"thread -> {fresh}",
+        ),
+        OpSpec(
+            Op.GETTID,
+            "",
+            "the actor's tid in its own namespace",
+            (Kind.NUMBER,),
+            puppet=PuppetCall("gettid"),
+            quiet=True,
+            weight=0.5,
+            sample=_bare("gettid"),
+        ),
+        OpSpec(
+            Op.EXIT_THREAD,
+            "CODE",
+            "`0`: exit(2) of the calling thread only; its process ends with its last thread "
+            "(CODE: 0..255)",
+            (Kind.NUMBER,),
+            params=(Param(P.NUMBER, "number", low=0, high=255, what="exit status"),),
+            puppet=PuppetCall("exit_thread", (Field.INT,), lambda s, _c: (s.args.number,)),
+            weight=1,
+            sample=lambda rng, _a, _t, _f: f"exit_thread {rng.randrange(0, 6)}",
+        ),
+        OpSpec(
+            Op.PIDFD,
+            "TARGET [thread]",
+            "pidfd_open(2) of TARGET's pid as the actor sees it (`thread`: PIDFD_THREAD): "
+            "`0` or an errno; `ESRCH` with no call for a TARGET it cannot see",
+            _PID,
+            params=(
+                _TARGET,
+                Param(P.KEYWORD, "thread", optional=True, words=(("thread", True),)),
+            ),
+            binds=True,
+            makes="pidfd",
+            no_call=_kill,
+            puppet=PuppetCall(
+                "pidfd",
+                (Field.INT, Field.INT),
+                lambda s, c: (_seen(s, c, s.args.target), PIDFD_THREAD if s.args.thread else 0),
+            ),
+            quiet=True,
+            needs=_pidfd_open_needs,
+            weight=1.5,
+            sample=_sample_pidfd,
+        ),
+        OpSpec(
+            Op.PIDFD_SEND_SIGNAL,
+            "PIDFD SIG",
+            "pidfd_send_signal(2) with no siginfo: `0` or an errno; `EBADF` with no call "
+            "for a pidfd the actor's process does not hold (so for every pidfd op)",
+            _PID,
+            params=(Param(P.PIDFD, "pidfd"), Param(P.SIGNAL, "signal", zero=True)),
+            no_call=_held,
+            puppet=PuppetCall(
+                "pidfd_send_signal", (Field.INT, Field.INT), _on_pidfd(lambda s: s.args.signal)
+            ),
+            needs=_needs("pidfd_open"),
+            weight=1.2,
+            sample=_on("pidfd_send_signal", KILL_SIGNALS),
+        ),
+        OpSpec(
+            Op.WAITID,
+            "PIDFD [nohang]",
+            "waitid(P_PIDFD, WEXITED): as `wait`",
+            (Kind.WAIT, Kind.ERRNO),
+            params=(
+                Param(P.PIDFD, "pidfd"),
+                Param(P.KEYWORD, "nohang", optional=True, words=(("nohang", True),)),
+            ),
+            no_call=_held,
+            puppet=PuppetCall(
+                "waitid", (Field.INT, Field.INT), _on_pidfd(lambda s: int(s.args.nohang))
+            ),
+            needs=_needs("waitid_pidfd"),
+            weight=1,
+            sample=_on("waitid", ["", "nohang"]),
+        ),
+        OpSpec(
+            Op.PIDFD_SETNS,
+            "PIDFD",
+            "setns(pidfd, CLONE_NEWPID): `0` or an errno",
+            _PID,
+            params=(Param(P.PIDFD, "pidfd"),),
+            no_call=_held,
+            puppet=PuppetCall("pidfd_setns", (Field.INT,), _on_pidfd()),
+            quiet=True,
+            needs=_needs("setns_pidfd"),
+            weight=0.8,
+            sample=_on("pidfd_setns"),
+        ),
+        OpSpec(
+            Op.PIDFD_INFO,
+            "PIDFD",
+            "ioctl(PIDFD_GET_INFO): `[pid, tgid, ppid]` as the actor's namespace numbers "
+            "them, or an errno",
+            (Kind.LIST, Kind.ERRNO),
+            params=(Param(P.PIDFD, "pidfd"),),
+            no_call=_held,
+            puppet=PuppetCall("pidfd_info", (Field.INT,), _on_pidfd()),
+            quiet=True,
+            needs=_needs("pidfd_get_info"),
+            weight=0.8,
+            sample=_on("pidfd_info"),
+        ),
+        OpSpec(
+            Op.FDINFO,
+            "PIDFD",
+            "the pidfd's fdinfo `NSpid` from the world's level inwards (read through the "
+            "procfs one level up); `[-1]` once its task is gone",
+            (Kind.LIST, Kind.ERRNO),
+            params=(Param(P.PIDFD, "pidfd"),),
+            no_call=_fdinfo,
+            weight=0.8,
+            sample=_on("fdinfo"),
+        ),
+        OpSpec(
             Op.PIDOF,
             "TARGET",
             "TARGET's pid in the actor's active namespace, `0` if not visible or reaped",
@@ -660,6 +858,21 @@ SPECS: dict[Op, OpSpec] = {
 PUPPET_COMMANDS: dict[str, PuppetCall] = {
     spec.puppet.word: spec.puppet for spec in SPECS.values() if spec.puppet is not None
 }
+
+
+def _keywords() -> frozenset[str]:
+    words: set[str] = set()
+    for entry in SPECS.values():
+        for param in entry.params:
+            if param.kind is P.KEYWORD:
+                words |= {word for word, _ in param.words}
+            if param.any_word is not None:
+                words.add(param.any_word)
+    return frozenset(words)
+
+
+# Words of the ops' grammars (``any``, ``nohang``, ``thread``, ...): never names.
+KEYWORDS = _keywords()
 
 
 def spec(op: Op) -> OpSpec:

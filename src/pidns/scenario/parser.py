@@ -20,14 +20,13 @@ from pidns.model import profiles
 from pidns.scenario import ast
 from pidns.scenario.ast import Args, Op, Scenario, State, Step
 from pidns.scenario.backend import ScenarioError
-from pidns.scenario.ops import SPECS, Kind, OpSpec, P, Param
+from pidns.scenario.ops import KEYWORDS, SPECS, Kind, OpSpec, P, Param
 
 ROOT = "root"
-ANY = "any"
-NOHANG = "nohang"
-# Words that are never process names: root names the world's init, the others are keywords
-# of ``wait [TARGET|any] [nohang]``.
-RESERVED_NAMES = frozenset({ROOT, ANY, NOHANG, "pgrp", "nowait", "wall"})
+# Words that are never names: root names the world's init, the others are keywords of the
+# ops' grammars (``wait [pgrp] [TARGET|any] [nohang] ...``, ``pidfd TARGET [thread]``).
+RESERVED_NAMES = frozenset({ROOT}) | KEYWORDS
+KEEP_PIDFD = "pidfd="
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _INT = re.compile(r"-?[0-9]+\Z")
 _UINT = re.compile(r"[0-9]+\Z")
@@ -151,8 +150,8 @@ def _parse_list(text: str) -> str:
     if not inner:
         return ast.list_value([])
     items = [item.strip() for item in inner.split(",")]
-    if all(_UINT.match(item) for item in items):
-        return ast.list_value(int(item) for item in items)
+    if all(_UINT.match(item) for item in items) or items == ["-1"]:
+        return ast.list_value(int(item) for item in items)  # [-1]: fdinfo of a gone task
     if not any(" " in item for item in items):
         try:
             return ast.signals_value(canonical_signal(item) for item in items)
@@ -179,16 +178,24 @@ class _Parser:
         self.exited_at: dict[str, int] = {}
         self.profile: str | None = None
         self.all_binds: dict[str, int] = {}  # every -> NAME in the file, for better messages
+        self.threads: set[str] = set()
+        self.pidfds: dict[str, int] = {}  # pidfd name -> the line that made it
 
     def run(self, text: str) -> Scenario:
         lines = text.splitlines()
         for number, raw in enumerate(lines, 1):
-            for token in re.finditer(r"->\s*([A-Za-z][A-Za-z0-9_]*)", raw.split("#", 1)[0]):
+            code = raw.split("#", 1)[0]
+            for token in re.finditer(r"(?:->\s*|pidfd=)([A-Za-z][A-Za-z0-9_]*)", code):
                 self.all_binds.setdefault(token.group(1), number)
         for number, raw in enumerate(lines, 1):
             self.line(_Line(self.path, number, raw))
         return Scenario(
-            self.path, tuple(self.steps), self.profile or profiles.DEFAULT.name, tuple(self.names)
+            self.path,
+            tuple(self.steps),
+            self.profile or profiles.DEFAULT.name,
+            tuple(self.names),
+            frozenset(self.threads),
+            frozenset(self.pidfds),
         )
 
     def line(self, line: _Line) -> None:
@@ -270,14 +277,30 @@ class _Parser:
             if allow_root:
                 return name
             raise line.error(token.column, "'root' is the world's init: it runs no ops")
+        if name in self.pidfds:
+            raise line.error(token.column, f"{name} is a pidfd, not a process or thread")
         if name in self.bound_at:
             return name
-        later = self.all_binds.get(name)
+        self.not_yet(line, token)
+        raise line.error(token.column, f"unknown process {name!r} (no fork or clone makes it)")
+
+    def not_yet(self, line: _Line, token: _Token) -> None:
+        later = self.all_binds.get(token.text)
         if later is not None and later >= line.number:
             raise line.error(
-                token.column, f"{name} is used before it exists (made at line {later})"
+                token.column, f"{token.text} is used before it exists (made at line {later})"
             )
-        raise line.error(token.column, f"unknown process {name!r} (no fork or clone makes it)")
+
+    def existing_pidfd(self, line: _Line, token: _Token) -> str:
+        """A pidfd name made by an earlier ``pidfd`` (or ``clone ... pidfd=NAME``)."""
+        self.check_name_syntax(line, token, "pidfd")
+        name = token.text
+        if name in self.pidfds:
+            return name
+        if name in self.bound_at or name == ROOT:
+            raise line.error(token.column, f"{name} is a process, not a pidfd")
+        self.not_yet(line, token)
+        raise line.error(token.column, f"unknown pidfd {name!r} (no pidfd op makes it)")
 
     def bind_name(self, line: _Line, token: _Token) -> str:
         self.check_name_syntax(line, token, "name")
@@ -285,9 +308,9 @@ class _Parser:
         if name == ROOT:
             raise line.error(token.column, "'root' is reserved: it names the world's init")
         if name in RESERVED_NAMES:
-            raise line.error(token.column, f"{name!r} is a keyword of wait, not a process name")
-        if name in self.bound_at:
-            first = self.bound_at[name]
+            raise line.error(token.column, f"{name!r} is a keyword of wait or pidfd, not a name")
+        first = self.bound_at.get(name, self.pidfds.get(name))
+        if first is not None:
             where = "A exists from the start" if first == 0 else f"already made at line {first}"
             raise line.error(token.column, f"{name} is bound twice ({where})")
         return name
@@ -316,11 +339,16 @@ class _Parser:
         bind: str | None = None
         if spec.binds:
             if bind_token is None:
-                raise line.error(op_token.column, f"{op.value} needs '-> NAME' for the new process")
+                raise line.error(
+                    op_token.column, f"{op.value} needs '-> NAME' for the new {spec.makes}"
+                )
             bind = self.bind_name(line, bind_token)
+            if bind == parsed.keep_pidfd:
+                raise line.error(bind_token.column, f"{bind} is bound twice (pidfd={bind})")
         elif bind_token is not None:
+            binders = ", ".join(s.name for s in SPECS.values() if s.binds)
             raise line.error(
-                parts.bind_arrow_column, f"'-> NAME' only follows fork or clone, not {op.value}"
+                parts.bind_arrow_column, f"'-> NAME' only follows {binders}, not {op.value}"
             )
         expected: str | None = None
         if parts.expected is not None:
@@ -328,10 +356,16 @@ class _Parser:
         self.steps.append(
             Step(len(self.steps), line.number, actor, op, parsed, parts.text, bind, expected)
         )
-        if bind is not None:
+        if parsed.keep_pidfd is not None:
+            self.pidfds[parsed.keep_pidfd] = line.number
+        if bind is not None and spec.makes == "pidfd":
+            self.pidfds[bind] = line.number
+        elif bind is not None:
             self.bound_at[bind] = line.number
             self.names.append(bind)
-        if op is Op.EXIT:
+            if spec.makes == "thread":
+                self.threads.add(bind)
+        if op in (Op.EXIT, Op.EXIT_THREAD):
             self.exited_at[actor] = line.number
 
     def expectation(self, line: _Line, op: Op, token: _Token, bind: str | None) -> str:
@@ -378,10 +412,12 @@ class _Parser:
         param = params[index]
         if param.kind is P.KEYWORD:
             return any(token.text == word for word, _ in param.words)
-        if param.kind is P.SET_TID:  # clone FLAGS [set_tid=...] [exit_signal=SIG]
-            return not token.text.startswith("exit_signal=")
+        if param.kind is P.SET_TID:  # clone FLAGS [set_tid=...] [exit_signal=SIG] [pidfd=P]
+            return not token.text.startswith(("exit_signal=", KEEP_PIDFD))
         if param.kind is P.EXIT_SIGNAL:
             return token.text.startswith("exit_signal=")
+        if param.kind is P.KEEP_PIDFD:
+            return token.text.startswith(KEEP_PIDFD)
         later = {w for p in params[index + 1 :] if p.kind is P.KEYWORD for w, _ in p.words}
         return token.text not in later
 
@@ -399,6 +435,13 @@ class _Parser:
             if param.any_word is not None and token.text == param.any_word:
                 return None
             return self.existing(line, token, "target", allow_root=True)
+        if kind is P.PIDFD:
+            return self.existing_pidfd(line, token)
+        if kind is P.KEEP_PIDFD:
+            if not token.text.startswith(KEEP_PIDFD):
+                raise line.error(token.column, f"expected {KEEP_PIDFD}NAME, not {token.text!r}")
+            named = _Token(token.text[len(KEEP_PIDFD) :], token.column + len(KEEP_PIDFD))
+            return self.bind_name(line, named)
         if kind is P.NUMBER:
             return self.integer(line, token, param.low, param.high, param.what)
         if kind is P.FLAGS:

@@ -15,6 +15,16 @@ kernel keeps one pending instance of a standard signal, whatever the scheduling.
 puppet blocked in ``wait`` stays in a real waitpid(2); the runner interrupts it with
 WAKE (SIGRTMAX, the one signal scenarios may not use), it drains, and waits again.
 
+A puppet may run *threads* (puppet threads): ``thread`` starts one with pthread_create
+(so the kernel's own errno comes back) that serves a channel of its own, so each thread
+of the process is a puppet the runner addresses by name. The process's caught signals,
+pidfds and dispositions are the group's, each thread's signal mask its own; ``signal``
+uses sigaction(2) itself, which any thread may call (Python's signal module works only
+in the main thread). A thread ends with ``exit_thread``: exit(2) itself, as
+pthread_exit makes it, without glibc's bookkeeping. A pidfd the puppet opens stays in
+its descriptor table (its children inherit it, as fork copies the table); the runner
+names it by its descriptor number.
+
 The commands and replies, and their wire format, are pidns.scenario.puppet_protocol; which
 command each op sends is the op registry's (pidns.scenario.ops).
 """
@@ -30,6 +40,7 @@ import select
 import signal
 import socket
 import struct
+import threading
 from collections.abc import Callable, Sequence
 from typing import ClassVar, NoReturn
 
@@ -46,6 +57,7 @@ from pidns.scenario.puppet_protocol import (
     Killed,
     NothingToCollect,
     Number,
+    Numbers,
     Reply,
     Unsupported,
     receive,
@@ -60,10 +72,87 @@ _SIGINFO_SIZE = 128  # struct signalfd_siginfo
 _SFD_NONBLOCK = os.O_NONBLOCK
 _SFD_CLOEXEC = os.O_CLOEXEC
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # CDLL: the GIL is released during each call
 _libc.waitpid.restype = ctypes.c_int
+_libc.waitid.restype = ctypes.c_int
 _libc.setsid.restype = ctypes.c_int
 _libc.signalfd.restype = ctypes.c_int
+_libc.syscall.restype = ctypes.c_long
+_libc.pthread_create.restype = ctypes.c_int
+_libc.pthread_self.restype = ctypes.c_void_p
+SYS_EXIT = 60  # exit(2) of one thread (x86-64); exit_group is what os._exit calls
+SYS_TGKILL = 234
+SYS_SETUID = 105
+P_PIDFD = 3  # include/uapi/linux/wait.h
+CLD_EXITED = 1
+_START = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)
+
+
+class _SigInfo(ctypes.Structure):
+    """The head of siginfo_t for SIGCHLD: what waitid(2) fills in."""
+
+    _fields_ = (
+        ("signo", ctypes.c_int),
+        ("errno", ctypes.c_int),
+        ("code", ctypes.c_int),
+        ("_pad", ctypes.c_int),
+        ("pid", ctypes.c_int),
+        ("uid", ctypes.c_uint),
+        ("status", ctypes.c_int),
+        ("_rest", ctypes.c_byte * 100),
+    )
+
+
+class _SigAction(ctypes.Structure):
+    """glibc's struct sigaction (x86-64)."""
+
+    _fields_ = (
+        ("handler", ctypes.c_void_p),
+        ("mask", ctypes.c_ulong * 16),
+        ("flags", ctypes.c_int),
+        ("restorer", ctypes.c_void_p),
+    )
+
+
+_libc.sigaction.argtypes = [ctypes.c_int, ctypes.POINTER(_SigAction), ctypes.POINTER(_SigAction)]
+
+
+def _set_action(signo: int, how: str) -> None:
+    """sigaction(2) from any thread: SIG_IGN, SIG_DFL, or for ``catch`` the handler Python
+    installed for WAKE (its C trampoline, which runs no Python code for a signal Python
+    has no handler for; a caught signal stays blocked and goes to the signalfd anyway)."""
+    act = _SigAction()
+    if how == "catch":
+        _checked(_libc.sigaction(WAKE, None, ctypes.byref(act)))
+        act.mask = (ctypes.c_ulong * 16)()
+    else:
+        act.handler = 1 if how == "ignore" else 0  # SIG_IGN, SIG_DFL
+    _checked(_libc.sigaction(signo, ctypes.byref(act), None))
+
+
+def _glibc_tid_offset() -> int | None:
+    """Where glibc keeps the calling thread's tid in its struct pthread (its own cache,
+    which its fork() refreshes and a raw clone3 does not): the one 4-byte slot of the
+    first 4 KiB that holds our tid, found once; None if unsure."""
+    base = _libc.pthread_self()
+    if not base:
+        return None
+    tid = threading.get_native_id()
+    raw = ctypes.string_at(base, 4096)
+    found = [off for off in range(0, 4096, 4) if struct.unpack_from("i", raw, off)[0] == tid]
+    return found[0] if len(found) == 1 else None
+
+
+_TID_OFFSET = _glibc_tid_offset()
+
+
+def _refresh_glibc_tid() -> None:
+    """After clone3 glibc still caches the parent's tid, so its setxid broadcast
+    (setuid(3) in a threaded process) signals a thread that does not exist and spins:
+    store the child's own tid there, as glibc's fork() does."""
+    base = _libc.pthread_self()
+    if _TID_OFFSET is not None and base:
+        ctypes.c_int.from_address(base + _TID_OFFSET).value = threading.get_native_id()
 
 
 def _close_all_but(keep: Sequence[int]) -> None:
@@ -104,25 +193,113 @@ def _sigset(signos: Sequence[int]) -> ctypes.Array[ctypes.c_ulong]:
     return words
 
 
+class _Peer:
+    """One thread of a puppet, as its other threads reach it: a pipe it polls, and an
+    event it sets once it has made its signal mask the process's (``Puppet.sync_mask``)."""
+
+    def __init__(self) -> None:
+        self.tid = threading.get_native_id()
+        self.read_fd, self.write_fd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.synced = threading.Event()
+
+    def close(self) -> None:
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
 class _BecomeChild(Exception):
     """Raised in a freshly forked puppet: unwind to the loop and serve the new channel."""
 
-    def __init__(self, channel: socket.socket, drop: Sequence[socket.socket], shared: bool) -> None:
+    def __init__(
+        self,
+        channel: socket.socket,
+        drop: Sequence[socket.socket],
+        shared: bool,
+        blocked: set[int],
+    ) -> None:
         super().__init__()
+        self.blocked = blocked  # what the forking thread blocked: the child's mask
         self.channel = channel
         self.drop = drop  # the parent's sockets, which this process must not use
         self.shared = shared  # CLONE_FILES: one fd table with the parent, so close nothing
 
 
 class Puppet:
-    """One puppet's state: its channel to the runner and the signals it catches."""
+    """One puppet process: the runner's channel to each of its threads, and the group's
+    state (its caught signals, what each thread blocked)."""
 
     def __init__(self, channel: socket.socket) -> None:
+        self._here = threading.local()  # the calling thread's channel
         self.channel = channel
+        self.channels = [channel]  # every thread's, which a forked child must close
         self.catching: set[int] = set()
         self.caught: list[tuple[int, int]] = []
         self.sigfd = -1
-        self.user_blocked: set[int] = set()  # signals the scenario blocked (``block``)
+        self.lock = threading.RLock()  # one thread at a time touches the state here
+        # signals each thread blocked with ``block`` (by native thread id): a caught one
+        # stays pending for the process until some thread unblocks it
+        self.user_blocked: dict[int, set[int]] = {threading.get_native_id(): set()}
+        self.threads: list[object] = []  # the ctypes callbacks of running threads
+        self.peers: dict[int, _Peer] = {}  # every live thread, by native id
+        self.setxid: int | None = None  # a setuid the other threads make in their sync
+        self._here.peer = self._join()
+
+    def _join(self) -> _Peer:
+        peer = _Peer()
+        with self.lock:
+            self.peers[peer.tid] = peer
+        return peer
+
+    @property
+    def peer(self) -> _Peer:
+        """The calling thread's own."""
+        peer: _Peer = self._here.peer
+        return peer
+
+    def sync_mask(self) -> None:
+        """The calling thread's signal mask: what it blocked (``block``) and every caught
+        signal, which only the signalfd may take (a thread that does not block it would
+        run the no-op handler, and the signal would be lost)."""
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.catching | self.mine)
+
+    def _sync_others(self) -> None:
+        """After a disposition changed: every other thread makes its mask anew (woken in
+        its poll by its pipe, or in a blocking wait by WAKE), and this one waits for it."""
+        others = [peer for tid, peer in list(self.peers.items()) if tid != self.peer.tid]
+        for peer in others:
+            peer.synced.clear()
+            os.write(peer.write_fd, b"s")
+            _libc.syscall(SYS_TGKILL, os.getpid(), peer.tid, WAKE)
+        for peer in others:
+            if not peer.synced.wait(10.0):
+                raise RuntimeError(f"thread {peer.tid} did not take the new signal mask")
+
+    def _synced_if_asked(self) -> bool:
+        """Take a request of ``_sync_others`` if one came (the pipe is non-blocking)."""
+        try:
+            os.read(self.peer.read_fd, 64)
+        except BlockingIOError:
+            return False
+        self.sync_mask()
+        if self.setxid is not None:
+            _checked(_libc.syscall(SYS_SETUID, self.setxid))
+        self.peer.synced.set()
+        return True
+
+    @property
+    def channel(self) -> socket.socket:
+        """The calling thread's channel to the runner."""
+        channel: socket.socket = self._here.channel
+        return channel
+
+    @channel.setter
+    def channel(self, channel: socket.socket) -> None:
+        self._here.channel = channel
+
+    @property
+    def mine(self) -> set[int]:
+        """The signals the calling thread blocked with ``block``."""
+        return self.user_blocked.setdefault(threading.get_native_id(), set())
 
     # ---- the loop ----
 
@@ -139,7 +316,16 @@ class Puppet:
                 self.channel = child.channel
                 if not features.has("pidfd_open"):
                     say_born(self.channel)
+                self.channels = [child.channel]
+                self.lock = threading.RLock()  # another thread may have held it at fork
                 self.caught = []  # pending signals are not inherited (kernel/fork.c)
+                self.threads = []  # only the forking thread goes on in the child
+                self.user_blocked = {threading.get_native_id(): child.blocked}
+                for peer in self.peers.values():  # the parent's pipes, copied with the table
+                    if not child.shared:  # CLONE_FILES: the parent's own, still in use
+                        peer.close()
+                self.peers = {}
+                self._here.peer = self._join()
                 # A signalfd's mask lives in the file the parent shares: take our own.
                 if self.sigfd >= 0 and not child.shared:
                     os.close(self.sigfd)
@@ -150,8 +336,14 @@ class Puppet:
     def _loop(self) -> None:
         poller = select.poll()
         poller.register(self.channel.fileno(), select.POLLIN)
+        poller.register(self.peer.read_fd, select.POLLIN)
+        channel = self.channel.fileno()
         while True:
-            poller.poll()
+            ready = {fd for fd, _events in poller.poll()}
+            if self.peer.read_fd in ready:
+                self._synced_if_asked()
+            if channel not in ready:
+                continue
             try:
                 data = self.channel.recv(wire.MAX_MESSAGE)  # commands never carry descriptors
             except OSError:
@@ -183,7 +375,8 @@ class Puppet:
 
     def _command(self, text: str) -> Reply | None:
         word, args = wire.decode_command(text)
-        self._drain()  # signals caught so far are recorded before the next call
+        with self.lock:
+            self._drain()  # signals caught so far are recorded before the next call
         if word == wire.DRAIN:
             return None  # the runner's settle: take the caught signals, no reply
         try:
@@ -197,8 +390,102 @@ class Puppet:
     def do_fork(self) -> Reply | None:
         return self._fork(None, ())
 
-    def do_clone(self, flags: int, set_tid: tuple[int, ...], exit_signal: int) -> Reply | None:
-        return self._fork(flags, set_tid, None if exit_signal < 0 else exit_signal)
+    def do_clone(
+        self, flags: int, set_tid: tuple[int, ...], exit_signal: int, keep: int
+    ) -> Reply | None:
+        """clone3; with ``keep`` the child's pidfd (CLONE_PIDFD) stays in this process."""
+        return self._fork(flags, set_tid, None if exit_signal < 0 else exit_signal, bool(keep))
+
+    def do_thread(self) -> Reply | None:
+        """pthread_create a thread that serves a channel of its own; reply with its tid,
+        a PIDFD_THREAD pidfd of it and the runner's end of its channel."""
+        ours, theirs = socket.socketpair(
+            socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
+        )
+        started = threading.Event()
+        tid: list[int] = []
+        inherited = set(self.mine)  # a new thread starts with its creator's mask
+
+        def body(_arg: object) -> int:
+            tid.append(threading.get_native_id())
+            with self.lock:
+                self.user_blocked[tid[0]] = inherited
+            self.channel = theirs
+            self._here.peer = self._join()
+            started.set()
+            self.serve()
+
+        callback = _START(body)
+        handle = ctypes.c_ulong()
+        err = _libc.pthread_create(ctypes.byref(handle), None, callback, None)
+        if err:
+            ours.close()
+            theirs.close()
+            return Errno(err)
+        self.threads.append(callback)  # a callback must outlive its thread
+        self.channels.append(theirs)
+        started.wait()
+        pidfd = syscalls.pidfd_open(tid[0], syscalls.PIDFD_THREAD)
+        try:
+            send(self.channel, wire.encode_reply(Number(tid[0])), [pidfd, ours.fileno()])
+        finally:
+            os.close(pidfd)
+            ours.close()
+        return None
+
+    def do_gettid(self) -> Reply:
+        return Number(threading.get_native_id())
+
+    def do_exit_thread(self, code: int) -> Reply:
+        """exit(2) of the calling thread only: the process lives while another thread
+        does (the GIL is released as ctypes calls it, and never taken back)."""
+        with self.lock:
+            self.user_blocked.pop(threading.get_native_id(), None)
+            self._watch_caught_signals()
+            self.peers.pop(self.peer.tid).close()
+        self.channel.detach()  # the fd stays open in the group's table; the runner reads /proc
+        _libc.syscall(SYS_EXIT, code)
+        raise AssertionError("exit(2) returned")  # pragma: no cover
+
+    def do_pidfd(self, pid: int, flags: int) -> Reply:
+        """pidfd_open(2): the descriptor stays open here; its number is the reply."""
+        return Number(syscalls.pidfd_open(pid, flags))
+
+    def do_pidfd_send_signal(self, fd: int, signo: int) -> Reply:
+        syscalls.pidfd_send_signal(fd, signo)
+        return Number(0)
+
+    def do_waitid(self, fd: int, nohang: int) -> Reply | None:
+        """waitid(P_PIDFD, fd, WEXITED): blocks like ``wait`` unless ``nohang``."""
+        info = _SigInfo()
+        if _libc.waitid(P_PIDFD, fd, ctypes.byref(info), os.WEXITED | os.WNOHANG) < 0:
+            return Errno(ctypes.get_errno())
+        if info.pid:
+            return _waitid_result(info)
+        if nohang:
+            return NothingToCollect()
+        send(self.channel, wire.encode_reply(Blocks()))
+        while True:
+            info = _SigInfo()
+            if _libc.waitid(P_PIDFD, fd, ctypes.byref(info), os.WEXITED) == 0:
+                reply = _waitid_result(info)
+                break
+            err = ctypes.get_errno()
+            if err != errno.EINTR:
+                reply = Errno(err)
+                break
+            self._synced_if_asked()
+            with self.lock:
+                self._drain()
+        send(self.channel, wire.encode_reply(Done(reply)))
+        return None
+
+    def do_pidfd_setns(self, fd: int) -> Reply:
+        syscalls.setns(fd, cf.NEWPID)
+        return Number(0)
+
+    def do_pidfd_info(self, fd: int) -> Reply:
+        return Numbers(syscalls.pidfd_get_info(fd))
 
     def do_unshare(self, flags: int) -> Reply:
         syscalls.unshare(flags)
@@ -231,16 +518,18 @@ class Puppet:
     def do_block(self, signo: int) -> Reply:
         """sigprocmask(SIG_BLOCK): a caught signal is blocked anyway; the signalfd then
         leaves it pending, as the kernel keeps it for the process."""
-        self.user_blocked.add(signo)
-        signal.pthread_sigmask(signal.SIG_BLOCK, [signo])
-        self._watch_caught_signals()
+        with self.lock:
+            self.mine.add(signo)
+            signal.pthread_sigmask(signal.SIG_BLOCK, [signo])
+            self._watch_caught_signals()
         return Number(0)
 
     def do_unblock(self, signo: int) -> Reply:
-        self.user_blocked.discard(signo)
-        self._watch_caught_signals()
-        if signo not in self.catching:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signo])
+        with self.lock:
+            self.mine.discard(signo)
+            self._watch_caught_signals()
+            if signo not in self.catching:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, [signo])
         return Number(0)
 
     def do_pending(self) -> Reply:
@@ -303,8 +592,9 @@ class Puppet:
         return self._signal(signo, disposition)
 
     def do_caught(self) -> Reply:
-        self._drain()
-        items, self.caught = tuple(self.caught), []
+        with self.lock:
+            self._drain()
+            items, self.caught = tuple(self.caught), []
         return Caught(items)
 
     def do_subreaper(self, on: int) -> Reply:
@@ -312,7 +602,16 @@ class Puppet:
         return Number(0)
 
     def do_setuid(self, uid: int) -> Reply:
-        os.setuid(uid)
+        """setuid(2) in every thread, as glibc's setuid(3) makes it (the kernel's creds are
+        per thread), but broadcast by the puppet: after a raw clone3 glibc's own list of
+        threads still holds its parent's, whose cached tids may name other tasks here,
+        and its broadcast then never ends."""
+        _checked(_libc.syscall(SYS_SETUID, uid))
+        self.setxid = uid
+        try:
+            self._sync_others()
+        finally:
+            self.setxid = None
         return Number(0)
 
     handlers: ClassVar[dict[str, Callable[..., Reply | None]]] = {
@@ -340,15 +639,28 @@ class Puppet:
         "nsparent": do_nsparent,
         "ns_pid_in": do_ns_pid_in,
         "ns_pid_from": do_ns_pid_from,
+        "thread": do_thread,
+        "gettid": do_gettid,
+        "exit_thread": do_exit_thread,
+        "pidfd": do_pidfd,
+        "pidfd_send_signal": do_pidfd_send_signal,
+        "waitid": do_waitid,
+        "pidfd_setns": do_pidfd_setns,
+        "pidfd_info": do_pidfd_info,
     }
 
     def _fork(
-        self, flags: int | None, set_tid: tuple[int, ...], exit_signal: int | None = None
+        self,
+        flags: int | None,
+        set_tid: tuple[int, ...],
+        exit_signal: int | None = None,
+        keep: bool = False,
     ) -> Reply | None:
         ours, theirs = socket.socketpair(
             socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
         )
         shares_files = flags is not None and bool(flags & cf.FILES)
+        blocked = set(self.mine)  # looked up by this thread's id, which the child lacks
         try:
             if flags is None:
                 pid, pidfd = os.fork(), -1
@@ -363,14 +675,17 @@ class Puppet:
                 return Unsupported(str(exc))
             return Errno(exc.errno or 0)
         if pid == 0:
-            raise _BecomeChild(theirs, [self.channel, ours], shares_files)
+            if flags is not None:
+                _refresh_glibc_tid()
+            raise _BecomeChild(theirs, [*self.channels, ours], shares_files, blocked)
         if pidfd < 0 and features.has("pidfd_open"):
             pidfd = os.pidfd_open(pid)
+        reply: Reply = Numbers((pid, pidfd)) if keep else Number(pid)
         try:  # without pidfds (before 5.3) the child tells its pids itself (say_born)
             fds = [ours.fileno()] if pidfd < 0 else [pidfd, ours.fileno()]
-            send(self.channel, wire.encode_reply(Number(pid)), fds)
+            send(self.channel, wire.encode_reply(reply), fds)
         finally:
-            if pidfd >= 0:
+            if pidfd >= 0 and not keep:
                 os.close(pidfd)
             ours.close()
             if shares_files:
@@ -420,24 +735,30 @@ class Puppet:
             err = ctypes.get_errno()
             if err != errno.EINTR:
                 return Errno(err)
-            self._drain()
+            self._synced_if_asked()
+            with self.lock:
+                self._drain()
 
     def _signal(self, signo: int, disposition: str) -> Reply:
-        if disposition == "catch":
-            signal.signal(signo, _noop)
-            self.catching.add(signo)
-            signal.pthread_sigmask(signal.SIG_BLOCK, [signo])
-        else:
-            signal.signal(signo, signal.SIG_IGN if disposition == "ignore" else signal.SIG_DFL)
-            self.catching.discard(signo)
-            if signo not in self.user_blocked:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, [signo])
-        self._watch_caught_signals()
+        with self.lock:
+            if disposition == "catch":
+                signal.pthread_sigmask(signal.SIG_BLOCK, [signo])
+                _set_action(signo, disposition)
+                self.catching.add(signo)
+            else:
+                _set_action(signo, disposition)
+                self.catching.discard(signo)
+                if signo not in self.mine:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signo])
+            self._watch_caught_signals()
+        self._sync_others()
         return Number(0)
 
     def _watch_caught_signals(self) -> None:
-        """The signalfd takes the caught signals the scenario has not blocked."""
-        mask = _sigset(sorted(self.catching - self.user_blocked))
+        """The signalfd takes a caught signal unless every thread blocked it (``block``)."""
+        masks = list(self.user_blocked.values())
+        everyone = set.intersection(*masks) if masks else set()
+        mask = _sigset(sorted(self.catching - everyone))
         self.sigfd = _checked(_libc.signalfd(self.sigfd, mask, _SFD_NONBLOCK | _SFD_CLOEXEC))
 
 
@@ -479,6 +800,12 @@ def _checked(result: int) -> int:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     return result
+
+
+def _waitid_result(info: _SigInfo) -> Reply:
+    if info.code == CLD_EXITED:
+        return Exited(info.pid, info.status)
+    return Killed(info.pid, info.status)
 
 
 def _wait_result(pid: int, status: int) -> Reply:

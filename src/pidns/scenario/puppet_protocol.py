@@ -12,6 +12,8 @@ Replies (puppet -> runner), ASCII words:
 =====================  =========================================================
 ``I <n>``              a number (a pid, or 0 for success); a fork or clone reply
                        carries the child's pidfd and the runner's end of its channel
+``L <n>,<n>,...``      numbers (pidfd_info's pid, tgid, ppid; a clone with
+                       ``keep``: the child's pid and the pidfd number it keeps)
 ``E <errno>``          the call failed
 ``N``                  wait: nothing to collect (WNOHANG)
 ``X <pid> <code>``     wait: a child exited (pid as the puppet sees it)
@@ -108,6 +110,11 @@ class Number:
 
 
 @dataclass(frozen=True, slots=True)
+class Numbers:
+    values: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Errno:
     errno: int
 
@@ -158,6 +165,7 @@ class Broken:
 
 Reply = (
     Number
+    | Numbers
     | Errno
     | NothingToCollect
     | Exited
@@ -173,6 +181,8 @@ Reply = (
 def encode_reply(reply: Reply) -> str:
     if isinstance(reply, Number):
         return f"I {reply.value}"
+    if isinstance(reply, Numbers):
+        return "L " + ",".join(str(v) for v in reply.values)
     if isinstance(reply, Errno):
         return f"E {reply.errno}"
     if isinstance(reply, NothingToCollect):
@@ -199,6 +209,8 @@ def decode_reply(text: str) -> Reply:
     try:
         if kind == "I":
             return Number(int(rest))
+        if kind == "L":
+            return Numbers(tuple(int(v) for v in rest.split(",") if v))
         if kind == "E":
             return Errno(int(rest))
         if kind == "N" and not rest:

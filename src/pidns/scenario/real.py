@@ -27,7 +27,7 @@ from pidns.linux import features
 from pidns.scenario.ast import Outcome, Scenario, Snapshot, Step
 from pidns.scenario.backend import UnsupportedStep
 from pidns.scenario.real_proc import own_nspid, privileged
-from pidns.scenario.real_world import World, state_of
+from pidns.scenario.real_world import World
 
 # What the runner and its puppets use (docs/kernels.md): without one, every scenario is
 # reported unsupported on this kernel, naming it, instead of failing.
@@ -79,12 +79,20 @@ class RealBackend:
 
     def state_of(self, name: str) -> str:
         assert self.world is not None, "start() first"
-        return state_of(self.world.procs[name])
+        return self.world.state(self.world.procs[name])
 
     def nspid_of(self, name: str) -> tuple[int, ...]:
         assert self.world is not None, "start() first"
         p = self.world.procs[name]
         return () if p.reaped else p.nspid
+
+    def holds(self, actor: str, pidfd: str) -> bool:
+        assert self.world is not None, "start() first"
+        return self.world.holds(actor, pidfd)
+
+    def fdinfo(self, actor: str, pidfd: str) -> tuple[int, ...]:
+        assert self.world is not None, "start() first"
+        return self.world.fdinfo(actor, pidfd)
 
     def changes(self) -> Snapshot:
         assert self.world is not None, "start() first"

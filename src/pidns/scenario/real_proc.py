@@ -17,7 +17,7 @@ from pidns.scenario.backend import BackendError
 
 CAP_SYS_ADMIN = 21
 SIGKILL_BIT = 1 << (signals.KILL - 1)
-_STATUS = re.compile(r"^(PPid|SigPnd|ShdPnd|SigBlk):\s*(.*)$", re.M)
+_STATUS = re.compile(r"^(PPid|SigPnd|ShdPnd|SigBlk|Threads):\s*(.*)$", re.M)
 
 
 def privileged() -> bool:
@@ -43,10 +43,17 @@ class Seen:
     pending: int  # SigPnd | ShdPnd
     blocked: int  # SigBlk
     exiting: bool  # PF_EXITING
+    threads: int = 1  # the group's live threads (a zombie group shows 1)
 
     @property
     def dead(self) -> bool:
+        """This thread makes no more calls (a leader that exit(2)ed is a zombie thread)."""
         return self.state in ("Z", "X") or self.exiting
+
+    @property
+    def leader_gone(self) -> bool:
+        """A leader that exit(2)ed while other threads of its group still run."""
+        return self.state == "Z" and self.threads > 1
 
     @property
     def stopped(self) -> bool:
@@ -68,6 +75,7 @@ def read(status_fd: int, stat_fd: int) -> Seen | None:
         pending=int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16),
         blocked=int(fields["SigBlk"], 16),
         exiting=bool(int(parts[6]) & proc.PF_EXITING),
+        threads=int(fields.get("Threads", "1")),
     )
 
 

@@ -42,9 +42,14 @@ def zap_wait_state(release: str) -> str:
         return "SID"
 
 
+# Any state of an init asleep in zap_pid_ns_processes: S (TASK_INTERRUPTIBLE, 6.18),
+# I (TASK_IDLE, as 6.1 shows it) or D (TASK_UNINTERRUPTIBLE, 3.8).
+ZAP = "SID"
+
+
 # Calls that may end or stop their own caller, which then never answers (unblock: a
 # pending fatal or stopping signal is acted on as the mask opens).
-_SIGNALLING = frozenset({Op.KILL, Op.UNBLOCK})
+_SIGNALLING = frozenset({Op.KILL, Op.PIDFD_SEND_SIGNAL, Op.UNBLOCK})
 
 
 @dataclass(slots=True)
@@ -136,7 +141,7 @@ class Settler:
         if actor is None or settle.result is not None or actor.call is None:
             return
         op = actor.call.step.op
-        if op is Op.EXIT and (actor.reaped or actor.seen.dead):
+        if op in (Op.EXIT, Op.EXIT_THREAD) and (actor.reaped or actor.seen.dead):
             settle.result = ast.OK
             actor.call = None
         elif actor.reaped or actor.seen.dead:
@@ -191,6 +196,11 @@ class Settler:
             seen = p.seen
             if seen.state == "X":
                 reasons.append(f"{p.name} is being reaped")
+            elif seen.leader_gone:
+                # the leader exit(2)ed, its group lives in its other threads: as long as
+                # this sweep found one of them alive, or sleeping in the zap as the last
+                if self.world.group_state(p) is None:
+                    reasons.append(f"{p.name}'s other threads are exiting")
             elif seen.state == "Z":
                 if seen.ppid == self.world.root_host:
                     reasons.append(f"{p.name} is a zombie root will reap")
@@ -209,7 +219,7 @@ class Settler:
                 elif (
                     call is not None
                     and call.state is CallState.BLOCKED
-                    and not self._asleep_in(p, "do_wait")
+                    and not asleep_in(p, "do_wait")
                 ):
                     reasons.append(f"{p.name}'s wait is returning")
         return reasons
@@ -221,9 +231,9 @@ class Settler:
         kernel_wait4 loop, TASK_INTERRUPTIBLE on every release) while a child of its is
         still exiting, which do_wait cannot reap yet: a nested init waiting in its own
         zap, perhaps for a zombie whose parent is outside both namespaces."""
-        if self._asleep_in(p, "zap_pid_ns_processes", self.zap_state):
+        if asleep_in(p, "zap_pid_ns_processes", self.zap_state):
             return self._members(p)
-        if self._asleep_in(p, "do_wait"):
+        if asleep_in(p, "do_wait"):
             return any(
                 c.seen.ppid == p.host and c.seen.exiting and c.seen.state not in ("Z", "X")
                 for c in self.world.by_host.values()
@@ -231,25 +241,25 @@ class Settler:
         return False
 
     def _members(self, init: Proc) -> bool:
-        """Another process still has a pid in INIT's namespace. Without one, an init asleep
-        in zap_pid_ns_processes is about to wake: a member's /proc entry goes before its
-        pid is freed (kernel/exit.c:release_task, then free_pids)."""
+        """Another process still has a pid in INIT's namespace (INIT's own threads aside:
+        the zap may run in any of them). Without one, an init asleep in
+        zap_pid_ns_processes is about to wake: a member's /proc entry goes before its pid
+        is freed (kernel/exit.c:release_task, then free_pids)."""
         level, ns = init.level, init.nschain[-1]
         return any(
-            p is not init and len(p.nschain) > level and p.nschain[level] == ns
+            p.group is not init.group and len(p.nschain) > level and p.nschain[level] == ns
             for p in self.world.by_host.values()
         )
-
-    def _asleep_in(self, p: Proc, function: str, states: str = "S") -> bool:
-        return p.seen.state in states and wchan(p.host) == function
 
     def _take_caught_signals(self, settle: Settle, asked: set[int]) -> list[str]:
         """Tell every running puppet with caught signals pending to take them: an idle one
         by the ``drain`` command, one blocked in wait by WAKE. Returns who has not yet."""
         reasons: list[str] = []
+        held = self._blocked_by_every_thread()
         for p in self.procs(settle):
             seen = p.seen
-            taken = seen.pending & seen.blocked & ~p.user_blocked  # blocked by the scenario: kept
+            # blocked by every thread of the process (``block``): kept pending, as the kernel does
+            taken = seen.pending & seen.blocked & ~held.get(p.group.host, 0)
             if seen.dead or seen.stopped or seen.exiting or not taken:
                 continue
             reasons.append(f"{p.name} has caught signals to take")
@@ -263,11 +273,25 @@ class Settler:
                 call is not None and call.state is CallState.BLOCKED and not seen.pending & WAKE_BIT
             ):
                 with contextlib.suppress(ProcessLookupError):
-                    if p.pidfd >= 0:
-                        syscalls.pidfd_send_signal(p.pidfd, puppet.WAKE)
+                    if p.waker >= 0:
+                        syscalls.pidfd_send_signal(p.waker, puppet.WAKE)
                     else:  # before 5.3; not yet reaped (the sweep just read it), so its own
                         os.kill(p.host, puppet.WAKE)
         return reasons
+
+    def _blocked_by_every_thread(self) -> dict[int, int]:
+        """Per process (its leader's host pid): the signals every live thread of it
+        blocked with ``block``. The puppet's signalfd leaves those pending."""
+        held: dict[int, int] = {}
+        for p in self.world.by_host.values():
+            if not p.seen.dead:
+                held[p.group.host] = held.get(p.group.host, -1) & p.user_blocked
+        return held
+
+
+def asleep_in(p: Proc, function: str, states: str = "S") -> bool:
+    """P sleeps in the kernel function ``function`` (its /proc/PID/wchan)."""
+    return p.seen.state in states and wchan(p.host) == function
 
 
 _wchan_checked = False

@@ -1,6 +1,11 @@
-"""The real backend's world: its processes (root and the puppets), the steps sent to
-them, their replies, and snapshots. Settling is pidns.scenario.real_settle, reading
-/proc pidns.scenario.real_proc; pidns.scenario.real is the Backend over all of it.
+"""The real backend's world: its processes (root and the puppets) and their threads, the
+pidfds they hold, the steps sent to them, their replies, and snapshots. Settling is
+pidns.scenario.real_settle, reading /proc pidns.scenario.real_proc; pidns.scenario.real
+is the Backend over all of it.
+
+A thread is a ``Proc`` too (its ``leader`` set): it has a channel of its own, its
+/proc/TID files and a PIDFD_THREAD pidfd. A pidfd name is a descriptor number in the
+tables that hold it (its opener's, copied by every later fork, shared with CLONE_FILES).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pidns.scenario.ast import Completion, Op, Outcome, ProcessSnapshot, Snapsho
 from pidns.scenario.backend import BackendError, UnsupportedStep, WorldError, writes_global_pid_max
 from pidns.scenario.real_call import Call, CallState
 from pidns.scenario.real_proc import SIGKILL_BIT, Seen, pidfd_numbers, read
-from pidns.scenario.real_settle import Settle, Settler, check_wchan
+from pidns.scenario.real_settle import ZAP, Settle, Settler, asleep_in, check_wchan
 
 
 @contextlib.contextmanager
@@ -52,11 +57,22 @@ class Proc:
     reaped: bool = False
     call: Call | None = None
     discard: int = 0  # replies still to come for calls already resolved (see _resolve_silent_actor)
-    user_blocked: int = 0  # signals the scenario blocked (``block``), bit sig - 1; inherited
+    user_blocked: int = 0  # signals this thread blocked (``block``), bit sig - 1; inherited
     # The namespace chain its children get (pid_for_children), tracked from its own steps
     # where the kernel shows neither NSpid nor namespace parents; ends in 0 after an
     # unshare(CLONE_NEWPID) until the new namespace's first member is born.
     for_children: tuple[int, ...] = ()
+    leader: Proc | None = None  # a thread's group leader; None for a process
+    wake_fd: int = -1  # a process's PIDFD_THREAD pidfd: WAKE must reach this very thread
+
+    @property
+    def waker(self) -> int:
+        """The pidfd that signals this thread alone (a thread's own pidfd is one)."""
+        return self.wake_fd if self.wake_fd >= 0 else self.pidfd
+
+    @property
+    def group(self) -> Proc:
+        return self.leader or self
 
     @property
     def level(self) -> int:
@@ -81,6 +97,10 @@ class World:
         self.dirty: dict[Proc, None] = {}
         self.shown: Snapshot = {}
         self._fork_return = 0  # the pid the last fork returned, for _born
+        self.threads_of: dict[str, list[Proc]] = {}  # process name -> its other threads
+        self.tables: dict[str, int] = {}  # process name -> its descriptor table
+        # pidfd name -> (the tables that hold it, its descriptor number there)
+        self.pidfd_names: dict[str, tuple[set[int], int]] = {}
 
     # ---- making and ending the world ----------------------------------------------------
 
@@ -162,10 +182,10 @@ class World:
         self.root_pidfd = -1
 
     def forget(self, p: Proc) -> None:
-        for fd in (p.pidfd, p.status_fd, p.stat_fd):
+        for fd in (p.pidfd, p.status_fd, p.stat_fd, p.wake_fd):
             if fd >= 0:
                 os.close(fd)
-        p.pidfd = p.status_fd = p.stat_fd = -1
+        p.pidfd = p.status_fd = p.stat_fd = p.wake_fd = -1
         if p.channel is not None:
             p.channel.close()
             p.channel = None
@@ -219,7 +239,9 @@ class World:
         pidfd: int,
         channel: socket.socket | None,
         born: tuple[int, tuple[int, ...], tuple[int, ...]] | None = None,
+        thread: bool = False,
     ) -> Proc:
+        """Record a new process (or thread: ``_made`` sets its leader)."""
         if born is None and pidfd >= 0:
             host, full = pidfd_numbers(pidfd)
         else:
@@ -235,6 +257,11 @@ class World:
             name, host, pidfd, channel, nspid, (), status_fd, stat_fd, Seen("R", 0, 0, 0, False)
         )
         p.nschain = self._ns_chain(host, len(nspid)) if born is None else born[2]
+        if not thread:
+            self.tables.setdefault(name, len(self.tables))
+        if channel is not None and not thread:
+            with contextlib.suppress(OSError):  # PIDFD_THREAD: 6.9
+                p.wake_fd = syscalls.pidfd_open(host, syscalls.PIDFD_THREAD)
         self.procs[name] = p
         self.by_host[host] = p
         self.dirty[p] = None
@@ -260,6 +287,36 @@ class World:
             raise BackendError(f"process {host} is not in the world's namespace")
         return tuple(chain)
 
+    def _made(self, step: Step, maker: Proc, fds: list[int], kept: int | None) -> None:
+        """A fork, clone or thread of MAKER's succeeded: register what it made. It starts
+        with MAKER's signal mask; a new process with a copy of MAKER's descriptor table
+        (CLONE_FILES: the same table), a thread in its group's."""
+        assert step.bind is not None and maker.channel is not None
+        if len(fds) != (2 if self.pidfds else 1):
+            raise BackendError(f"{maker.name}: fork reply without its descriptors")
+        thread = step.op is Op.THREAD
+        table = self.tables[maker.group.name]
+        if not thread:
+            shares = step.op is Op.CLONE and bool(step.args.flags & cf.FILES)
+            self.tables[step.bind] = table if shares else len(self.tables)
+            for holders, _fd in self.pidfd_names.values():
+                if table in holders:
+                    holders.add(self.tables[step.bind])
+        if self.pidfds:
+            channel = socket.socket(fileno=fds[1])
+            child = self._register(step.bind, fds[0], channel, thread=thread)
+        else:  # before 5.3 (no threads: they need PIDFD_THREAD, 6.9)
+            channel = socket.socket(fileno=fds[0])
+            born = self._born(channel, step.bind, maker, step)
+            child = self._register(step.bind, -1, channel, born)
+        child.user_blocked = maker.user_blocked
+        if thread:
+            child.leader = maker.group
+            self.threads_of.setdefault(maker.group.name, []).append(child)
+        if kept is not None:
+            assert step.args.keep_pidfd is not None
+            self.pidfd_names[step.args.keep_pidfd] = ({table}, kept)
+
     def seen_by(self, actor: Proc, target: Proc) -> int:
         """TARGET's pid in ACTOR's active namespace; 0 when invisible or reaped."""
         level = actor.level
@@ -274,6 +331,7 @@ class World:
             p
             for p in self.procs.values()
             if p.name != "root"
+            and p.leader is None  # a wait reports processes, never threads
             and len(p.nschain) > level
             and p.nschain[level] == ns
             and p.nspid[level] == pid
@@ -290,6 +348,28 @@ class World:
 
     def host_pid(self, name: str) -> int:
         return self.procs[name].host
+
+    def holds(self, actor: str, pidfd: str) -> bool:
+        return self.tables[self.procs[actor].group.name] in self.pidfd_names[pidfd][0]
+
+    def pidfd_number(self, actor: str, pidfd: str) -> int:
+        return self.pidfd_names[pidfd][1]
+
+    def fdinfo(self, actor: str, pidfd: str) -> tuple[int, ...]:
+        """The NSpid of ACTOR's descriptor, through the runner's /proc (one level above the
+        world), from the world's level inwards; (-1,) once its task is gone."""
+        p = self.procs[actor]
+        fd = self.pidfd_names[pidfd][1]
+        try:
+            with open(f"/proc/{p.host}/fdinfo/{fd}", "rb") as f:
+                text = f.read().decode()
+        except OSError as exc:
+            raise BackendError(f"cannot read the fdinfo of {actor}'s pidfd: {exc}") from None
+        for line in text.splitlines():
+            if line.startswith("NSpid:"):
+                numbers = tuple(int(x) for x in line.split()[1:])
+                return numbers[:1] if numbers[0] <= 0 else numbers[self.world_index :]
+        raise BackendError("a pidfd's fdinfo has no NSpid line")
 
     def can_act(self, name: str) -> bool:
         """Read fresh: the actor may have been killed from outside the world."""
@@ -309,14 +389,9 @@ class World:
         can act, and answered what needs no call); settle."""
         actor = self.procs[step.actor]
         spec = ops.SPECS[step.op]
-        lacking = features.first_missing(_needs(step))
-        if lacking is not None and (lacking.name not in _ANSWERED or features.forced(lacking.name)):
-            raise UnsupportedStep(
-                f"line {step.line}: " + features.unsupported(lacking, step.op.value)
-            )
-        if writes_global_pid_max(step, features.has("per_ns_pid_max")):
-            row = features.feature("per_ns_pid_max")
-            raise UnsupportedStep(f"line {step.line}: " + features.unsupported(row, "pid_max N"))
+        why = unsupported(step)
+        if why is not None:
+            raise UnsupportedStep(f"line {step.line}: {why}")
         if spec.puppet is None:
             raise BackendError(f"line {step.line}: {step.op.value} has no puppet command")
         if actor.channel is None:
@@ -400,19 +475,21 @@ class World:
 
     def _result(self, p: Proc, step: Step, reply: wire.Reply, fds: list[int]) -> str:
         """The step's canonical result for a puppet's reply."""
+        spec = ops.SPECS[step.op]
+        if isinstance(reply, wire.Numbers) and spec.binds:  # clone ... pidfd=NAME
+            pid, kept = reply.values
+            self._made(step, p, fds, kept)
+            return ast.pid_value(pid)
+        if isinstance(reply, wire.Numbers):
+            return ast.list_value(reply.values)
         if isinstance(reply, wire.Number):
-            if ops.SPECS[step.op].binds:
-                assert step.bind is not None and p.channel is not None
-                if len(fds) != (2 if self.pidfds else 1):
-                    raise BackendError(f"{p.name}: fork reply without its descriptors")
-                if self.pidfds:
-                    child = self._register(step.bind, fds[0], socket.socket(fileno=fds[1]))
-                else:
-                    channel = socket.socket(fileno=fds[0])
-                    self._fork_return = reply.value
-                    born = self._born(channel, step.bind, p, step)
-                    child = self._register(step.bind, -1, channel, born)
-                child.user_blocked = p.user_blocked  # fork copies the signal mask
+            if step.op is Op.PIDFD:
+                assert step.bind is not None
+                self.pidfd_names[step.bind] = ({self.tables[p.group.name]}, reply.value)
+                return ast.OK
+            if spec.binds:
+                self._fork_return = reply.value
+                self._made(step, p, fds, None)
             if step.op is Op.PENDING:
                 return ast.signals_value(
                     signals.name(n + 1) for n in range(64) if reply.value >> n & 1
@@ -454,6 +531,9 @@ class World:
         changes only when it is read again, or made, or reaped: pidns.scenario.real_settle
         reads every process whose parent was reaped)."""
         changed: Snapshot = {}
+        for p in list(self.dirty):  # a process's state is its threads' together
+            for q in (p.group, *self.threads_of.get(p.group.name, ())):
+                self.dirty.setdefault(q, None)
         for p in self.dirty:
             if p is self.root:
                 continue
@@ -466,8 +546,47 @@ class World:
     def _entry(self, p: Proc) -> ProcessSnapshot:
         if p.reaped:
             return ProcessSnapshot(ast.State.REAPED.value, "-", ())
+        state = self.state(p)
+        if state == ast.State.REAPED.value:  # a thread that died with its group
+            return ProcessSnapshot(state, "-", ())
         parent = self.by_host.get(p.seen.ppid)
-        return ProcessSnapshot(state_of(p), parent.name if parent else "?", p.nspid)
+        return ProcessSnapshot(state, parent.name if parent else "?", p.nspid)
+
+    def state(self, p: Proc) -> str:
+        """What ``state`` reports for P (and the snapshot shows). A thread is running or,
+        once it or its group dies, reaped (which thread of a dying group does the zap is
+        the kernel's race; the group's leader shows it). A process whose leader exit(2)ed
+        is its other threads' state."""
+        if p.leader is not None:
+            leader = p.leader
+            group_dead = leader.reaped or (leader.seen.dead and not leader.seen.leader_gone)
+            alive = not p.reaped and not p.seen.dead and not group_dead
+            return ast.State.RUNNING.value if alive else ast.State.REAPED.value
+        if not p.reaped and p.seen.leader_gone:
+            return self.group_state(p) or ast.State.RUNNING.value
+        return state_of(p)
+
+    def group_state(self, leader: Proc) -> str | None:
+        """A process whose leader exit(2)ed: running while a thread of it runs, exiting
+        while its last thread sleeps in zap_pid_ns_processes; None when the last sweep saw
+        no such thread (they are on their way out: sweep again)."""
+        threads = [q for q in self.by_host.values() if q.leader is leader]
+        if any(not q.seen.dead for q in threads):
+            return ast.State.RUNNING.value
+        if any(q.seen.exiting and asleep_in(q, "zap_pid_ns_processes", ZAP) for q in threads):
+            return ast.State.EXITING.value
+        return None
+
+
+def unsupported(step: Step) -> str | None:
+    """Why this kernel cannot run the step faithfully (a feature its call needs is
+    missing, or it would write the machine's one pid_max), or None."""
+    lacking = features.first_missing((*ops.SPECS[step.op].needs(step), *_needs(step)))
+    if lacking is not None and (lacking.name not in _ANSWERED or features.forced(lacking.name)):
+        return features.unsupported(lacking, step.op.value)
+    if writes_global_pid_max(step, features.has("per_ns_pid_max")):
+        return features.unsupported(features.feature("per_ns_pid_max"), "pid_max N")
+    return None
 
 
 # Features whose absence the kernel reports itself when the step's call is made: clone3
@@ -494,7 +613,7 @@ def _needs(step: Step) -> tuple[str, ...]:
 
 
 def state_of(p: Proc) -> str:
-    """What ``state`` reports for P (and the snapshot shows)."""
+    """The state /proc shows for P alone (a process's leader thread)."""
     if p.reaped:
         return ast.State.REAPED.value
     if p.seen.state in ("Z", "X"):
