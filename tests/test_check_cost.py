@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pidns.model import Task
+from pidns.model import Task, Thread
 from pidns.scenario import real_proc, real_settle, real_world
 from pidns.scenario.ast import Outcome, ProcessSnapshot, Snapshot, Step
 from pidns.scenario.backend import run
@@ -121,7 +121,7 @@ class Journaled(ModelBackend):
         self.built: list[int] = []
         self.counted = 0
 
-    def _entry(self, task: Task) -> ProcessSnapshot:
+    def _entry(self, task: Task | Thread) -> ProcessSnapshot:
         self.counted += 1
         return super()._entry(task)
 
