@@ -400,3 +400,34 @@ def test_even_a_sigkilled_init_leaves_nothing_behind_pidns_run(who: str) -> None
     status, left = in_child(scenario, subreaper=True)
     assert left == []
     assert status == 128 + signal.SIGKILL
+
+
+def test_even_a_sigkilled_init_leaves_nothing_behind_the_api() -> None:
+    """The API's init (made by the namespace server) SIGKILLed by someone else: what it
+    started is left in the cgroup the init made, and the end of the Popen kills it there
+    (cgroup.kill, the cleanup ``pidns run`` does too: subreaper.clean_up_after) and
+    removes the cgroup."""
+    if pidns.linux.subreaper.cgroup_dir() is None:
+        pytest.skip("no writable cgroup v2 here")
+
+    def scenario() -> tuple[int | None, list[int], bool, bool]:
+        confine(no_user_namespaces, "root")
+        with warnings.catch_warnings(), Marker() as marker:
+            warnings.simplefilter("ignore")
+            script = FAMILY.replace("exit 3", "touch ready; exec sleep 1000")
+            with pidns.api.Popen(
+                ["sh", "-c", script], cwd=marker.path, fallback="subreaper"
+            ) as proc:
+                assert wait_for(lambda: os.path.exists(os.path.join(marker.path, "ready")))
+                init = proc.init_pid
+                cgroup = pidns.linux.subreaper.cgroup_for(init)
+                os.kill(init, signal.SIGKILL)
+                proc.wait()
+            left = marker.survivors()
+        return proc.returncode, left, cgroup is not None, bool(cgroup and os.path.exists(cgroup))
+
+    returncode, left, had_cgroup, cgroup_left = in_child(scenario, subreaper=True)
+    assert had_cgroup
+    assert left == []
+    assert not cgroup_left
+    assert returncode == -signal.SIGKILL

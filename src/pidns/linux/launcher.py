@@ -33,7 +33,9 @@ from pidns.linux.init import CATCHABLE, Plan, become_init
 TYPE_CHECKING = False  # typing costs `pidns run` start-up time: annotations only
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, TypeVar
+
+    _Started = TypeVar("_Started", bound="RunningNamespace")
 
 SIGKILL = int(signal.SIGKILL)
 SIGCHLD = int(signal.SIGCHLD)
@@ -366,10 +368,7 @@ class RunningNamespace:
             if self.subreaper:  # an init killed before it could empty its cgroup
                 from pidns.linux import subreaper  # noqa: PLC0415 (the fallback only)
 
-                left = subreaper.cgroup_for(self.init_pid)
-                if left is not None:
-                    subreaper.kill_tree(self.init_pid, left)
-                    subreaper.remove_cgroup(left)
+                subreaper.clean_up_after(self.init_pid)
         return self.returncode
 
     def _wait_blocking(self) -> int:
@@ -572,29 +571,47 @@ def start(
         "namespace_inodes": namespace_inodes,
         "inherited": inherited,
     }
+
+    def attempt(chosen: Options, subreaper: bool) -> RunningNamespace:
+        return _start(argv, chosen, subreaper, **settings)  # type: ignore[arg-type]
+
+    return with_fallback(argv[0] if argv else "the pause", options, attempt, notice)
+
+
+def with_fallback(
+    command: str,
+    options: Options,
+    attempt: Callable[[Options, bool], _Started],
+    notice: Callable[[str], None] | None,
+) -> _Started:
+    """``attempt(options, subreaper=False)``, and with ``options.fallback`` "subreaper"
+    the retries, in this order, for ``pidns run`` and the server alike: a failure to
+    mount a fresh /proc tries again without the mount namespace (the pid namespace
+    kept); a failure to make the pid namespace (``NO_PID_NAMESPACE``) runs the command
+    under a child subreaper. ``notice`` gets the line that says which; the result keeps
+    the failure as ``fallback_reason``."""
     try:
-        return _start(argv, options, False, **settings)  # type: ignore[arg-type]
+        return attempt(options, False)
     except SetupError as exc:
         if options.fallback != FALLBACK_SUBREAPER:
             raise
         failure = exc
     if failure.stage == "proc":  # a pid namespace can be had, only not a fresh /proc in it
         try:
-            ns = _start(argv, options.without_proc(), False, **settings)  # type: ignore[arg-type]
+            ns = attempt(options.without_proc(), False)
         except SetupError as exc:
             failure = exc
         else:
             if notice is not None:
-                notice(without_proc_notice(argv[0], failure))
+                notice(without_proc_notice(command, failure))
             ns.fallback_reason = str(failure)
             return ns
     if failure.stage not in NO_PID_NAMESPACE:
         raise failure
-    reason = str(failure)
     if notice is not None:
-        notice(subreaper_notice(argv[0], failure))
-    ns = _start(argv, options, True, **settings)  # type: ignore[arg-type]
-    ns.fallback_reason = reason
+        notice(subreaper_notice(command, failure))
+    ns = attempt(options, True)
+    ns.fallback_reason = str(failure)
     return ns
 
 

@@ -353,29 +353,12 @@ def start(
         for fd in passed:
             os.fstat(fd)  # EBADF now, not in the server
         fds = [cwd_fd, *(fd if fd >= 0 else _own(i) for i, fd in enumerate(stdio)), *passed]
-        try:
-            return _start(argv, request, options, options.mount_ns, False, fds)
-        except SetupError as exc:
-            if options.fallback != launcher.FALLBACK_SUBREAPER:
-                raise
-            failure = exc
-        if failure.stage == "proc":  # a pid namespace, only not a fresh /proc in it
-            try:
-                ns = _start(argv, request, options, False, False, fds)
-            except SetupError as exc:
-                failure = exc
-            else:
-                if notice is not None:
-                    notice(launcher.without_proc_notice(argv[0], failure))
-                ns.fallback_reason = str(failure)
-                return ns
-        if failure.stage not in launcher.NO_PID_NAMESPACE:
-            raise failure
-        if notice is not None:
-            notice(launcher.subreaper_notice(argv[0], failure))
-        ns = _start(argv, request, options, False, True, fds)
-        ns.fallback_reason = str(failure)
-        return ns
+
+        def attempt(chosen: launcher.Options, subreaper: bool) -> Served:
+            mount_ns = chosen.mount_ns and not subreaper
+            return _start(argv, request, chosen, mount_ns, subreaper, fds)
+
+        return launcher.with_fallback(argv[0], options, attempt, notice)
     finally:
         os.close(cwd_fd)
 
@@ -650,12 +633,10 @@ class Served(launcher.RunningNamespace):
             if self.pidfd >= 0:
                 os.close(self.pidfd)
                 self.pidfd = -1
-        if self.subreaper:  # an init killed before it could remove its cgroup
+        if self.subreaper:  # an init killed before it could empty its cgroup
             from pidns.linux import subreaper  # noqa: PLC0415 (the fallback only)
 
-            left = subreaper.cgroup_for(self.init_pid)
-            if left is not None:
-                subreaper.remove_cgroup(left)
+            subreaper.clean_up_after(self.init_pid)
 
     def _close_channel(self) -> None:
         self.eof = True

@@ -256,6 +256,16 @@ def forget_cgroup() -> None:
     _entered.clear()
 
 
+def clean_up_after(init_pid: int) -> None:
+    """Once the fallback's init ``init_pid`` is reaped: kill whatever is left in the
+    cgroup it made (an init killed before it could empty it leaves its descendants
+    there) and remove that cgroup. The one cleanup for ``pidns run`` and the server."""
+    left = cgroup_for(init_pid)
+    if left is not None:
+        kill_tree(init_pid, left)
+        remove_cgroup(left)
+
+
 def remove_cgroup(path: str | None = None, timeout: float = 1.0) -> None:
     """rmdir the cgroup (this init's, or ``path``) once its last process has exited."""
     paths = [path] if path is not None else list(_entered)
