@@ -10,77 +10,29 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from signal import (
-        SIG_BLOCK,
-        SIG_DFL,
-        SIG_IGN,
-        SIG_SETMASK,
-        SIG_UNBLOCK,
-        SIGCHLD,
-        SIGCONT,
-        SIGHUP,
-        SIGINT,
-        SIGKILL,
-        SIGPIPE,
-        SIGSTOP,
-        SIGTERM,
-        SIGTSTP,
-        SIGTTIN,
-        SIGTTOU,
-        SIGXFSZ,
-        getsignal,
-        pidfd_send_signal,
-        pthread_sigmask,
-        signal,
-        valid_signals,
-    )
+    import signal as _module
 else:
-    from _signal import (
-        SIG_BLOCK,
-        SIG_DFL,
-        SIG_IGN,
-        SIG_SETMASK,
-        SIG_UNBLOCK,
-        SIGCHLD,
-        SIGCONT,
-        SIGHUP,
-        SIGINT,
-        SIGKILL,
-        SIGPIPE,
-        SIGSTOP,
-        SIGTERM,
-        SIGTSTP,
-        SIGTTIN,
-        SIGTTOU,
-        SIGXFSZ,
-        getsignal,
-        pidfd_send_signal,
-        pthread_sigmask,
-        signal,
-        valid_signals,
-    )
+    import _signal as _module
 
-__all__ = [
-    "SIGCHLD",
-    "SIGCONT",
-    "SIGHUP",
-    "SIGINT",
-    "SIGKILL",
-    "SIGPIPE",
-    "SIGSTOP",
-    "SIGTERM",
-    "SIGTSTP",
-    "SIGTTIN",
-    "SIGTTOU",
-    "SIGXFSZ",
-    "SIG_BLOCK",
-    "SIG_DFL",
-    "SIG_IGN",
-    "SIG_SETMASK",
-    "SIG_UNBLOCK",
-    "getsignal",
-    "pidfd_send_signal",
-    "pthread_sigmask",
-    "signal",
-    "valid_signals",
-]
+SIGCHLD = _module.SIGCHLD
+SIGCONT = _module.SIGCONT
+SIGHUP = _module.SIGHUP
+SIGINT = _module.SIGINT
+SIGKILL = _module.SIGKILL
+SIGPIPE = _module.SIGPIPE
+SIGSTOP = _module.SIGSTOP
+SIGTERM = _module.SIGTERM
+SIGTSTP = _module.SIGTSTP
+SIGTTIN = _module.SIGTTIN
+SIGTTOU = _module.SIGTTOU
+SIGXFSZ = _module.SIGXFSZ
+SIG_BLOCK = _module.SIG_BLOCK
+SIG_DFL = _module.SIG_DFL
+SIG_IGN = _module.SIG_IGN
+SIG_SETMASK = _module.SIG_SETMASK
+SIG_UNBLOCK = _module.SIG_UNBLOCK
+getsignal = _module.getsignal
+pidfd_send_signal = _module.pidfd_send_signal
+pthread_sigmask = _module.pthread_sigmask
+signal = _module.signal
+valid_signals = _module.valid_signals

@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import os
 
+from pidns.core import wire
+
 TYPE_CHECKING = False  # typing costs `pidns run` start-up time: annotations only
 if TYPE_CHECKING:
     from typing import ClassVar
@@ -216,14 +218,6 @@ _KINDS: dict[str, type[Message]] = {
 }
 
 
-def _numbers(values: list[int]) -> str:
-    return ",".join(str(v) for v in values) or "-"
-
-
-def _parse_numbers(text: str) -> list[int]:
-    return [] if text == "-" else [int(v) for v in text.split(",")]
-
-
 def encode(message: Message) -> str:
     """The line (without its newline) that carries ``message``."""
     if isinstance(message, Failed):
@@ -234,7 +228,7 @@ def encode(message: Message) -> str:
         return f"K {message.pid} {message.age_ms} {message.cmdline.hex() or '-'}"
     if isinstance(message, Report):
         words = [str(v) for v in message.fields()[:6]]
-        words += [_numbers(message.killed_pids), _numbers(message.forwarded)]
+        words += [wire.ints(message.killed_pids), wire.ints(message.forwarded)]
         words.append("t" if message.timed_out else "-")
         return "X " + " ".join(words)
     return " ".join([message.KIND, *(str(v) for v in message.fields())])
@@ -271,7 +265,7 @@ def decode(line: str) -> Message:
             if len(words) != 9 or words[8] not in ("t", "-"):
                 raise ValueError("nine fields")
             counts = [int(w) for w in words[:6]]
-            lists = _parse_numbers(words[6]), _parse_numbers(words[7])
+            lists = wire.parse_ints(words[6]), wire.parse_ints(words[7])
             return Report(*counts, *lists, words[8] == "t")
         return kind(*(int(w) for w in words))
     except (ValueError, TypeError):

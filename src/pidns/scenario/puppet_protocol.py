@@ -34,6 +34,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pidns.core import wire
 from pidns.scenario.ops import PUPPET_COMMANDS, Field
 
 DRAIN = "drain"  # take the caught signals now (the runner's settle); no reply
@@ -52,8 +53,7 @@ class ProtocolError(ValueError):
 
 def _field(kind: Field, value: object) -> str:
     if kind is Field.INTS:
-        assert isinstance(value, tuple | list)
-        return ",".join(str(int(v)) for v in value) or "-"
+        return wire.ints(value)
     if kind is Field.INT:
         assert isinstance(value, int)
         return str(value)
@@ -65,20 +65,24 @@ def _field(kind: Field, value: object) -> str:
 
 def _parse_field(kind: Field, text: str) -> object:
     if kind is Field.INTS:
-        return () if text == "-" else tuple(int(v) for v in text.split(","))
+        return tuple(wire.parse_ints(text))
     if kind is Field.INT:
         return int(text)
     return text
 
 
+def _fields(word: str) -> tuple[Field, ...]:
+    """The argument types of command ``word``, as the registry gives them."""
+    if word == DRAIN:
+        return ()
+    if word in PUPPET_COMMANDS:
+        return PUPPET_COMMANDS[word].fields
+    raise ProtocolError(f"unknown puppet command {word!r}")
+
+
 def encode_command(word: str, values: Sequence[object] = ()) -> str:
     """The message for command ``word`` with ``values`` typed as the registry says."""
-    if word == DRAIN:
-        fields: tuple[Field, ...] = ()
-    elif word in PUPPET_COMMANDS:
-        fields = PUPPET_COMMANDS[word].fields
-    else:
-        raise ProtocolError(f"unknown puppet command {word!r}")
+    fields = _fields(word)
     if len(values) != len(fields):
         raise ProtocolError(f"{word} takes {len(fields)} arguments, not {len(values)}")
     return " ".join([word, *(_field(k, v) for k, v in zip(fields, values, strict=True))])
@@ -87,12 +91,7 @@ def encode_command(word: str, values: Sequence[object] = ()) -> str:
 def decode_command(text: str) -> tuple[str, tuple[object, ...]]:
     """``(word, values)`` of a command message."""
     word, *words = text.split(" ")
-    if word == DRAIN:
-        fields: tuple[Field, ...] = ()
-    elif word in PUPPET_COMMANDS:
-        fields = PUPPET_COMMANDS[word].fields
-    else:
-        raise ProtocolError(f"unknown puppet command {word!r}")
+    fields = _fields(word)
     if len(words) != len(fields):
         raise ProtocolError(f"{word} takes {len(fields)} arguments: {text!r}")
     try:
