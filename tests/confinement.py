@@ -57,7 +57,8 @@ class _SockFprog(ctypes.Structure):
 
 
 def _program() -> bytes:
-    # (opcode, jump-if-true label, jump-if-false label, k); labels name later entries
+    """Docker's default refusals: clone3 is ENOSYS; unshare, setns, and clone with a
+    namespace flag are EPERM."""
     code: list[tuple[int, str | None, str | None, int] | str] = [
         (_LD_W_ABS, None, None, _SECCOMP_DATA_ARCH),
         (_JEQ_K, None, "allow", AUDIT_ARCH_X86_64),
@@ -75,35 +76,14 @@ def _program() -> bytes:
         "enosys",
         (_RET_K, None, None, SECCOMP_RET_ERRNO | errno.ENOSYS),
     ]
-    labels: dict[str, int] = {}
-    index = 0
-    for item in code:
-        if isinstance(item, str):
-            labels[item] = index
-        else:
-            index += 1
-    out = b""
-    index = 0
-    for item in code:
-        if isinstance(item, str):
-            continue
-        op, true, false, k = item
-        jt = 0 if true is None else labels[true] - index - 1
-        jf = 0 if false is None else labels[false] - index - 1
-        out += struct.pack("HBBI", op, jt, jf, k)
-        index += 1
-    return out
+    return _assemble(code)
 
 
 def seccomp_like_docker() -> None:
     """Install the filter in the calling process (inherited by every descendant)."""
     if not seccomp_supported:
         raise OSError(errno.ENOSYS, "the test filter is written for x86_64")
-    program = _program()
-    buffer = ctypes.create_string_buffer(program, len(program))
-    fprog = _SockFprog(len(program) // 8, ctypes.addressof(buffer))
-    syscalls.prctl(PR_SET_NO_NEW_PRIVS, 1)
-    syscalls.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
+    _install(_program())
 
 
 def _assemble(code: list[tuple[int, str | None, str | None, int] | str]) -> bytes:
