@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 import pidns
-from pidns.linux import syscalls
+from pidns.linux import features, syscalls
 from test_run_support import (
     PIDNS,
     Marker,
@@ -152,12 +152,19 @@ def test_the_joined_command_dies_with_the_namespace() -> None:
         assert marker.processes() == []
 
 
-def test_unprivileged_exec_joins_the_user_namespace_too() -> None:
+@pytest.mark.parametrize("missing", ["", "setns_pidfd"], ids=["pidfd", "before-5.8"])
+def test_unprivileged_exec_joins_the_user_namespace_too(missing: str) -> None:
+    """Before 5.8 (no setns through a pidfd, PIDNS_FEATURES_MISSING: tests/test_old_kernels.py)
+    the user namespace is joined first, through /proc/PID/ns: the same result."""
+
     def scenario() -> tuple[int, str, str, int]:
         pid, out = fork_cli(["run", "--", "sh", "-c", 'echo "$$"; exec sleep 60'])
         assert read_line(out) == "2\n"
         (init,) = children(pid)
         (command,) = children(init)
+        if missing:
+            os.environ[features.ENV] = missing
+            features.forget()
         try:
             status, text, err = cli_captured(
                 ["exec", "--target", str(command), "--mount", "--", "sh", "-c", 'echo "$$"; id -u']

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,14 +21,8 @@ from pidns.scenario.parser import parse
 from pidns.scenario.real import RealBackend
 from test_real_backend import as_nobody
 from test_run_support import (
-    children,
-    cli_captured,
-    exit_status,
-    fork_cli,
-    in_child,
     needs_root,
     nspid,
-    read_line,
     run_cli,
 )
 
@@ -58,28 +51,6 @@ def test_exec_before_5_8_joins_through_the_proc_ns_files(target: pidns.Popen) ->
     assert inside == "3"  # after the init (1) and the command (2)
     assert pid_ns == os.readlink(f"/proc/{target.pid}/ns/pid")
     assert mnt_ns == os.readlink(f"/proc/{target.pid}/ns/mnt")
-
-
-def test_unprivileged_exec_before_5_8_joins_the_user_namespace_first() -> None:
-    def scenario() -> tuple[int, str, str, int]:
-        pid, out = fork_cli(["run", "--", "sh", "-c", 'echo "$$"; exec sleep 60'])
-        assert read_line(out) == "2\n"
-        (init,) = children(pid)
-        (command,) = children(init)
-        os.environ[features.ENV] = "setns_pidfd"
-        features.forget()
-        try:
-            status, text, err = cli_captured(
-                ["exec", "--target", str(command), "--mount", "--", "sh", "-c", 'echo "$$"; id -u']
-            )
-        finally:
-            os.kill(pid, signal.SIGTERM)
-        return status, text, err, exit_status(pid)
-
-    status, text, err, launcher = in_child(scenario, nobody=True)
-    assert status == 0, err
-    assert text.split() == ["3", "0"]
-    assert launcher == 143
 
 
 def test_exec_without_pidfds_names_the_feature_and_exits_125(target: pidns.Popen) -> None:
