@@ -256,16 +256,23 @@ def test_fg_after_ctrl_z_gives_the_terminal_back_before_the_command_runs() -> No
         assert marker.survivors() == []
 
 
+def _start_stopped_job(terminal: Terminal, command: str) -> int:
+    """``pidns run -- COMMAND &`` at the shell's prompt, reading the terminal from the
+    background: it stops (SIGTTIN); the launcher's pid, once it has."""
+    terminal.send(f"{' '.join(PIDNS)} run -- {command} &\n")
+    terminal.expect(r"READY\$ ")
+    launcher = _launcher_of(terminal)
+    assert wait_for(lambda: state(launcher) == "T", 20), "the job did not stop"
+    return launcher
+
+
 def test_a_background_job_stopped_at_once_comes_back_with_fg() -> None:
     with Marker() as marker:
         terminal = Terminal(cwd=marker.path)
         try:
             # cat reads the terminal from the background: SIGTTIN at once, often in the
             # same read of the status channel as the ready line
-            terminal.send(f"{' '.join(PIDNS)} run -- cat &\n")
-            terminal.expect(r"READY\$ ")
-            launcher = _launcher_of(terminal)
-            assert wait_for(lambda: state(launcher) == "T", 20), "the job did not stop"
+            _start_stopped_job(terminal, "cat")
             (cat,) = marker.processes("cat")
             terminal.send("fg\n")
             assert wait_for(lambda: terminal.foreground_group() == cat)
@@ -283,10 +290,7 @@ def test_nothing_survives_a_hangup_of_a_stopped_job(command: str) -> None:
     with Marker() as marker:
         terminal = Terminal(cwd=marker.path)
         try:
-            terminal.send(f"{' '.join(PIDNS)} run -- {command} &\n")
-            terminal.expect(r"READY\$ ")
-            launcher = _launcher_of(terminal)
-            assert wait_for(lambda: state(launcher) == "T", 20), "the job did not stop"
+            _start_stopped_job(terminal, command)
             os.close(terminal.fd)  # the terminal hangs up: SIGHUP to bash, which passes it on
             terminal.fd = -1
             assert marker.survivors(timeout=20) == []
