@@ -44,6 +44,18 @@ FAMILY = (
 )
 
 
+# the same family, but the command stays (sleeping) once both run, and says so: ready
+LINGERING = FAMILY.replace("exit 3", "touch ready; exec sleep 1000")
+
+
+def start_lingering_family(marker: Marker) -> int:
+    """``pidns run --fallback subreaper`` of LINGERING in the marker's directory; the
+    launcher's pid once the whole family runs."""
+    pid, _ = fork_cli(["run", "--fallback", "subreaper", "--", "sh", "-c", LINGERING], marker.path)
+    assert wait_for(lambda: os.path.exists(os.path.join(marker.path, "ready")))
+    return pid
+
+
 def no_user_namespaces() -> None:
     confinement.disable_user_namespaces()
     confinement.drop_capability()
@@ -108,11 +120,7 @@ def test_a_sigkilled_launcher_leaves_nothing(who: str, setup: Callable[[], None]
     def scenario() -> tuple[int, list[int]]:
         confine(setup, who)
         with Marker() as marker:
-            script = FAMILY.replace("exit 3", "touch ready; exec sleep 1000")
-            pid, _ = fork_cli(
-                ["run", "--fallback", "subreaper", "--", "sh", "-c", script], marker.path
-            )
-            assert wait_for(lambda: os.path.exists(os.path.join(marker.path, "ready")))
+            pid = start_lingering_family(marker)
             assert wait_for(lambda: len(marker.processes("sleep")) >= 3)
             os.kill(pid, signal.SIGKILL)
             return exit_status(pid), marker.survivors()
@@ -248,9 +256,8 @@ def test_the_api_falls_back_warns_and_kills_the_whole_tree(who: str) -> None:
             result = pidns.api.run(
                 ["sh", "-c", "echo $$"], capture_output=True, fallback="subreaper"
             )
-            script = FAMILY.replace("exit 3", "touch ready; exec sleep 1000")
             with pidns.api.Popen(
-                ["sh", "-c", script], cwd=marker.path, fallback="subreaper"
+                ["sh", "-c", LINGERING], cwd=marker.path, fallback="subreaper"
             ) as proc:
                 assert wait_for(lambda: os.path.exists(os.path.join(marker.path, "ready")))
                 proc.kill()
@@ -340,11 +347,7 @@ def test_a_sigkilled_launcher_leaves_no_cgroup_behind() -> None:
     def scenario() -> tuple[int, list[int], bool]:
         confine(no_user_namespaces, "root")
         with Marker() as marker:
-            script = FAMILY.replace("exit 3", "touch ready; exec sleep 1000")
-            pid, _ = fork_cli(
-                ["run", "--fallback", "subreaper", "--", "sh", "-c", script], marker.path
-            )
-            assert wait_for(lambda: os.path.exists(os.path.join(marker.path, "ready")))
+            pid = start_lingering_family(marker)
             init = pidns.linux.subreaper.children(pid)[0]
             cgroup = pidns.linux.subreaper.cgroup_for(init)
             assert cgroup is not None
@@ -388,11 +391,7 @@ def test_even_a_sigkilled_init_leaves_nothing_behind_pidns_run(who: str) -> None
     def scenario() -> tuple[int, list[int]]:
         confine(no_user_namespaces, who)
         with Marker() as marker:
-            script = FAMILY.replace("exit 3", "touch ready; exec sleep 1000")
-            pid, _ = fork_cli(
-                ["run", "--fallback", "subreaper", "--", "sh", "-c", script], marker.path
-            )
-            assert wait_for(lambda: os.path.exists(os.path.join(marker.path, "ready")))
+            pid = start_lingering_family(marker)
             init = pidns.linux.subreaper.children(pid)[0]
             os.kill(init, signal.SIGKILL)
             return exit_status(pid), marker.survivors()
@@ -414,9 +413,8 @@ def test_even_a_sigkilled_init_leaves_nothing_behind_the_api() -> None:
         confine(no_user_namespaces, "root")
         with warnings.catch_warnings(), Marker() as marker:
             warnings.simplefilter("ignore")
-            script = FAMILY.replace("exit 3", "touch ready; exec sleep 1000")
             with pidns.api.Popen(
-                ["sh", "-c", script], cwd=marker.path, fallback="subreaper"
+                ["sh", "-c", LINGERING], cwd=marker.path, fallback="subreaper"
             ) as proc:
                 assert wait_for(lambda: os.path.exists(os.path.join(marker.path, "ready")))
                 init = proc.init_pid
