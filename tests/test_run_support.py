@@ -373,6 +373,20 @@ def fork_cli(args: list[str], cwd: str | None = None) -> tuple[int, int]:
     return pid, read_end
 
 
+def run_until_ready(options: list[str], script: str, cwd: str) -> subprocess.Popen[bytes]:
+    """``pidns run OPTIONS -- sh -c SCRIPT`` in a session of its own, in ``cwd``, once
+    SCRIPT has printed ``ready`` (its stdout is the pipe it printed it on)."""
+    launcher = subprocess.Popen(
+        [*PIDNS, "run", *options, "--", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    assert launcher.stdout is not None
+    assert read_line(launcher.stdout.fileno()) == "ready\n"
+    return launcher
+
+
 def read_line(fd: int, timeout: float = 10.0) -> str:
     """One line from a pipe, byte by byte (nothing past it is consumed)."""
     data = b""

@@ -24,6 +24,7 @@ from test_run_support import (
     needs_root,
     read_line,
     run_cli,
+    run_until_ready,
     wait_for,
 )
 
@@ -93,13 +94,9 @@ def test_parent_death_signal_is_catchable_then_kill_after_the_grace(
         "while :; do sleep 0.02; done"
     )
     with Marker() as marker:
-        launcher = subprocess.Popen(
-            [*PIDNS, "run", "--parent-death-signal", "HUP", "--grace", "0.5", "--",
-             "sh", "-c", script],
-            stdout=subprocess.PIPE, cwd=marker.path, start_new_session=True,
-        )  # fmt: skip
-        assert launcher.stdout is not None
-        assert read_line(launcher.stdout.fileno()) == "ready\n"
+        launcher = run_until_ready(
+            ["--parent-death-signal", "HUP", "--grace", "0.5"], script, marker.path
+        )
         launcher.kill()
         launcher.wait()
         assert wait_for(lambda: os.path.exists(note), 10)
@@ -112,13 +109,9 @@ def test_parent_death_signal_is_catchable_then_kill_after_the_grace(
 def test_parent_death_signal_ignored_then_killed_after_the_grace() -> None:
     script = "trap '' HUP TERM; sleep 1000 & echo ready; wait"
     with Marker() as marker:
-        launcher = subprocess.Popen(
-            [*PIDNS, "run", "--parent-death-signal", "HUP", "--grace", "0.3", "--",
-             "sh", "-c", script],
-            stdout=subprocess.PIPE, cwd=marker.path, start_new_session=True,
-        )  # fmt: skip
-        assert launcher.stdout is not None
-        assert read_line(launcher.stdout.fileno()) == "ready\n"
+        launcher = run_until_ready(
+            ["--parent-death-signal", "HUP", "--grace", "0.3"], script, marker.path
+        )
         assert wait_for(lambda: len(marker.processes()) >= 3)  # init, sh, sleep
         launcher.kill()
         launcher.wait()

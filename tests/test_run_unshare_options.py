@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 
@@ -17,7 +16,6 @@ from pidns.cli import COMMANDS
 from pidns.core import flags as cf
 from pidns.linux import syscalls
 from test_run_support import (
-    PIDNS,
     Marker,
     cli_as_nobody,
     cli_captured,
@@ -25,8 +23,8 @@ from test_run_support import (
     in_child,
     needs_root,
     proc_mounts,
-    read_line,
     run_cli,
+    run_until_ready,
 )
 
 pytestmark = [pytest.mark.real, needs_root]
@@ -60,12 +58,7 @@ def test_user_alone_maps_nothing() -> None:
 def test_kill_child_takes_an_attached_signal() -> None:
     script = 'trap "exit 0" TERM; echo ready; while :; do sleep 0.02; done'
     with Marker() as marker:
-        launcher = subprocess.Popen(
-            [*PIDNS, "run", "--kill-child=TERM", "--", "sh", "-c", script],
-            stdout=subprocess.PIPE, cwd=marker.path, start_new_session=True,
-        )  # fmt: skip
-        assert launcher.stdout is not None
-        assert read_line(launcher.stdout.fileno()) == "ready\n"
+        launcher = run_until_ready(["--kill-child=TERM"], script, marker.path)
         launcher.kill()
         launcher.wait()
         assert marker.survivors() == []
