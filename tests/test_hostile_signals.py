@@ -291,15 +291,10 @@ def test_nothing_survives_a_hangup_of_a_stopped_job(command: str) -> None:
         terminal = Terminal(cwd=marker.path)
         try:
             _start_stopped_job(terminal, command)
-            os.close(terminal.fd)  # the terminal hangs up: SIGHUP to bash, which passes it on
-            terminal.fd = -1
+            terminal.hang_up()  # SIGHUP to bash, which passes it on
             assert marker.survivors(timeout=20) == []
         finally:
-            if terminal.fd >= 0:
-                terminal.close()
-            else:
-                os.kill(terminal.pid, signal.SIGKILL)
-                os.waitpid(terminal.pid, 0)
+            terminal.close()
 
 
 def test_nothing_survives_a_hangup_while_the_command_is_stopped_in_the_foreground() -> None:
@@ -316,12 +311,7 @@ def test_nothing_survives_a_hangup_while_the_command_is_stopped_in_the_foregroun
             assert wait_for(lambda: terminal.foreground_group() == cat)
             os.kill(cat, signal.SIGSTOP)
             assert wait_for(lambda: state(cat) == "T")
-            os.close(terminal.fd)
-            terminal.fd = -1
+            terminal.hang_up()
             assert marker.survivors(timeout=20) == []
         finally:
-            if terminal.fd >= 0:
-                terminal.close()
-            else:
-                os.kill(terminal.pid, signal.SIGKILL)
-                os.waitpid(terminal.pid, 0)
+            terminal.close()

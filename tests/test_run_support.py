@@ -346,11 +346,17 @@ class Terminal:
     def foreground_group(self) -> int:
         return os.tcgetpgrp(self.fd)
 
+    def hang_up(self) -> None:
+        """Close the master side: the kernel hangs the terminal up (SIGHUP to the shell)."""
+        os.close(self.fd)
+        self.fd = -1
+
     def close(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
         os.waitpid(self.pid, 0)
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
 
 
 def fork_cli(args: list[str], cwd: str | None = None) -> tuple[int, int]:
