@@ -69,7 +69,9 @@ def _dispatch(args: list[str]) -> int:
         print(_usage())
         return 0 if args else EXIT_USAGE
     if args[0] in ("-V", "--version") or args[1:2] in (["-V"], ["--version"]):
-        print(f"pidns {__import__('pidns').__version__}")
+        from pidns.cli.options import version_line  # noqa: PLC0415
+
+        print(version_line())
         return 0
     name = args[0]
     entry = COMMANDS.get(name)

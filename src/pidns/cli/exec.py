@@ -11,7 +11,14 @@ import errno
 import os
 import sys
 
-from pidns.cli.options import Option, UsageError, format_table, scan_table, usage_error
+from pidns.cli.options import (
+    Option,
+    UsageError,
+    format_table,
+    help_or_version,
+    scan_table,
+    usage_error,
+)
 from pidns.cli.options import pid as options_pid
 from pidns.core import exits, flags
 from pidns.linux import features, join, launcher, spawn, supervisor, syscalls
@@ -136,12 +143,9 @@ def main(name: str, argv: list[str]) -> int:
         args = parse(argv)
     except UsageError as exc:
         return usage_error(f"pidns {name}", exc)
-    if args.help:
-        sys.stdout.write(usage())
-        return 0
-    if args.version:
-        print(f"pidns {__import__('pidns').__version__}")
-        return 0
+    answered = help_or_version(args.help, args.version, usage)
+    if answered is not None:
+        return answered
     try:
         return _exec(name, args)
     except Exception as exc:  # a bug of ours: still one line, never a traceback

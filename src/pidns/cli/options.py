@@ -22,6 +22,10 @@ import sys
 
 from pidns.core.exits import EXIT_USAGE
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 HELP = ("-h", "--help")
 
 
@@ -108,6 +112,23 @@ def pid(name: str, value: str) -> int:
     if not is_number(value) or not 0 < int(value) <= PID_MAX_LIMIT:
         raise UsageError(f"{name} needs a pid (a number from 1 to {PID_MAX_LIMIT}), not {value!r}")
     return int(value)
+
+
+def version_line() -> str:
+    """What ``--version`` prints, for ``pidns`` and every subcommand."""
+    return f"pidns {__import__('pidns').__version__}"
+
+
+def help_or_version(asked_help: bool, asked_version: bool, usage: Callable[[], str]) -> int | None:
+    """The answer to ``--help`` (the usage on stdout) or ``--version``: the status to exit
+    with (0), or None when neither was asked."""
+    if asked_help:
+        sys.stdout.write(usage())
+        return 0
+    if asked_version:
+        print(version_line())
+        return 0
+    return None
 
 
 def usage_error(prog: str, error: UsageError) -> int:

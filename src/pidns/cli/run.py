@@ -10,7 +10,15 @@ import os
 import sys
 
 from pidns import environment
-from pidns.cli.options import Option, UsageError, format_table, is_number, scan_table, usage_error
+from pidns.cli.options import (
+    Option,
+    UsageError,
+    format_table,
+    help_or_version,
+    is_number,
+    scan_table,
+    usage_error,
+)
 from pidns.core import exits
 from pidns.linux import fastsignal, launcher, spawn, statusfd, supervisor, syscalls, userns
 
@@ -389,12 +397,9 @@ def main(name: str, argv: list[str]) -> int:
         args = parse(argv)
     except UsageError as exc:
         return usage_error(f"pidns {name}", exc)
-    if args.help:
-        sys.stdout.write(usage())
-        return 0
-    if args.version:
-        print(f"pidns {__import__('pidns').__version__}")
-        return 0
+    answered = help_or_version(args.help, args.version, usage)
+    if answered is not None:
+        return answered
     report_file = None
     if args.report not in (None, "-"):
         try:
