@@ -32,10 +32,6 @@ from typing import Any
 import pytest
 
 
-class LeftoversError(AssertionError):
-    """Processes of the test were still running when it ended."""
-
-
 class Jail:
     """A paused pid namespace that the calling process's children are born in, between
     ``open()`` and ``close()`` (which returns the processes left, as the report names them:

@@ -388,9 +388,6 @@ class Probe(NamedTuple):
         return refusal(self.step, self.errno, user=self.user, facts=facts)
 
 
-PROBES = ("user", "pid", "mount", "proc", "proc-subset")
-
-
 def probe(name: str, *, user: bool) -> Probe:
     """Make namespace kind ``name`` exactly as the launcher does (one clone3, then the
     init's steps) in a child that reports how far it got and exits. ``user``: make a user

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 # x86_64 and asm-generic share these numbers (they were allocated after the tables merged).
 SYS_CLONE = 56  # x86_64: clone(flags, stack, parent_tid, child_tid, tls)
 SYS_FSCONFIG = 431
-SYS_PIDFD_OPEN = 434
 SYS_CLONE3 = 435
 SYS_CLOSE_RANGE = 436
 CLONE_NEWUTS = 0x04000000

@@ -19,9 +19,6 @@ PAM_CONV_ERR = 19
 PAM_IGNORE = 25
 PAM_ABORT = 26
 
-# pam_end(status) and friends
-PAM_DATA_SILENT = 0x40000000
-
 # struct pam_message.msg_style
 PAM_PROMPT_ECHO_OFF = 1
 PAM_PROMPT_ECHO_ON = 2

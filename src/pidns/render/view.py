@@ -86,11 +86,6 @@ class ProcessView(NamedTuple):
         """The pid counted from the root (the "host" pid)."""
         return self.pids[0]
 
-    @property
-    def own_pid(self) -> int:
-        """The pid in its own namespace (what getpid() returns to it)."""
-        return self.pids[-1]
-
 
 class SystemView(NamedTuple):
     """A picture: namespaces, processes, and what could not be seen.
