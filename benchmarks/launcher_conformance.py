@@ -177,6 +177,23 @@ def check_exit(prefix: list[str]) -> Result:
     return str(run(prefix, "exit 3").returncode)
 
 
+def start_ready(
+    prefix: list[str], script: str, cwd: str | None = None, stderr: int = subprocess.DEVNULL
+) -> subprocess.Popen[str]:
+    """PREFIX sh -c SCRIPT in a session of its own, once SCRIPT has printed its first line."""
+    process = subprocess.Popen(
+        [*prefix, "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    process.stdout.readline()
+    return process
+
+
 def check_killed(prefix: list[str]) -> Result:
     return str(run(prefix, "kill -TERM $$").returncode)
 
@@ -184,16 +201,7 @@ def check_killed(prefix: list[str]) -> Result:
 def check_forwards(prefix: list[str]) -> Result:
     mark = marker()
     script = 'trap "exit 7" TERM; echo ready; while :; do sleep 0.02; done'
-    process = subprocess.Popen(
-        [*prefix, "sh", "-c", script],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=mark,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    process.stdout.readline()
+    process = start_ready(prefix, script, mark)
     process.send_signal(signal.SIGTERM)
     try:
         result = str(process.wait(3))
@@ -202,7 +210,8 @@ def check_forwards(prefix: list[str]) -> Result:
         process.wait()
         result = "no (still running)"
     cleanup(mark)  # what a launcher that does not forward left running
-    process.stdout.close()
+    if process.stdout is not None:
+        process.stdout.close()
     return result
 
 
@@ -370,15 +379,7 @@ def feature_timeout(prefix: list[str]) -> Result:
 
 def feature_rewrite(prefix: list[str]) -> Result:
     script = 'trap "exit 10" USR1; trap "exit 15" TERM; echo ready; while :; do sleep 0.02; done'
-    process = subprocess.Popen(
-        [*prefix, "sh", "-c", script],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    process.stdout.readline()
+    process = start_ready(prefix, script)
     os.kill(_pid_1(process.pid), signal.SIGTERM)
     try:
         status = process.wait(5)
@@ -386,7 +387,8 @@ def feature_rewrite(prefix: list[str]) -> Result:
         process.kill()
         process.wait()
         return "no (still running)"
-    process.stdout.close()
+    if process.stdout is not None:
+        process.stdout.close()
     return "USR1 (10)" if status == 10 else f"no ({status})"
 
 
@@ -397,18 +399,15 @@ def feature_remap(prefix: list[str]) -> Result:
 def feature_die_by_signal(prefix: list[str]) -> Result:
     """SIGKILL to the namespace's pid 1 (the one signal a pid 1 cannot refuse): does the
     launcher die of it too, or exit 137?"""
-    process = subprocess.Popen([*prefix, "sh", "-c", "echo ready; exec sleep 30"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               start_new_session=True)  # fmt: skip
-    assert process.stdout is not None
-    process.stdout.readline()
+    process = start_ready(prefix, "echo ready; exec sleep 30")
     os.kill(_pid_1(process.pid), signal.SIGKILL)
     try:
         status = process.wait(5)
     except subprocess.TimeoutExpired:
         process.kill()
         status = process.wait()
-    process.stdout.close()
+    if process.stdout is not None:
+        process.stdout.close()
     return f"died of KILL ({status})" if status < 0 else f"exit {status}"
 
 
@@ -416,36 +415,22 @@ def feature_parent_death(prefix: list[str]) -> Result:
     mark = marker()
     note = os.path.join(mark, "note")
     script = f'trap "echo hup > {note}; exit 0" HUP; echo ready; while :; do sleep 0.02; done'
-    process = subprocess.Popen(
-        [*prefix, "sh", "-c", script],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=mark,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    process.stdout.readline()
+    process = start_ready(prefix, script, mark)
     process.kill()
     process.wait()
     trapped = wait_until(lambda: os.path.exists(note), SURVIVOR_WAIT)
     with contextlib.suppress(OSError):
         os.unlink(note)
-    process.stdout.close()
+    if process.stdout is not None:
+        process.stdout.close()
     cleanup(mark)
     return "HUP trapped" if trapped else "no"
 
 
 def feature_verbose(prefix: list[str]) -> Result:
     script = 'trap "exit 0" TERM; echo ready; while :; do sleep 0.02; done'
-    process = subprocess.Popen(
-        [*prefix, "sh", "-c", script],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    assert process.stdout is not None and process.stderr is not None
-    process.stdout.readline()
+    process = start_ready(prefix, script, stderr=subprocess.PIPE)
+    assert process.stderr is not None
     os.kill(_pid_1(process.pid), signal.SIGTERM)
     try:
         out, err = process.communicate(timeout=5)
