@@ -422,15 +422,3 @@ def read_line(fd: int, timeout: float = 10.0) -> str:
 
 def exit_status(pid: int) -> int:
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-
-
-def gone(pid: int, timeout: float = 10.0) -> bool:
-    """PID has exited (or never was) within TIMEOUT seconds, seen through a pidfd."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([pidfd], [], [], timeout)[0])
-    finally:
-        os.close(pidfd)
