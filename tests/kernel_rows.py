@@ -355,7 +355,7 @@ def _setns_pid(pid: int) -> None:
 
 def creator_userns() -> object:
     """Q, in a pid namespace owned by another user namespace (it got there by its parent's
-    setns) but itself in the initial one, unshares NEWPID: 4.8 refuses it (in_userns)."""
+    setns) but itself in the initial one, unshares NEWPID: 4.14 refuses it (in_userns)."""
 
     def body() -> object:
         helper, init = _namespace_of_a_new_userns()

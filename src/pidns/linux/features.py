@@ -23,19 +23,14 @@ import errno
 import fcntl
 import os
 
+from pidns.core import flags as cf
+from pidns.core.abi import SYS_CLONE, SYS_CLONE3, SYS_CLOSE_RANGE, SYS_FSCONFIG, WALL
 from pidns.linux import nsfs
 
 TYPE_CHECKING = False  # typing costs start-up time: annotations only
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-# x86_64 and asm-generic share these numbers (they were allocated after the tables merged).
-SYS_CLONE = 56  # x86_64: clone(flags, stack, parent_tid, child_tid, tls)
-SYS_FSCONFIG = 431
-SYS_CLONE3 = 435
-SYS_CLOSE_RANGE = 436
-CLONE_NEWUTS = 0x04000000
-_WALL = 0x40000000
 
 # What a kernel that lacks a call answers, and what a seccomp filter answers for it.
 _MISSING_ERRNOS = (errno.ENOSYS, errno.EPERM)
@@ -229,9 +224,9 @@ def _probe_setns_pidfd() -> bool:
     try:
         fd = os.pidfd_open(pid)
     finally:
-        os.waitpid(pid, _WALL)
+        os.waitpid(pid, WALL)
     try:
-        syscalls.setns(fd, CLONE_NEWUTS)
+        syscalls.setns(fd, cf.NEWUTS)
     except OSError as e:
         if e.errno == errno.ESRCH:
             return True

@@ -169,7 +169,7 @@ def _open_pid_namespace(path: str) -> int:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise JoinError(exc.errno or errno.EIO, f"{path}: {exc.strerror}") from None
-    if nsfs.nstype(fd) != nsfs.CLONE_NEWPID:
+    if nsfs.nstype(fd) != cf.NEWPID:
         os.close(fd)
         raise JoinError(errno.EINVAL, f"{path} is not a pid namespace (an nsfs file)")
     return fd

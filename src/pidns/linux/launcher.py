@@ -26,6 +26,7 @@ import time
 from pidns import environment
 from pidns.core import exits
 from pidns.core import flags as cf
+from pidns.core.abi import WALL
 from pidns.linux import fastsignal as signal
 from pidns.linux import mounts, nsfs, spawn, status_channel, syscalls, userns
 from pidns.linux.init import CATCHABLE, Plan, become_init
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 SIGKILL = int(signal.SIGKILL)
 SIGCHLD = int(signal.SIGCHLD)
-WALL = 0x40000000  # include/uapi/linux/wait.h: __WALL, any child whatever its exit signal
 EXIT_LOST = exits.EXIT_SETUP << 8  # the wait status of exit(125): pid 1's status was lost
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import os
 
+from pidns.core import flags as cf
 from pidns.linux import nsfs, proc
 from pidns.linux.nsfs import ID_INODE, ID_NS_GET_ID
 
@@ -408,7 +409,7 @@ def _open_file(path: str, what: str) -> int:
     except OSError as e:
         raise NamespaceError(f"cannot open {path}: {e.strerror}") from None
     kind = nsfs.nstype(fd)
-    if kind != nsfs.CLONE_NEWPID:
+    if kind != cf.NEWPID:  # what NS_GET_NSTYPE gives for a pid namespace
         os.close(fd)
         what = "a namespace file" if kind is None else "a pid namespace"
         raise NamespaceError(f"{path} is not {what}")

@@ -38,14 +38,9 @@ def _ior(nr: int, size: int) -> int:
 NS_GET_USERNS = _io(0x1)
 NS_GET_PARENT = _io(0x2)
 NS_GET_NSTYPE = _io(0x3)
-NS_GET_OWNER_UID = _io(0x4)
 NS_GET_PID_FROM_PIDNS = _ior(0x6, 4)
-NS_GET_TGID_FROM_PIDNS = _ior(0x7, 4)
 NS_GET_PID_IN_PIDNS = _ior(0x8, 4)
-NS_GET_TGID_IN_PIDNS = _ior(0x9, 4)
 NS_GET_ID = _ior(0xD, 8)
-
-CLONE_NEWPID = 0x20000000  # what NS_GET_NSTYPE returns for a pid namespace
 
 # The kernel lacks the ioctl (ENOTTY) or refuses it for this kind of file (EINVAL).
 UNSUPPORTED = (errno.ENOTTY, errno.EINVAL)

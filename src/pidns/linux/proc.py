@@ -38,10 +38,7 @@ class Status(NamedTuple):
     pid: int
     ppid: int
     uid: int
-    nstgid: tuple[int, ...]
     nspid: tuple[int, ...]
-    nspgid: tuple[int, ...]
-    nssid: tuple[int, ...]
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -60,10 +57,7 @@ def status(pid: int | str, root: str = "/proc") -> Status:
         pid=int(fields["Pid"]),
         ppid=int(fields.get("PPid", "0")),
         uid=int(fields.get("Uid", "0").split()[0]),
-        nstgid=_ints(fields.get("NStgid", fields["Pid"])),
         nspid=_ints(fields.get("NSpid", fields["Pid"])),
-        nspgid=_ints(fields.get("NSpgid", "0")),
-        nssid=_ints(fields.get("NSsid", "0")),
     )
 
 

@@ -18,6 +18,15 @@ import os
 import struct
 
 from pidns.core import flags as cf
+from pidns.core.abi import (
+    SYS_CLONE,
+    SYS_CLONE3,
+    SYS_FSCONFIG,
+    SYS_FSMOUNT,
+    SYS_FSOPEN,
+    SYS_MOVE_MOUNT,
+    SYS_PIDFD_SEND_SIGNAL,
+)
 from pidns.core.copy_process import copy_process_refusal
 from pidns.linux import fastsignal as signal
 
@@ -31,9 +40,6 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc_gil = ctypes.PyDLL(None, use_errno=True)
 _libc_gil.syscall.restype = ctypes.c_long
 _libc.syscall.restype = ctypes.c_long
-
-SYS_CLONE = 56  # x86_64: clone(flags, stack, parent_tid, child_tid, tls)
-SYS_CLONE3 = 435  # the same number on every architecture (asm-generic and x86)
 
 PR_SET_PDEATHSIG = 1
 PR_GET_PDEATHSIG = 2
@@ -62,10 +68,7 @@ def _io(kind: int, nr: int) -> int:
 
 # include/uapi/linux/pidfd.h
 _PIDFS = 0xFF
-PIDFD_GET_PID_NAMESPACE = _io(_PIDFS, 5)
 PIDFD_GET_PID_FOR_CHILDREN_NAMESPACE = _io(_PIDFS, 6)
-PIDFD_GET_USER_NAMESPACE = _io(_PIDFS, 9)
-PIDFD_GET_MNT_NAMESPACE = _io(_PIDFS, 3)
 
 # Flags a Python child cannot survive: it would share the caller's memory or thread group.
 SHARING = (
@@ -231,7 +234,6 @@ def pidfd_send_signal(pidfd: int, sig: int) -> None:
     signal.pidfd_send_signal(pidfd, sig)
 
 
-_SYS_PIDFD_SEND_SIGNAL = 424  # the same number on every architecture (5.1)
 # siginfo_t's _rt fields: si_pid, si_uid, si_value after the preamble (signo, errno, code,
 # and on 64-bit a pad to the union's pointer alignment); 128 bytes in all
 _SIGINFO_PREAMBLE = 16 if ctypes.sizeof(ctypes.c_void_p) == 8 else 12
@@ -244,7 +246,7 @@ def pidfd_send_signal_value(pidfd: int, sig: int, value: int) -> None:
     info = ctypes.create_string_buffer(128)
     struct.pack_into("iii", info, 0, sig, 0, SI_QUEUE)
     struct.pack_into("IIQ", info, _SIGINFO_PREAMBLE, os.getpid(), os.getuid(), value)
-    _check(_libc.syscall(_SYS_PIDFD_SEND_SIGNAL, pidfd, sig, info, 0))
+    _check(_libc.syscall(SYS_PIDFD_SEND_SIGNAL, pidfd, sig, info, 0))
 
 
 PIDFD_THREAD = os.O_EXCL  # include/uapi/linux/pidfd.h (6.9)
@@ -337,14 +339,8 @@ def ns_ioctl(fd: int, request: int, arg: int = 0) -> int:
     return int(fcntl.ioctl(fd, request, arg))
 
 
-# The new mount API (fs/fsopen.c, fs/namespace.c): the same numbers on every architecture.
-SYS_MOVE_MOUNT = 429
-SYS_FSOPEN = 430
-SYS_FSCONFIG = 431
-SYS_FSMOUNT = 432
+# The new mount API (fs/fsopen.c, fs/namespace.c); its syscall numbers are core.abi's.
 FSOPEN_CLOEXEC = 1
-FSCONFIG_SET_FLAG = 0
-FSCONFIG_SET_STRING = 1
 FSCONFIG_SET_FD = 5
 FSCONFIG_CMD_CREATE = 6
 FSMOUNT_CLOEXEC = 1

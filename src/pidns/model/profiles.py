@@ -52,7 +52,7 @@ class Profile:
     # C1: the idr allocator may reuse numbers below 300 while its cursor is <= 300; the
     # 3.8 bitmap always wraps to RESERVED_PIDS.
     low_pids_before_wrap: bool
-    # A5: create_pid_namespace's in_userns() check (EINVAL), absent in 3.8.
+    # A5: create_pid_namespace's in_userns() check (EINVAL), from 4.14 (absent in 3.8).
     checks_creator_userns: bool
     # G2/L13: find_new_reaper's subreaper walk stops at the pid level (4.11) instead of
     # at the namespace's child_reaper, which setns-injected parents could cross.
@@ -64,8 +64,8 @@ class Profile:
     has_pid_for_children_link: bool
     # B5: clone3 and set_tid exist (5.3 / 5.5).
     has_set_tid: bool
-    # kernel/user_namespace.c:create_user_ns refuses a parent deeper than 32 levels: ENOSPC
-    # since 4.9 (EUSERS from 3.16); 3.8 had no limit (None).
+    # kernel/user_namespace.c:create_user_ns refuses a parent deeper than 32 levels: EUSERS
+    # from 3.11, ENOSPC from 4.9; 3.8 had no limit (None).
     user_ns_too_deep_errno: int | None
     # kernel/signal.c:send_signal_locked zeroes si_pid for a target that cannot see the
     # sender *in the one kernel_siginfo* a group kill (kill(0), kill(-PGID), kill(-1))
@@ -131,8 +131,11 @@ HISTORY: dict[str, tuple[object, tuple[tuple[str, object], ...]]] = {
     "per_ns_pid_max": (False, (("6.14", True),)),
     # 4.15, "pid: replace pid bitmap implementation with IDR API".
     "low_pids_before_wrap": (False, (("4.15", True),)),
-    # 4.8, "userns,pidns: Verify the userns for new pid namespaces".
-    "checks_creator_userns": (False, (("4.8", True),)),
+    # "userns,pidns: Verify the userns for new pid namespaces", which added in_userns:
+    # a bound, not a commit. Ubuntu's 4.13 kernel has no in_userns symbol and its 4.15
+    # calls it from copy_pid_ns; the row says 4.14, the first release after the last one
+    # seen without it (an earlier row said 4.8; the notes read it absent in 4.9).
+    "checks_creator_userns": (False, (("4.14", True),)),
     "subreaper_walk_bounded_by_level": (False, (("4.11", True),)),
     # 4.11: the namespace pull that also brought NS_GET_NSTYPE ("fix a long standing bug
     # in PR_SET_CHILD_SUBREAPER where only children forked after the prctl are
@@ -166,7 +169,6 @@ HISTORY: dict[str, tuple[object, tuple[tuple[str, object], ...]]] = {
 
 OLDEST = (3, 8)
 _RELEASE = re.compile(r"(\d+)\.(\d+)")
-NEWEST = "6.18"  # the newest release the model describes; later ones get its semantics
 
 
 def release_numbers(release: str) -> tuple[int, int]:

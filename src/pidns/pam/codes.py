@@ -22,8 +22,7 @@ PAM_ABORT = 26
 # struct pam_message.msg_style
 PAM_PROMPT_ECHO_OFF = 1
 PAM_PROMPT_ECHO_ON = 2
-PAM_ERROR_MSG = 3
-PAM_TEXT_INFO = 4
+PAM_ERROR_MSG = 3  # any other style (PAM_TEXT_INFO, 4) is printed to stdout
 
 NAMES = {
     PAM_SUCCESS: "PAM_SUCCESS",

@@ -26,12 +26,14 @@ backend: ``ModelBackend._perform`` and a ``Puppet`` handler (docs/architecture.m
 from __future__ import annotations
 
 import enum
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from pidns.core import errnos
+from pidns.core.abi import WALL
 from pidns.scenario import ast
 from pidns.scenario.ast import Op, Step
 
@@ -222,16 +224,12 @@ class PuppetCall:
     args: PuppetArgs = lambda _step, _ctx: ()
 
 
-WALL = 0x40000000  # __WALL (include/uapi/linux/wait.h)
-WNOWAIT = 0x01000000
-
-
 def _wait_args(step: Step, ctx: CallContext) -> tuple[object, ...]:
     a = step.args
     pid = -1 if a.target is None else ctx.pid_seen_by(step.actor, a.target)
     if a.pgrp:
         pid = -pid if a.target is not None else 0
-    flags = (WALL if a.wall else 0) | (WNOWAIT if a.nowait else 0)
+    flags = (WALL if a.wall else 0) | (os.WNOWAIT if a.nowait else 0)
     return (pid, int(a.nohang or a.nowait), flags)
 
 

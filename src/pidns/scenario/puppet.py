@@ -45,6 +45,7 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar, NoReturn
 
 from pidns.core import flags as cf
+from pidns.core.abi import WALL
 from pidns.linux import features, mounts, nsfs, syscalls
 from pidns.scenario import puppet_protocol as wire
 from pidns.scenario.puppet_protocol import (
@@ -65,8 +66,6 @@ from pidns.scenario.puppet_protocol import (
 )
 
 WAKE = int(signal.SIGRTMAX)
-WALL = 0x40000000  # __WALL: include/uapi/linux/wait.h
-WNOWAIT = 0x01000000
 PR_SET_DUMPABLE = 4
 _SIGINFO_SIZE = 128  # struct signalfd_siginfo
 _SFD_NONBLOCK = os.O_NONBLOCK
@@ -580,7 +579,7 @@ class Puppet:
         os._exit(code)
 
     def do_wait(self, pid: int, nohang: int, flags: int) -> Reply | None:
-        if flags & WNOWAIT:
+        if flags & os.WNOWAIT:
             return self._peek(pid, flags)
         return self._wait(pid, bool(nohang), flags)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from pidns.core import errnos, signals
 from pidns.core import flags as cf
+from pidns.core.abi import WALL
 from pidns.linux import features, nsfs, syscalls
 from pidns.scenario import ast, ops, puppet
 from pidns.scenario import puppet_protocol as wire
@@ -167,7 +168,7 @@ class World:
             with uninterrupted(), contextlib.suppress(ProcessLookupError):
                 os.kill(self.root_host, signals.KILL)
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.root_host, puppet.WALL)
+                os.waitpid(self.root_host, WALL)
             self.root_host = 0
         if pidfd >= 0:
             with uninterrupted(), contextlib.suppress(ProcessLookupError):
