@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pidns.cli import COMMANDS, manual
+from pidns.cli import COMMANDS, main, manual
 from pidns.environment import VARIABLES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +39,30 @@ def test_a_tables_options_are_the_ones_its_help_lists() -> None:
     login = {o.name: o for o in manual.options_of("login-test")}
     assert (login["--shell"].short, login["--shell"].arg) == ("-s", "SHELL")
     assert login["--service"].help.startswith("PAM service")
+
+
+def _listed_elsewhere() -> list[tuple[str, str, bool]]:
+    """(command, option, takes a value) for every option a help text (not a table) lists."""
+    found = []
+    for command in COMMANDS:
+        if command in TABLES:
+            continue
+        for o in manual.options_of(command):
+            for spelling in filter(None, (o.short, o.name)):
+                if spelling not in ("-h", "--help", "--version"):
+                    found.append((command, spelling, bool(o.arg and not o.optional)))
+    return found
+
+
+@pytest.mark.parametrize(("command", "option", "valued"), _listed_elsewhere())
+def test_every_option_a_help_text_lists_is_one_the_command_accepts(
+    command: str, option: str, valued: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The commands without an Option table scan with their own tuples of names: an
+    # option added to the help but not to the scanner (or spelled apart) is refused.
+    argv = [command, option, *(["1"] if valued else []), "--help"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.startswith("usage: pidns " + command)
 
 
 @pytest.fixture(scope="module")

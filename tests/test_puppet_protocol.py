@@ -5,6 +5,7 @@ backend's call state machine refuses the edges it lacks."""
 from __future__ import annotations
 
 import socket
+import typing
 
 import pytest
 
@@ -78,6 +79,10 @@ REPLIES: list[wire.Reply] = [
     wire.Unsupported("clone flags VM would share the puppet's memory"),
     wire.Broken("ValueError: bad"),
 ]
+
+
+def test_the_round_trip_cases_cover_every_reply_kind() -> None:
+    assert {type(r) for r in REPLIES} == set(typing.get_args(wire.Reply))
 
 
 @pytest.mark.parametrize("reply", REPLIES, ids=repr)

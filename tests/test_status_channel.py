@@ -24,7 +24,13 @@ EVERY_KIND = [
     sc.Namespaces({}),
     sc.Report(15, 1, 2, 3, 0, 0, [], [], False),
     sc.Report(256, 10, 20, 30, 4, 2, [7, 8], [15, 2], True),
+    sc.Reaped(0),
+    sc.Reaped(9),  # killed by SIGKILL
 ]
+
+
+def test_the_round_trip_cases_cover_every_kind_the_channel_carries() -> None:
+    assert {type(m) for m in EVERY_KIND} == set(sc._KINDS.values())
 
 
 @pytest.mark.parametrize("message", EVERY_KIND, ids=repr)
@@ -45,6 +51,7 @@ def test_the_wire_format_is_the_documented_one() -> None:
     )
     assert (sc.encode(sc.HelperSpawned(9)), sc.encode(sc.CloneFailed(28))) == ("P 9", "C 28")
     assert sc.encode(sc.Survivor(3, 40, b"sh\x00-c")) == "K 3 40 7368002d63"
+    assert sc.encode(sc.Reaped(256)) == "W 256"
 
 
 @pytest.mark.parametrize(
@@ -68,6 +75,8 @@ def test_the_wire_format_is_the_documented_one() -> None:
         "K 1 2",
         "K 1 2 zz",
         "K 1 2 - 4",
+        "W",
+        "W 1 2",
     ],
 )
 def test_a_malformed_line_is_refused(line: str) -> None:

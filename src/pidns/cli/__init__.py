@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 
+from pidns.core import exits
 from pidns.core.exits import EXIT_USAGE
 
 # subcommand -> (module, one-line help)
@@ -39,10 +40,6 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-EXIT_OUTPUT = 1  # the output could not be written (a full device, an I/O error)
-EXIT_PIPE = 141  # the output pipe was closed: 128 + SIGPIPE, what a shell shows
-
-
 def main(argv: list[str] | None = None) -> int:
     _hold_standard_fds()
     args = sys.argv[1:] if argv is None else argv
@@ -52,13 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
     except BrokenPipeError:
         _drop_stdout()
-        return EXIT_PIPE
+        return exits.EXIT_BROKEN_PIPE  # 128 + SIGPIPE, what a shell shows
     except OSError as exc:
         if exc.errno not in _OUTPUT_ERRNOS:
             raise
         _drop_stdout()
         print(f"pidns {name}: cannot write the output: {exc.strerror}", file=sys.stderr)
-        return EXIT_OUTPUT
+        return exits.EXIT_FAIL  # the output could not be written (a full device, EIO)
     return result
 
 

@@ -33,8 +33,6 @@ from pidns.scenario.compare import Verdict, judge, judge_release
 from pidns.scenario.model_backend import ModelBackend
 from pidns.scenario.parser import parse, parse_file
 
-EXIT_NO_GRAPHVIZ = EXIT_NOT_FOUND  # as pidns tree: the program dot is not found
-
 _COMMON = """\
   --json         print one JSON document
   -v, --verbose  print every step
@@ -270,7 +268,7 @@ def _picture(backend: ModelBackend, out: str, fmt: str, path: str, several: bool
         graphviz.draw(from_model(backend.kernel, backend.names), target, fmt, title=path)
     except graphviz.GraphvizMissing as err:
         print(f"pidns sim: {err}", file=sys.stderr)
-        return EXIT_NO_GRAPHVIZ  # as pidns tree: the program `dot` is not found
+        return EXIT_NOT_FOUND  # as pidns tree: the program `dot` is not found
     except graphviz.GraphvizFailed as err:
         print(f"pidns sim: {err}", file=sys.stderr)
         return EXIT_FAIL

@@ -35,11 +35,6 @@ from pidns.linux import features, namespaces, translate
 from pidns.render import data, proc_view, text
 from pidns.render.view import SystemView
 
-EXIT_NOT_VISIBLE = exits.EXIT_FAIL  # pid: no pid in the target namespace
-EXIT_PICTURE = exits.EXIT_FAIL  # tree: dot failed
-EXIT_USAGE = exits.EXIT_USAGE
-EXIT_NO_GRAPHVIZ = exits.EXIT_NOT_FOUND  # the program dot is not found
-
 NS_FORMS = """NS names a pid namespace in one of three ways:
   ID         its id, as pidns ls shows it (or its inode, as lsns shows it)
   pid:PID    the namespace that process PID is in
@@ -95,7 +90,7 @@ def main(name: str, argv: list[str]) -> int:
         return usage_error(prog, e)
     except namespaces.NamespaceError as e:
         print(f"{prog}: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.EXIT_USAGE
     except KeyboardInterrupt:
         return exits.EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -121,7 +116,7 @@ def _ls(argv: list[str], prog: str) -> int:
     options, _ = parse(argv, ("--json",), (), 0)
     view = _read(proc_view.namespaces_picture, prog)
     if view is None:
-        return EXIT_USAGE
+        return exits.EXIT_USAGE
     names = _names()
     if options.get("--json"):
         _print_json(data.ls_document(view, names))
@@ -146,7 +141,7 @@ def _tree(argv: list[str], prog: str) -> int:
         raise UsageError("give PID or --ns, not both")
     whole = _read(proc_view.system_picture, prog)
     if whole is None:
-        return EXIT_USAGE
+        return exits.EXIT_USAGE
     view = _select(whole, pid, str(spec) if spec is not None else None)
     for fmt in ("svg", "png"):
         path = options.get(f"--{fmt}")
@@ -190,7 +185,7 @@ def _pid(argv: list[str], prog: str) -> int:
             except ProcessLookupError:
                 where = options.get("--from", "your pid namespace")
                 print(f"{prog}: no process with pid {pid} in {where}", file=sys.stderr)
-                return EXIT_NOT_VISIBLE
+                return exits.EXIT_FAIL  # no pid in the target namespace
             if options.get("--json"):
                 source_id, id_source = namespaces.name_of(source)
                 target_id, _ = namespaces.name_of(target)
@@ -209,7 +204,7 @@ def _pid(argv: list[str], prog: str) -> int:
             os.close(target)
     finally:
         os.close(source)
-    return 0 if result else EXIT_NOT_VISIBLE
+    return 0 if result else exits.EXIT_FAIL  # no pid in the target namespace
 
 
 def _select(view: SystemView, pid: int | None, spec: str | None) -> SystemView:
@@ -250,10 +245,10 @@ def _draw(view: SystemView, path: str, fmt: str, prog: str) -> int:
         graphviz.draw(view, path, fmt)
     except graphviz.GraphvizMissing as e:
         print(f"{prog}: {e}", file=sys.stderr)
-        return EXIT_NO_GRAPHVIZ
+        return exits.EXIT_NOT_FOUND  # the program dot is not found
     except (graphviz.GraphvizFailed, OSError) as e:
         print(f"{prog}: {e}", file=sys.stderr)
-        return EXIT_PICTURE
+        return exits.EXIT_FAIL  # dot failed
     return 0
 
 

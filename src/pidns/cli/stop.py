@@ -28,8 +28,6 @@ from pidns.linux.init import DEFAULT_GRACE, stop_request
 # how long after the grace the init has to finish its own SIGKILL sweep and exit
 SWEEP = 2.0
 
-EXIT_NOT_RUNNING = EXIT_FAIL
-
 # The one table of stop's options: the help, the man page and the completion are made from it.
 OPTIONS = (
     Option("--grace", arg="SECONDS", help="how long the namespace's processes have after "
@@ -110,7 +108,7 @@ def main(name: str, argv: list[str]) -> int:
         except registry.RegistryError as exc:
             print(f"pidns {name}: {exc}", file=sys.stderr)
             gone = exc.errno in (errno.ENOENT, errno.ESRCH)
-            status = max(status, EXIT_NOT_RUNNING if gone else EXIT_SETUP)
+            status = max(status, EXIT_FAIL if gone else EXIT_SETUP)  # 1: not running
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED
     return status

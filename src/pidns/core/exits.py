@@ -33,6 +33,9 @@ EXIT_TIMEOUT = 124  # pidns run --timeout ran out (timeout(1)'s status)
 EXIT_SIGNAL_BASE = 128  # 128+N: killed by signal N
 EXIT_INTERRUPTED = EXIT_SIGNAL_BASE + 2  # SIGINT (Ctrl-C) ended a command of ours
 EXIT_BROKEN_PIPE = EXIT_SIGNAL_BASE + 13  # SIGPIPE: our output's reader went away
+# The wait status reported for pid 1 when its own was lost (it could not be collected):
+# exit(125), as a namespace that could not be set up.
+LOST_WAIT_STATUS = EXIT_SETUP << 8
 
 # errnos that mean "there is nothing to execute here" (fs/namei.c lookups)
 NOT_FOUND_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG)

@@ -125,10 +125,15 @@ def _setns_target(target: int, flags: int, pidfd: int = -1) -> None:
     try:
         syscalls.setns(pidfd, flags)
     except OSError as exc:
-        err = exc.errno or errno.EIO
-        raise JoinError(err, _explain(err, f"process {target}")) from None
+        raise _refused(exc, target) from None
     finally:
         os.close(pidfd)
+
+
+def _refused(exc: OSError, target: int) -> JoinError:
+    """The JoinError for an open or setns of ``target``'s namespaces that failed."""
+    err = exc.errno or errno.EIO
+    return JoinError(err, _explain(err, f"process {target}"))
 
 
 # The /proc/PID/ns files of each flag, in the order they are joined one by one: the user
@@ -149,14 +154,12 @@ def _setns_files(target: int, flags: int) -> None:
                 except FileNotFoundError:
                     raise JoinError(errno.ESRCH, f"no process {target}") from None
                 except OSError as exc:
-                    err = exc.errno or errno.EIO
-                    raise JoinError(err, _explain(err, f"process {target}")) from None
+                    raise _refused(exc, target) from None
         for flag, fd in fds:
             try:
                 syscalls.setns(fd, flag)
             except OSError as exc:
-                err = exc.errno or errno.EIO
-                raise JoinError(err, _explain(err, f"process {target}")) from None
+                raise _refused(exc, target) from None
     finally:
         for _flag, fd in fds:
             os.close(fd)

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 SIGKILL = int(signal.SIGKILL)
 SIGCHLD = int(signal.SIGCHLD)
-EXIT_LOST = exits.EXIT_SETUP << 8  # the wait status of exit(125): pid 1's status was lost
 
 
 class SetupError(OSError):
@@ -350,7 +349,11 @@ class RunningNamespace:
                 # forks with SIGCHLD). The init's report, when it came, has the status.
                 pid, status = (
                     self.init_pid,
-                    (self.command_status if self.command_status is not None else EXIT_LOST),
+                    (
+                        self.command_status
+                        if self.command_status is not None
+                        else exits.LOST_WAIT_STATUS
+                    ),
                 )
             except OSError as exc:  # wait4 refused (a seccomp filter): nothing to wait with
                 raise SetupError(

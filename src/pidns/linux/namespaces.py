@@ -29,6 +29,10 @@ from pidns.core import flags as cf
 from pidns.linux import nsfs, proc
 from pidns.linux.nsfs import ID_INODE, ID_NS_GET_ID
 
+TYPE_CHECKING = False  # typing costs `pidns ls` start-up time: annotations only
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 class NamespaceError(Exception):
     """A namespace that cannot be found or opened; the message is one line for the user."""
@@ -233,25 +237,24 @@ class _Finder:
 
     def pid_from(self, fd: int, pid: int) -> int | None:
         """NS_GET_PID_FROM_PIDNS, None for "no such task"; clears have_pid_ioctls if absent."""
+        return self._pid_ioctl(nsfs.pid_from, fd, pid)
+
+    def sees(self, fd: int, pid: int) -> bool:
+        """NS_GET_PID_IN_PIDNS: whether namespace ``fd`` gives ``pid`` a number."""
+        found = self._pid_ioctl(nsfs.pid_in, fd, pid)
+        return found is not None and found > 0
+
+    def _pid_ioctl(self, ask: Callable[[int, int], int], fd: int, pid: int) -> int | None:
+        """One of the NS_GET_PID_* ioctls: None for ESRCH (no such task there) and where
+        the kernel lacks them (6.11), which also clears have_pid_ioctls."""
         try:
-            return nsfs.pid_from(fd, pid)
+            return ask(fd, pid)
         except OSError as e:
             if e.errno in nsfs.UNSUPPORTED:
                 self.have_pid_ioctls = False
             elif e.errno != errno.ESRCH:
                 raise
         return None
-
-    def sees(self, fd: int, pid: int) -> bool:
-        """NS_GET_PID_IN_PIDNS: whether namespace ``fd`` gives ``pid`` a number."""
-        try:
-            return nsfs.pid_in(fd, pid) > 0
-        except OSError as e:
-            if e.errno in nsfs.UNSUPPORTED:
-                self.have_pid_ioctls = False
-            elif e.errno != errno.ESRCH:
-                raise
-        return False
 
 
 def _level_and_init(finder: _Finder, ns: FoundNamespace, every_status: bool) -> None:

@@ -621,7 +621,7 @@ class Served(launcher.RunningNamespace):
             return
         if status is None:
             if self.pidfd < 0:  # no init was made (clone failed), or we cannot tell
-                self.wait_status = SIGKILL_STATUS if self.ready else launcher.EXIT_LOST
+                self.wait_status = SIGKILL_STATUS if self.ready else exits.LOST_WAIT_STATUS
                 self._close_channel()
                 return
             select.select([self.pidfd], [], [])  # the init dies with its server

@@ -46,6 +46,7 @@ import select
 import time
 from _socket import CMSG_SPACE, MSG_CMSG_CLOEXEC, SCM_RIGHTS, SOL_SOCKET
 
+from pidns.core import exits
 from pidns.linux import fastsignal as signal
 from pidns.linux import features, spawn, status_channel, syscalls, userns
 from pidns.linux.init import CATCHABLE, Plan, become_init
@@ -61,7 +62,6 @@ _SEQPACKET = _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC
 MAX_FDS = 253  # SCM_MAX_FD (include/net/scm.h): fds in one message
 FIXED_FDS = 6  # memfd, status, cwd, stdin, stdout, stderr
 SPARE_DELAY = 0.01  # seconds after a spare took a request before the next is made anyway
-EXIT_LOST = 125 << 8  # the wait status sent when the init's could not be collected
 
 
 def recv_fds(sock: _socket.socket, size: int = 16, flags: int = 0) -> tuple[bytes, list[int]]:
@@ -181,7 +181,7 @@ class Server:
             except OSError:  # wait4 and waitid refused (a seccomp filter): the pidfds
                 for pid, pidfd in list(self.pidfds.items()):  # say who exited; the
                     if select.select([pidfd], [], [], 0)[0]:  # statuses are lost, and
-                        self._reaped(pid, EXIT_LOST)  # the init's X report has its own
+                        self._reaped(pid, exits.LOST_WAIT_STATUS)  # the init's X report has its own
                 return
             if pid == 0:
                 return

@@ -14,7 +14,9 @@ call itself:
 - the command the real backend sends a puppet for it (``puppet``; the puppet decodes
   its arguments with the same table), whether the call leaves a settled world
   settled (``quiet``), and the kernel features its call needs there (``needs``, rows of
-  pidns.linux.features: without one the step is unsupported on that kernel);
+  pidns.linux.features: without one the step is unsupported on that kernel, unless the
+  kernel answers the lack itself, as the model of that release does: see
+  pidns.scenario.real_world.unsupported);
 - its weight and a sampler for the random generator;
 - a one-line summary, for the docs' op table (tests/test_ops.py checks the docs list
   every op with its usage).
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pidns.core import errnos
+from pidns.core import flags as cf
 from pidns.core.abi import WALL
 from pidns.scenario import ast
 from pidns.scenario.ast import Op, Step
@@ -275,6 +278,18 @@ def _pidfd_open_needs(step: Step) -> tuple[str, ...]:
     return ("pidfd_open", "pidfd_thread") if step.args.thread else ("pidfd_open",)
 
 
+def _clone_needs(step: Step) -> tuple[str, ...]:
+    a = step.args
+    found: tuple[str, ...] = ()
+    if a.keep_pidfd is not None:  # CLONE_PIDFD is 5.2, pidfd_open 5.3: no kernel has one only
+        found += ("pidfd_open",)
+    if a.set_tid:
+        found += ("set_tid",)
+    if a.flags & (cf.PARENT | cf.THREAD) and a.exit_signal:
+        found += ("clone3",)  # clone3_args_valid refuses it; clone(2) takes it (kernel/fork.c)
+    return found
+
+
 # ---- the random generator -------------------------------------------------------------------
 
 Sampler = Callable[[random.Random, str, str, str], str]
@@ -423,8 +438,7 @@ SPECS: dict[Op, OpSpec] = {
             binds=True,
             local=True,
             puppet=PuppetCall("clone", (Field.INT, Field.INTS, Field.INT, Field.INT), _clone_args),
-            # CLONE_PIDFD is 5.2, pidfd_open 5.3: no kernel has the one but not the other
-            needs=lambda s: ("pidfd_open",) if s.args.keep_pidfd is not None else (),
+            needs=_clone_needs,
             weight=3,
             sample=_sample_clone,
         ),
@@ -453,6 +467,7 @@ SPECS: dict[Op, OpSpec] = {
             no_call=_setns,
             puppet=PuppetCall("setns", (Field.INT, Field.WORD), _setns_args),
             quiet=True,
+            needs=lambda s: ("pid_for_children",) if s.args.pid_for_children else (),
             weight=1.5,
             sample=lambda rng, _a, target, _f: (
                 f"setns {target}{rng.choice(['', ' pid', ' pid_for_children'])}"
@@ -565,6 +580,7 @@ SPECS: dict[Op, OpSpec] = {
             no_call=_setns,
             puppet=PuppetCall("nsparent", (Field.INT,), lambda s, c: (c.host_pid(_target(s)),)),
             quiet=True,
+            needs=_needs("ns_get_parent"),
             weight=0.4,
             sample=lambda rng, actor, target, _f: f"nsparent {rng.choice([target, actor, 'root'])}",
         ),
@@ -581,6 +597,7 @@ SPECS: dict[Op, OpSpec] = {
                 lambda s, c: (c.host_pid(_target(s)), _seen(s, c, s.args.other)),
             ),
             quiet=True,
+            needs=_needs("ns_get_pid"),
             weight=0.4,
             sample=lambda rng, actor, target, _f: (
                 f"ns_pid_in {rng.choice([target, actor])} {rng.choice([target, actor])}"
@@ -600,6 +617,7 @@ SPECS: dict[Op, OpSpec] = {
                 lambda s, c: (c.host_pid(_target(s)), s.args.number),
             ),
             quiet=True,
+            needs=_needs("ns_get_pid"),
             weight=0.4,
             sample=lambda rng, actor, target, _f: (
                 f"ns_pid_from {rng.choice([target, actor])} {rng.choice([1, 2, 3, 4])}"

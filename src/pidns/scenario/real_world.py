@@ -582,7 +582,7 @@ class World:
 def unsupported(step: Step) -> str | None:
     """Why this kernel cannot run the step faithfully (a feature its call needs is
     missing, or it would write the machine's one pid_max), or None."""
-    lacking = features.first_missing((*ops.SPECS[step.op].needs(step), *_needs(step)))
+    lacking = features.first_missing(ops.SPECS[step.op].needs(step))
     if lacking is not None and (lacking.name not in _ANSWERED or features.forced(lacking.name)):
         return features.unsupported(lacking, step.op.value)
     if writes_global_pid_max(step, features.has("per_ns_pid_max")):
@@ -595,22 +595,6 @@ def unsupported(step: Step) -> str | None:
 # ENOTTY before 4.9/6.11, as the model of that release gives (docs/profiles.md). Such a
 # step is made for real, and compared, unless PIDNS_FEATURES_MISSING only pretends.
 _ANSWERED = frozenset(("set_tid", "pid_for_children", "ns_get_parent", "ns_get_pid"))
-
-
-def _needs(step: Step) -> tuple[str, ...]:
-    """The kernel features (pidns.linux.features) a step's own call needs beyond what the
-    world needs: without one the step is unsupported on this kernel, never a divergence."""
-    if step.op is Op.CLONE and step.args.set_tid:
-        return ("set_tid",)
-    if step.op is Op.CLONE and step.args.flags & (cf.PARENT | cf.THREAD) and step.args.exit_signal:
-        return ("clone3",)  # clone3_args_valid refuses it; clone(2) takes it (kernel/fork.c)
-    if step.op is Op.SETNS and step.args.pid_for_children:
-        return ("pid_for_children",)
-    if step.op is Op.NSPARENT:
-        return ("ns_get_parent",)
-    if step.op in (Op.NS_PID_IN, Op.NS_PID_FROM):
-        return ("ns_get_pid",)
-    return ()
 
 
 def state_of(p: Proc) -> str:
