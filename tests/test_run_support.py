@@ -31,6 +31,7 @@ import pidns.cli.exec
 import pidns.cli.run
 import pidns.core.signals
 from pidns.cli import main as cli_main
+from pidns.core import flags as cf
 from pidns.linux import mounts, syscalls
 
 assert pidns.api and pidns.cli.exec and pidns.cli.run and pidns.core.signals  # loaded
@@ -369,6 +370,34 @@ class Terminal:
         os.waitpid(self.pid, 0)
         if self.fd >= 0:
             os.close(self.fd)
+
+
+def propagation_seen(mode: str, *, as_nobody: bool = False) -> list[str]:
+    """The optional fields (shared:N, master:N ...) of a shared tmpfs of our own, as
+    ``pidns run --propagation MODE`` shows it in its /proc/self/mountinfo. The mount is
+    made in a private mount namespace of a child made for it (as uid 65534 after the
+    mount with ``as_nobody``), so nothing of the host's changes."""
+    directory = tempfile.mkdtemp(prefix="pidns-test-")
+    os.chmod(directory, 0o755)
+
+    def scenario() -> tuple[int, str, str]:
+        syscalls.unshare(cf.NEWNS)
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+        syscalls.mount("pidns-prop", directory, "tmpfs", 0, "size=64k")
+        syscalls.mount(None, directory, None, syscalls.MS_SHARED)
+        if as_nobody:
+            drop_privileges()
+        return cli_captured(
+            ["run", "--propagation", mode, "--", "sh", "-c",
+             f"grep ' {directory} ' /proc/self/mountinfo"]
+        )  # fmt: skip
+
+    try:
+        status, out, err = in_child(scenario)
+    finally:
+        os.rmdir(directory)
+    assert status == 0, err
+    return out.split(" - ")[0].split()[6:]
 
 
 def fork_cli(args: list[str], cwd: str | None = None) -> tuple[int, int]:

@@ -45,7 +45,7 @@ import os
 import sys
 from typing import NamedTuple
 
-from pidns.linux import userns
+from pidns.linux import proc, userns
 
 # (sysctl name, /proc/sys path): every knob that gates the namespaces pidns makes.
 SYSCTLS = (
@@ -87,14 +87,10 @@ class Status(NamedTuple):
 
 
 def read_status(path: str = "/proc/self/status") -> Status:
-    fields: dict[str, str] = {}
     try:
-        with open(path, "rb") as f:
-            for line in f:
-                key, _, value = line.decode("ascii", "replace").partition(":")
-                fields[key] = value.strip()
+        fields = proc.status_fields(path)
     except OSError:
-        pass
+        fields = {}
     return Status(
         cap_eff=int(fields.get("CapEff", "0"), 16),
         seccomp=int(fields.get("Seccomp", "0")),

@@ -45,12 +45,18 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split())
 
 
-def status(pid: int | str, root: str = "/proc") -> Status:
-    """Parse /proc/PID/status. Raises FileNotFoundError (ENOENT) once the pid is reaped."""
+def status_fields(path: str) -> dict[str, str]:
+    """A /proc/PID/status file as its ``Key:\tvalue`` lines say (fs/proc/array.c)."""
     fields: dict[str, str] = {}
-    for line in read(f"{root}/{pid}/status").decode("utf-8", "replace").splitlines():
+    for line in read(path).decode("utf-8", "replace").splitlines():
         key, _, value = line.partition(":")
         fields[key] = value.strip()
+    return fields
+
+
+def status(pid: int | str, root: str = "/proc") -> Status:
+    """Parse /proc/PID/status. Raises FileNotFoundError (ENOENT) once the pid is reaped."""
+    fields = status_fields(f"{root}/{pid}/status")
     return Status(
         name=fields.get("Name", ""),
         state=fields.get("State", "?")[:1],
