@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import os
 import signal
@@ -120,6 +121,19 @@ def test_communicate_with_every_kind_of_stream(tmp_path: os.PathLike[str]) -> No
         assert f.read() == "to a file\n"
     result = pidns.run("echo $((6 * 7))", shell=True, capture_output=True)
     assert result.stdout == b"42\n"
+
+
+def test_pipesize_sizes_each_pipe_as_subprocess_does() -> None:
+    size = 2 * 65536  # twice the default, and below fs.pipe-max-size
+    with pidns.Popen(["cat"], stdin=PIPE, stdout=PIPE, stderr=PIPE, pipesize=size) as p:
+        assert p.stdin is not None and p.stdout is not None and p.stderr is not None
+        sizes = [fcntl.fcntl(f.fileno(), fcntl.F_GETPIPE_SZ) for f in (p.stdin, p.stdout, p.stderr)]
+        out, _ = p.communicate(b"x" * size)  # a pipe that holds it all at once
+    assert sizes == [size] * 3 and out == b"x" * size
+    with pidns.Popen(["true"], stdout=PIPE) as q:
+        assert q.stdout is not None
+        assert fcntl.fcntl(q.stdout.fileno(), fcntl.F_GETPIPE_SZ) != size  # the default
+        q.communicate()
 
 
 def test_only_the_standard_fds_and_pass_fds_reach_the_command() -> None:

@@ -24,6 +24,7 @@ What differs from subprocess, on purpose:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import os
 import select
@@ -173,10 +174,10 @@ class Popen:
 
     subprocess's own arguments keep their meaning: ``executable``, ``cwd``, ``env``,
     ``start_new_session``, ``process_group`` (0 only: a group of pids the namespace
-    cannot see is meaningless), ``umask``, ``restore_signals``, ``pass_fds``; what an init
-    in another process cannot do is a ValueError (``preexec_fn``, ``close_fds=False``,
-    ``extra_groups``); ``user`` and ``group`` are taken by the init, which then forks and
-    changes ids before exec. A bad ``cwd`` raises FileNotFoundError or
+    cannot see is meaningless), ``umask``, ``restore_signals``, ``pass_fds``, ``pipesize``;
+    what an init in another process cannot do is a ValueError (``preexec_fn``,
+    ``close_fds=False``, ``extra_groups``); ``user`` and ``group`` are taken by the init,
+    which then forks and changes ids before exec. A bad ``cwd`` raises FileNotFoundError or
     NotADirectoryError, NUL bytes ValueError, before anything runs.
 
     Raises FileNotFoundError / PermissionError when the command cannot be executed, as
@@ -265,7 +266,7 @@ class Popen:
         self.errors = errors
         plumbing = _Plumbing()
         try:
-            stdio = plumbing.child_ends(stdin, stdout, stderr)
+            stdio = plumbing.child_ends(stdin, stdout, stderr, pipesize)
             self._namespace = served.start(
                 argv,
                 options,
@@ -434,12 +435,16 @@ class _Plumbing:
         self.parent_ends: list[int] = [-1, -1, -1]
         self.owned: list[int] = []  # fds made here for the child, closed once it runs
 
-    def child_ends(self, stdin: File, stdout: File, stderr: File) -> tuple[int, int, int]:
+    def child_ends(
+        self, stdin: File, stdout: File, stderr: File, pipesize: int = -1
+    ) -> tuple[int, int, int]:
         for target, spec in enumerate((stdin, stdout, stderr)):
             if spec is None:
                 continue
             if spec == PIPE:
                 read_end, write_end = os.pipe()
+                if pipesize > 0:  # as subprocess: fcntl(F_SETPIPE_SZ) on each pipe made
+                    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, pipesize)
                 mine, theirs = (write_end, read_end) if target == 0 else (read_end, write_end)
                 self.parent_ends[target] = mine
                 self.child[target] = theirs
