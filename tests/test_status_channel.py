@@ -4,10 +4,14 @@ encode -> the pipe -> decode, and a line of any other shape is refused, not gues
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import pytest
 
 from pidns.linux import status_channel as sc
+
+RUN_MD = Path(__file__).resolve().parent.parent / "docs" / "run.md"
 
 EVERY_KIND = [
     sc.HelperSpawned(4321),
@@ -31,6 +35,14 @@ EVERY_KIND = [
 
 def test_the_round_trip_cases_cover_every_kind_the_channel_carries() -> None:
     assert {type(m) for m in EVERY_KIND} == set(sc._KINDS.values())
+
+
+def test_the_docs_name_every_kind() -> None:
+    (row,) = [
+        line for line in RUN_MD.read_text().splitlines() if line.startswith("| `status_channel`")
+    ]
+    named = re.findall(r"`([A-Z])`", row)
+    assert sorted(named) == sorted(sc._KINDS), row
 
 
 @pytest.mark.parametrize("message", EVERY_KIND, ids=repr)
