@@ -13,7 +13,13 @@ from pidns.cli.check import SEED_LOGIN_FLOW
 from pidns.scenario.ast import matches
 from pidns.scenario.backend import ScenarioError, run
 from pidns.scenario.compare import judge
-from pidns.scenario.generate import generate, shrink
+from pidns.scenario.generate import (
+    _children_die_together,
+    _replay,
+    _sleeping_waiters,
+    generate,
+    shrink,
+)
 from pidns.scenario.model_backend import ModelBackend
 from pidns.scenario.parser import parse
 
@@ -207,3 +213,29 @@ def test_check_reports_model_and_kernel_step_by_step_as_json(
     step = document["scenarios"][0]["steps"][10]  # A: state B => exiting
     assert step["model"]["result"] == step["real"]["result"] == "exiting"
     assert step["real"]["snapshot"]["B"]["nspid"] == [3, 1]
+
+
+@pytest.mark.parametrize(
+    ("lines", "race"),
+    [
+        # C's kill of its group ends C and D, both children of B asleep in wait: which
+        # one B reaps is the scheduler's (found by check --random as uid 65534)
+        (["A: clone NEWPID|PARENT -> B", "B: fork -> C", "B: wait any",
+          "C: clone PARENT -> D", "C: kill 0 KILL"], True),
+        # an init and a member of its namespace: the init waits in its zap for D, so D
+        # is the zombie A's wait finds first
+        (["A: clone NEWPID -> I", "A: setns I pid_for_children", "A: fork -> D",
+          "A: wait any", "I: exit 0"], False),
+        # one child ends
+        (["A: fork -> B", "A: fork -> C", "A: wait any", "B: exit 1"], False),
+    ],
+    ids=["group-kill", "init-and-member", "one-child"],
+)  # fmt: skip
+def test_the_generator_never_ends_two_children_of_a_sleeping_waiter_together(
+    lines: list[str], race: bool
+) -> None:
+    backend, runner = _replay(lines[:-1], "6.18", 1, None)
+    sleepers = _sleeping_waiters(backend, runner, {s.index: s for s in runner.scenario.steps})
+    runner.step(parse("".join(f"{line}\n" for line in lines), "t.pidns").steps[-1])
+    assert _children_die_together(sleepers) is race
+    backend.close()

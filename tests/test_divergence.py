@@ -93,3 +93,33 @@ def test_check_random_shrinks_each_divergence_and_saves_a_reproducer(
     failed = [s for s in doc["scenarios"] if not s["ok"]]
     assert len(failed) == len(saved)
     assert sorted(s["path"] for s in failed) == sorted(saved)  # reported as the shrunk file
+
+
+class WrongOnce(OffByOne):
+    """A kernel that answers one getpid wrong, once: a divergence that timing made and
+    a rerun does not repeat."""
+
+    spent = False
+
+    def step(self, step: Step) -> Outcome:
+        if WrongOnce.spent or step.op is not Op.GETPID:
+            return ModelBackend.step(self, step)
+        WrongOnce.spent = True
+        return super().step(step)
+
+
+def test_check_random_reports_a_divergence_its_reproducer_does_not_repeat(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(real, "RealBackend", WrongOnce)
+    monkeypatch.setattr(WrongOnce, "spent", False)
+    save = tmp_path / "found"
+    status = main(["check", "--json", "--random", "6", "--seed", "11", "--save", str(save)])
+    doc = json.loads(capsys.readouterr().out)
+    (saved,) = doc["summary"]["reproducers"]
+    assert status == 1 and doc["summary"]["failed"] == 1
+    (failed,) = [s for s in doc["scenarios"] if not s["ok"]]
+    # the first run's verdict, under the scenario's own name: the saved file passes now
+    assert failed["path"] == pathlib.Path(saved).name
+    assert any(s["diverges"] for s in failed["steps"])
+    assert main(["check", saved]) == 0

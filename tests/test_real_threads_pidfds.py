@@ -232,6 +232,13 @@ FOUND_BY_RANDOM = {
         "A: clone 0 -> B => 3\nA: unshare NEWPID|NEWUSER => 0\nB: exit 4 => 0\n"
         "A: pidfd B -> PE => 0\nA: pidfd_setns PE => EPERM\n"
     ),
+    # a stop sent to one's own group through another thread's tid: that thread stops the
+    # group, and A, marked, stops before it reads its next command (do_signal_stop); the
+    # real backend once took A's lag for a call that returned (check --random, as root)
+    "a-thread-stops-its-group-and-the-caller-with-it": (
+        "A: thread -> B => 3\nA: kill B STOP => 0\nA: kill B USR2 => blocks\n"
+        "B: exit_thread 1 => blocks\n"
+    ),
 }
 
 

@@ -366,7 +366,10 @@ def _random_batch(
             small = shrink(text, _fails_on(worlds))
             path = _save(save, name, small, seed, number, text)
             saved.append(path)
-            verdict = _run_both(worlds, parse(small, path))
+            again = _run_both(worlds, parse(small, path))
+            # a divergence that did not recur on the reproducer is still one: the first
+            # run's verdict says where it was
+            verdict = again if not again.ok else verdict
         verdicts.append(verdict)
     return saved
 

@@ -13,6 +13,7 @@ import random
 from collections.abc import Callable
 
 from pidns.model import profiles
+from pidns.model.task import Task, TaskState
 from pidns.scenario.ast import Op, Step
 from pidns.scenario.backend import Runner, ScenarioError, UnsupportedStep, writes_global_pid_max
 from pidns.scenario.model_backend import ModelBackend
@@ -40,12 +41,11 @@ def generate(
     backend's, so that what is valid there is what the check's own model sees). A step
     ``unsupported`` refuses (the real backend's reason it cannot run one on this kernel)
     is never made."""
-    backend = ModelBackend(world_level=world_level, mapped_uids=mapped_uids)
     lines: list[str] = []
+    made: dict[int, Step] = {}  # the steps so far, by index
     created: list[str] = ["A"]  # processes and threads
     pidfds: list[str] = []
-    runner = Runner(parse(_render([], profile), "<random>"), backend)
-    runner.start()
+    backend, runner = _replay([], profile, world_level, mapped_uids)
     per_ns_pid_max = profiles.for_release(profile).per_ns_pid_max
     bound = 0  # names used so far (a failed fork uses its name too)
     ops = [spec for spec in SPECS.values() if spec.sample is not None and spec.weight > 0]
@@ -83,11 +83,17 @@ def generate(
             continue
         if _races_a_sibling(step, backend, runner):
             continue
+        sleepers = _sleeping_waiters(backend, runner, made)
         try:
             runner.step(step)
         except UnsupportedStep:
             continue
+        if _children_die_together(sleepers):
+            backend.close()  # the step ran on the model: grow on from before it
+            backend, runner = _replay(lines, profile, world_level, mapped_uids)
+            continue
         lines.append(line)
+        made[step.index] = step
         if step.bind:
             bound += 1
             if step.bind in backend.tasks:
@@ -105,6 +111,53 @@ def _races_a_sibling(step: Step, backend: ModelBackend, runner: Runner) -> bool:
         return False
     group = backend.tasks[step.actor].group
     return any(backend.tasks[name].group is group for name in runner.busy)
+
+
+def _replay(
+    lines: list[str], profile: str, world_level: int, mapped_uids: frozenset[int] | None
+) -> tuple[ModelBackend, Runner]:
+    """A model world that has run ``lines`` (the model is deterministic)."""
+    backend = ModelBackend(world_level=world_level, mapped_uids=mapped_uids)
+    scenario = parse(_render(lines, profile), "<random>")
+    runner = Runner(scenario, backend)
+    runner.start()
+    for step in scenario.steps:
+        runner.step(step)
+    return backend, runner
+
+
+def _sleeping_waiters(
+    backend: ModelBackend, runner: Runner, made: dict[int, Step]
+) -> list[list[Task]]:
+    """For each process with a thread asleep in a wait: its children still running."""
+    groups = {
+        backend.tasks[actor].group
+        for actor, index in runner.busy.items()
+        if made[index].op in (Op.WAIT, Op.WAITID)
+    }
+    return [[c for c in g.children or () if c.state is TaskState.RUNNING] for g in groups]
+
+
+def _children_die_together(sleepers: list[list[Task]]) -> bool:
+    """A step ended two children of a process asleep in a wait: signalled together (a
+    kill of a group, of -1, a namespace's zap), they exit on their own CPUs, and the
+    wait reaps whichever is a zombie when it scans (kernel/exit.c:do_wait_thread, the
+    children in list order): the scheduler's choice, a race no scenario states
+    (docs/scenario-language.md, Blocking). An init among them that waits in its zap for
+    another of them dies after it, which is no race."""
+    for children in sleepers:
+        dying = [c for c in children if c.state is not TaskState.RUNNING]
+        racing = [
+            c
+            for c in dying
+            if not (
+                c.ns.child_reaper is c
+                and any(d is not c and c.ns.is_ancestor_of(d.ns) for d in dying)
+            )
+        ]
+        if len(racing) > 1:
+            return True
+    return False
 
 
 def _dependents(lines: list[str], index: int) -> set[int]:

@@ -2,7 +2,8 @@
 anything, until nothing is in flight (docs/scenario-language.md: "Snapshots and settling").
 
 A world is settled when the step's own call has returned (or its actor stopped, or died
-by its own call), no live process has a signal pending, no process is exiting but an
+by its own call), no live process has a signal pending, no thread runs while another of
+its process is stopped, no process is exiting but an
 init asleep in zap_pid_ns_processes while its namespace still has members (or asleep
 in the zap's do_wait on a child that is such an init), no zombie
 waits for root, every puppet blocked in wait sleeps in do_wait, every continued puppet
@@ -213,6 +214,8 @@ class Settler:
             else:
                 if seen.pending & ~seen.blocked:  # blocked ones: caught, taken at the end
                     reasons.append(f"{p.name} has signals pending")
+                if seen.state in "RS" and self._group_stopping(p):
+                    reasons.append(f"{p.name} has yet to join its group's stop")
                 call = p.call
                 if call is not None and call.state is CallState.QUEUED:
                     reasons.append(f"{p.name} was continued: its queued call runs")
@@ -223,6 +226,19 @@ class Settler:
                 ):
                     reasons.append(f"{p.name}'s wait is returning")
         return reasons
+
+    def _group_stopping(self, p: Proc) -> bool:
+        """Another live thread of P's group is stopped while P runs: a group stop is under
+        way. The thread that dequeued the stop signal marks every other one
+        (JOBCTL_STOP_PENDING) and stops at once; each other thread stops only when it next
+        returns towards user space (kernel/signal.c:do_signal_stop), so a thread that sent
+        the signal to its own group through another's tid may still be running, and would
+        read the next command as if nothing were pending. A SIGCONT wakes every thread
+        under the same lock (prepare_signal), so a group is never left half stopped."""
+        return any(
+            q is not p and q.seen.stopped and not q.reaped
+            for q in (p.group, *self.world.threads_of.get(p.group.name, ()))
+        )
 
     def _exiting_at_rest(self, p: Proc) -> bool:
         """An exiting process that waits for others, as only an exiting init does

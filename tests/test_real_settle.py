@@ -1,0 +1,43 @@
+"""The real backend's settling rules on worlds read from /proc (pidns.scenario.real_settle),
+for the states a sweep can catch only by chance: built here as the sweep would see them."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from pidns.scenario.real_proc import Seen
+from pidns.scenario.real_settle import Settle, Settler
+from pidns.scenario.real_world import Proc
+
+
+def proc(name: str, host: int, state: str, leader: Proc | None = None) -> Proc:
+    seen = Seen(state=state, ppid=1, pending=0, blocked=0, exiting=False)
+    return Proc(name, host, -1, None, (host,), (1,), -1, -1, seen, leader=leader)
+
+
+def reasons(*procs: Proc) -> list[str]:
+    leader = procs[0]
+    world = SimpleNamespace(
+        by_host={p.host: p for p in procs},
+        threads_of={leader.name: list(procs[1:])},
+        root_host=0,
+    )
+    return Settler(world).unsettled(Settle(None, "0"))  # type: ignore[arg-type]
+
+
+def test_a_thread_still_running_beside_a_stopped_one_is_joining_the_group_stop() -> None:
+    # A: kill B STOP, B a thread of A: B dequeued the stop and stopped; A, marked by it
+    # (JOBCTL_STOP_PENDING), stops only on its way back to user space
+    a = proc("A", 10, "R")
+    b = proc("B", 11, "T", leader=a)
+    assert reasons(a, b) == ["A has yet to join its group's stop"]
+    a.seen.state = "S"
+    assert reasons(a, b) == ["A has yet to join its group's stop"]
+
+
+def test_a_group_stopped_or_running_as_a_whole_is_at_rest() -> None:
+    a = proc("A", 10, "T")
+    b = proc("B", 11, "T", leader=a)
+    assert reasons(a, b) == []
+    a.seen.state = b.seen.state = "S"
+    assert reasons(a, b) == []
