@@ -17,7 +17,9 @@ import time
 import pytest
 
 import pidns
-from pidns.linux import served
+import pidns.linux
+from pidns.core import flags as cf
+from pidns.linux import mounts, served, syscalls
 from test_run_support import (
     Marker,
     children,
@@ -260,6 +262,30 @@ def test_unprivileged_callers_get_a_fresh_interpreter_or_the_fork_fallback() -> 
     assert in_child(scenario, nobody=True, interpreter=True) == (False, 0, b"2 0\n")
     # under /root, which 65534 cannot search: the fork fallback, with the same result
     assert in_child(scenario, nobody=True) == (True, 0, b"2 0\n")
+
+
+def test_the_fork_fallback_survives_a_package_it_cannot_read() -> None:
+    """A clone of the project under /tmp, and a case that mounts a tmpfs over /tmp: the
+    interpreter cannot be executed (the fork fallback) and the package cannot be read. The
+    server used to import the spare module only once a request had a shape, died of the
+    ImportError, and its init with it (the parent-death signal: returncode -9 when the
+    init had not reported yet). Now it serves on, without spares if it must."""
+
+    def scenario() -> tuple[bool, int, bool, int, bool]:
+        sys.modules.pop("pidns.linux.spare", None)  # as in a caller that never needed it
+        vars(pidns.linux).pop("spare", None)
+        syscalls.unshare(cf.NEWNS)
+        mounts.make_private_recursive()
+        for hidden in (os.path.dirname(served.__file__), os.path.dirname(sys.executable)):
+            syscalls.mount("tmpfs", hidden, "tmpfs", syscalls.MS_RDONLY)
+        first = pidns.run(["sh", "-c", "exit 3"]).returncode
+        server = served.server_pid()
+        assert server is not None
+        alive = not gone(server, 0)
+        second = pidns.run(["sh", "-c", "exit 4"]).returncode
+        return served.server_is_forked(), first, alive, second, served.server_pid() == server
+
+    assert in_child(scenario) == (True, 3, True, 4, True)
 
 
 # -- subprocess's options ----------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import marshal
 import os
 import resource
@@ -184,9 +185,22 @@ def _spawn_server(control: int, pidfd: int, main_thread: bool) -> tuple[int, boo
 
 
 def _fork_server(control: int, pidfd: int, main_thread: bool, null: int) -> int:
-    """The server as a fork of the caller, for when the interpreter cannot be executed."""
+    """The server as a fork of the caller, for when the interpreter cannot be executed.
+
+    Whatever keeps the interpreter from being executed (a mount over the directory it
+    lies in, a uid that cannot search it) may keep the package from being read too: the
+    modules the server imports only when it needs them are imported here, before the
+    fork, where they still can be (else the server makes no spares: ``_make_spare``).
+    In the child, the caller's heap is frozen out of the garbage collector: a cycle of
+    the caller's holding a socket or a file would otherwise be finalized there and close
+    an fd number the server has reused by then (the fork closed the fds, not the objects
+    that name them)."""
+    with contextlib.suppress(ImportError):
+        from pidns.linux import spare, subreaper  # noqa: PLC0415, F401 (the fallback only)
+
     pid = os.fork()
     if pid == 0:  # pragma: no cover (the child)
+        gc.freeze()
         try:
             for fd in (0, 1, 2):
                 os.dup2(null, fd)

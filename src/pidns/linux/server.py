@@ -300,8 +300,12 @@ class Server:
         its /proc mounted, waiting for a request (``spare.become_spare``), and announce it
         to the caller (``S``): its request channel, its pidfd, and a mountinfo fd of our
         mount namespace opened before the spare copied it (``served.Spare.stale``)."""
-        from pidns.linux import spare as spares  # noqa: PLC0415 (once there is a shape)
-
+        try:
+            from pidns.linux import spare as spares  # noqa: PLC0415 (once there is a shape)
+        except ImportError:  # the package unreadable from here: no spares, not no server
+            self.refused.add(shape)
+            self.wanted = None
+            return
         mountinfo = -1
         mine, theirs = _socket.socketpair(_socket.AF_UNIX, _SEQPACKET)
         callers, its = _socket.socketpair(_socket.AF_UNIX, _SEQPACKET)
