@@ -26,6 +26,13 @@ import pytest
 
 from pidns.core import flags as cf
 from pidns.linux import nsfs, proc, syscalls
+from pidns.render.model_view import from_model
+from pidns.render.proc_view import system_picture
+from pidns.render.view import SystemView
+from pidns.scenario.backend import Runner, run
+from pidns.scenario.model_backend import ModelBackend
+from pidns.scenario.parser import parse
+from pidns.scenario.real import RealBackend
 from test_run_support import needs_root
 
 pytestmark = pytest.mark.real
@@ -238,3 +245,69 @@ def test_world_is_built_as_described_and_leaves_nothing_behind() -> None:
     assert left() == []
     with pytest.raises(ChildProcessError):
         os.waitpid(w.helper, os.WNOHANG)
+
+
+TREE_WORLD = (
+    "A: clone NEWPID -> I\nI: fork -> C\nC: clone NEWPID -> J\nJ: fork -> K\n"
+    "I: thread -> T\nC: exit 3\nA: fork -> B\n"
+)
+
+
+Shape = tuple[
+    list[tuple[int, int | None, tuple[int, ...], int]],
+    list[tuple[tuple[int, ...], tuple[int, ...], bool]],
+]
+
+
+def _shape(view: SystemView, skip: int) -> Shape:
+    """A picture as both sides can draw it: namespaces (level, parent's level, init,
+    members) and processes (pids, parent, zombie or not), pids counted from the world
+    (the first ``skip`` levels of a /proc picture are the runner's)."""
+
+    def rel(pid: int, by_host: dict[int, tuple[int, ...]]) -> tuple[int, ...]:
+        return by_host[pid][skip:] if pid in by_host else ()
+
+    by_root = {p.pids[0]: p.pids for p in view.processes}
+    levels = {ns.id: ns.level - skip for ns in view.namespaces}
+    namespaces = sorted(
+        (
+            levels[ns.id],
+            None if ns.parent is None or levels.get(ns.parent, -1) < 0 else levels[ns.parent],
+            rel(ns.init, by_root) if ns.init else (),
+            ns.nprocs,
+        )
+        for ns in view.namespaces
+    )
+    processes = sorted(
+        (p.pids[skip:], rel(p.ppid, by_root), p.state == "zombie") for p in view.processes
+    )
+    return namespaces, processes
+
+
+@needs_root
+def test_pidns_tree_from_the_model_and_from_proc_agree() -> None:
+    """The model's NS_GET_* answers draw the same tree /proc shows for the same world:
+    namespaces nested alike with the same inits and members, every process at the same
+    pids under the same parent, the zombie a zombie (docs/introspection.md)."""
+    scenario = parse(TREE_WORLD, "t.pidns")
+    real = RealBackend()
+    runner = Runner(scenario, real)
+    try:
+        runner.start()  # run() would close the world at its end: step it here
+        for step in scenario.steps:
+            runner.step(step)
+        assert real.world is not None and real.world.root is not None
+        root = real.world.root.host
+        whole = system_picture()
+        (world_root,) = [p for p in whole.processes if p.pids[0] == root]
+        skip = len(world_root.pids) - 1
+        seen = _shape(whole.subtree(world_root.ns), skip)
+    finally:
+        real.close()
+    model = ModelBackend(world_level=real.world_level)
+    run(scenario, model)
+    drawn = _shape(from_model(model.kernel, model.names), 0)
+    model.close()
+    assert seen == drawn
+    namespaces, processes = drawn
+    assert len(namespaces) == 3 and sum(zombie for *_, zombie in processes) == 1
