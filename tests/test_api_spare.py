@@ -9,14 +9,16 @@ import os
 import resource
 import select
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
 import pidns
-from pidns.linux import served
+from pidns.linux import served, server, syscalls
 from test_run_support import children, comm, gone, in_child, needs_root, wait_for
 
 pytestmark = [pytest.mark.real, needs_root]
@@ -206,3 +208,88 @@ def test_spares_as_nobody_map_the_same_ids_as_a_request_of_its_own() -> None:
 
     outputs = in_child(body, nobody=True, interpreter=True)
     assert outputs == ["0\n2\npidns-init\n"] * 4
+
+
+class _Captured(Exception):
+    """A request as ``served`` would send it to the server, caught before it is sent."""
+
+    def __init__(self, request: dict[str, object], shape: bytes) -> None:
+        super().__init__("captured")
+        self.request, self.shape = request, shape
+
+
+def _captured_request(argv: list[str]) -> tuple[dict[str, object], bytes]:
+    """The request (and its spare shape) that ``pidns.run(argv)`` makes here."""
+
+    def capture(_argv: object, request: dict[str, object], _fds: object, shape: bytes) -> None:
+        raise _Captured({**request, "rlimits": []}, shape)
+
+    real, served._send = served._send, capture  # type: ignore[assignment]
+    try:
+        pidns.run(argv)
+    except _Captured as captured:
+        return captured.request, captured.shape
+    finally:
+        served._send = real
+    raise AssertionError("no request was made")
+
+
+def _at_pid(pid: int) -> int:
+    """A process that sleeps at ``pid`` (clone3's set_tid), just freed by a reap."""
+    for _ in range(100):  # the freed number can be briefly unavailable (EEXIST)
+        try:
+            child, _ = syscalls.clone(set_tid=[pid])
+        except FileExistsError:
+            time.sleep(0.001)
+            continue
+        if child == 0:  # pragma: no cover (the child)
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])  # the server blocked them
+            time.sleep(30)
+            os._exit(0)
+        return child
+    raise AssertionError(f"pid {pid} did not become free")
+
+
+def test_a_spare_reaped_before_its_eof_was_read_is_not_killed_by_its_pid() -> None:
+    """The server can reap a dead spare (its SIGCHLD) before it reads the spare's socket:
+    the spare's pid is free from then on, and a process that gets it must survive the
+    server's dropping that spare. The victim is made at the recycled pid right after the
+    server's wait returned it, as another fork on the machine could be."""
+
+    def body() -> int:
+        request, shape = _captured_request(["true"])
+        assert shape, "a plain run must be one a spare can serve"
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        the_server = server.Server(theirs.detach(), os.pidfd_open(os.getpid()))
+        the_server.poller = select.poll()
+        the_server._make_spare(shape, request)
+        spare = the_server.spare
+        assert spare is not None
+        while not spare.ready:  # its r: the namespace is made
+            assert select.select([spare.sock], [], [], 10)[0]
+            the_server._spare_said(spare)
+        os.kill(spare.pid, signal.SIGKILL)
+        os.waitid(os.P_PID, spare.pid, os.WEXITED | os.WNOWAIT)  # a zombie now
+        victims: list[int] = []
+        real_waitpid = os.waitpid
+
+        def waitpid(pid: int, options: int) -> tuple[int, int]:
+            found = real_waitpid(pid, options)
+            if found[0] == spare.pid:
+                victims.append(_at_pid(found[0]))
+            return found
+
+        os.waitpid = waitpid
+        try:
+            the_server._reap()  # as its loop does on SIGCHLD
+        finally:
+            os.waitpid = real_waitpid
+        assert victims == [spare.pid]
+        # a SIGKILL sent before is the one its wait status says (kernel/signal.c:
+        # complete_signal sets the group exit code at once; later signals are dropped)
+        os.kill(victims[0], signal.SIGTERM)
+        _, status = os.waitpid(victims[0], 0)
+        mine.close()
+        return os.WTERMSIG(status)
+
+    assert in_child(body) == signal.SIGTERM, "the process at the spare's pid was killed"
