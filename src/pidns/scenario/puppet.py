@@ -41,6 +41,7 @@ import signal
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import ClassVar, NoReturn
 
@@ -190,6 +191,33 @@ def _sigset(signos: Sequence[int]) -> ctypes.Array[ctypes.c_ulong]:
     for signo in signos:
         words[(signo - 1) // bits] |= 1 << ((signo - 1) % bits)
     return words
+
+
+# How long a set_tid clone may find its number still taken by a release in flight.
+_RELEASE_GRACE_TRIES = 20
+_RELEASE_GRACE_PAUSE = 0.002
+
+
+def _clone_settled(flags: int, set_tid: Sequence[int], exit_signal: int | None) -> tuple[int, int]:
+    """clone3 with ``set_tid``, taking a number the step before freed.
+
+    A thread's (or an autoreaped child's) release runs in the exiting task itself
+    (kernel/exit.c:release_task), and it unhashes the pid, so /proc stops showing it,
+    before ``free_pids`` gives the number back: the runner's settle cannot see the free,
+    and for a few microseconds the number is still allocated (alloc_pid: EEXIST). A
+    step starts only once the world is at rest, so an EEXIST that goes away within
+    milliseconds was that release: the call is made again. One that persists is the
+    kernel's answer (a live task holds the number). EEXIST creates nothing, so making
+    the call again changes nothing else.
+    """
+    for _ in range(_RELEASE_GRACE_TRIES if set_tid else 0):
+        try:
+            return syscalls.clone(flags, set_tid=set_tid, exit_signal=exit_signal, want_pidfd=True)
+        except OSError as exc:
+            if exc.errno != errno.EEXIST:
+                raise
+        time.sleep(_RELEASE_GRACE_PAUSE)
+    return syscalls.clone(flags, set_tid=set_tid, exit_signal=exit_signal, want_pidfd=True)
 
 
 class _Peer:
@@ -664,9 +692,7 @@ class Puppet:
             if flags is None:
                 pid, pidfd = os.fork(), -1
             else:
-                pid, pidfd = syscalls.clone(
-                    flags, set_tid=set_tid, exit_signal=exit_signal, want_pidfd=True
-                )
+                pid, pidfd = _clone_settled(flags, set_tid, exit_signal)
         except (OSError, ValueError) as exc:
             ours.close()
             theirs.close()
