@@ -22,6 +22,8 @@ import struct
 import sys
 import time
 
+from pidns.linux import features
+
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_PARENT = 0x00008000
@@ -668,9 +670,9 @@ def zap_wait() -> object:
 
 def main() -> None:
     host = "--host" in sys.argv[1:]
-    numbers = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])
-    per_ns = numbers >= (6, 14)  # a pid_max of each namespace's own
-    rows: dict[str, object] = {"release": os.uname().release}
+    release = features.release()  # upstream (Debian's 6.1.0-50 is 6.1.176): rows change
+    per_ns = features.release_tuple(release)[:2] >= (6, 14)  # each namespace's pid_max
+    rows: dict[str, object] = {"release": release}
     if per_ns or not host:  # first: a guest's global pid_max of 301 bounds level 0 too
         rows["low_pids"] = low_pids_after_wrap(per_ns)
     rows |= {

@@ -175,6 +175,23 @@ def test_release_numbers(text: str, numbers: tuple[int, ...]) -> None:
     assert features.release_tuple(text) == numbers
 
 
+@pytest.mark.parametrize(
+    ("release", "version", "upstream"),
+    [
+        ("6.1.0-50-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1 (2026-07-02)", "6.1.176"),
+        ("6.1.0-57-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-1 (2026-10-11)", "6.1.192"),
+        ("6.18.44-fc-v1098", "#1 SMP PREEMPT_DYNAMIC @0", "6.18.44-fc-v1098"),
+        ("3.8.13-pidns", "#1 SMP Mon Jan 1 00:00:00 UTC 2013", "3.8.13-pidns"),
+        ("6.1.0-50-amd64", "#1 SMP Debian 6.12.1-1", "6.1.0-50-amd64"),  # not its line
+        ("6.1.0-50-amd64", "#1 SMP Debian 6.1.x-1", "6.1.0-50-amd64"),
+    ],
+)
+def test_the_upstream_release_of_a_distributions_kernel(
+    release: str, version: str, upstream: str
+) -> None:
+    assert features.upstream_release(release, version) == upstream
+
+
 def test_docs_list_every_feature_with_its_release() -> None:
     root = os.path.dirname(SRC)
     with open(os.path.join(root, "docs", "kernels.md"), encoding="utf-8") as f:

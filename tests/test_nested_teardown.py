@@ -88,7 +88,8 @@ def test_the_zap_state_accepted_is_the_running_releases() -> None:
     assert zap_wait_state("3.8.13-pidns") == "D"
     assert zap_wait_state("4.9.337") == "D"
     assert zap_wait_state("5.10.0") == "S"
-    assert zap_wait_state("6.1.0-57-amd64") == "I"
+    assert zap_wait_state("6.1.192") == "I"  # Debian's 6.1.0-57
+    assert zap_wait_state("6.1.176") == "S"  # Debian's 6.1.0-50: before the stable update
     assert zap_wait_state("6.18.44-fc-v857") == "S"
     assert zap_wait_state("2.6.32") == "SID"  # no profile: any of them
     assert profiles.V3_8.zap_wait_state == "D" and profiles.V6_18.zap_wait_state == "S"

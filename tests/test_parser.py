@@ -55,7 +55,7 @@ def test_the_seed_login_flow_parses_into_steps_names_and_values() -> None:
 def test_comments_blank_lines_and_profile_header() -> None:
     scenario = parse("# only a comment\n\n%profile 3.8\n   \nA: getpid # trailing\n")
     assert scenario.profile == "3.8"
-    assert parse("%profile 6.1.192\nA: getpid\n").profile == "6.1"  # any release from 3.8
+    assert parse("%profile 6.1.192\nA: getpid\n").profile == "6.1.192"  # any release from 3.8
     assert [s.line for s in scenario.steps] == [5]
     assert scenario.steps[0].text == "A: getpid"
 

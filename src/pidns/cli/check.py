@@ -25,6 +25,7 @@ from pidns.core.exits import (
     EXIT_SETUP,
     EXIT_USAGE,
 )
+from pidns.linux import features
 from pidns.model import profiles
 from pidns.scenario import report
 from pidns.scenario.ast import Scenario, Step
@@ -143,7 +144,7 @@ class _Worlds:
         self.world_level = 1
         self.mapped_uids: frozenset[int] | None = None
         self.probed = False
-        self.release = os.uname().release
+        self.release = features.release()  # upstream: the profile may turn on the patch
         self.kernel = profiles.select(self.release, override)
 
     def model(self, profile: str | None = None) -> ModelBackend:
@@ -203,7 +204,7 @@ def _emit(verdicts: list[Verdict], as_json: bool, verbose: bool, extra: dict[str
                 "scenarios": len(verdicts),
                 "failed": failed,
                 "unsupported": sum(1 for v in verdicts if v.ok and v.unsupported),
-                "kernel": os.uname().release,
+                "kernel": features.release(),
                 **extra,
             },
         }

@@ -484,8 +484,24 @@ def forget() -> None:
 
 
 def release() -> str:
-    """The running kernel's release as uname(2) gives it, e.g. ``6.1.0-41-amd64``."""
-    return os.uname().release
+    """The running kernel's upstream release: uname(2)'s (``6.18.44-fc-v1098``), or the
+    upstream one its version names where the release does not (Debian's
+    ``6.1.0-50-amd64`` is ``6.1.176``: rules change within a stable line, profiles.py)."""
+    uname = os.uname()
+    return upstream_release(uname.release, uname.version)
+
+
+def upstream_release(release: str, version: str) -> str:
+    """``("6.1.0-50-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1 (2026-07-02)")`` ->
+    ``"6.1.176"``: Debian keeps the stable patch out of the release (its ``.0`` is a
+    placeholder) and puts the package's upstream version in ``uname -v``."""
+    _, found, rest = version.partition("Debian ")
+    upstream = rest.split("-", 1)[0].split(" ", 1)[0]
+    parts = upstream.split(".")
+    same_line = parts[:2] == release.split(".")[:2]
+    if found and same_line and len(parts) == 3 and all(part.isdigit() for part in parts):
+        return upstream
+    return release
 
 
 def release_tuple(text: str | None = None) -> tuple[int, ...]:
@@ -519,6 +535,7 @@ __all__ = [
     "release_tuple",
     "require",
     "unsupported",
+    "upstream_release",
 ]
 
 

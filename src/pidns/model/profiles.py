@@ -70,7 +70,8 @@ class Profile:
     # kernel/signal.c:send_signal_locked zeroes si_pid for a target that cannot see the
     # sender *in the one kernel_siginfo* a group kill (kill(0), kill(-PGID), kill(-1))
     # hands to every target, so the targets after it get 0 too. Booted: 3.8.13, 6.1.192
-    # and 6.12.117 give each target its own si_pid; 6.18.44 shares the zero.
+    # and 6.12.117 give each target its own si_pid; 6.1.176 and 6.18.44 share the zero
+    # (a stable update of 6.1 between 176 and 192 changed it).
     group_kill_shares_siginfo: bool
     # Pidfds: pidfd_open, pidfd_send_signal and CLONE_PIDFD (5.3; ENOSYS before), waitid
     # P_PIDFD (5.4), setns through a pidfd (5.8), PIDFD_THREAD (6.9), PIDFD_GET_INFO (6.13).
@@ -146,9 +147,11 @@ HISTORY: dict[str, tuple[object, tuple[tuple[str, object], ...]]] = {
     # 3.11, "userns: limit the maximum depth of user_namespace->parent chain" (EUSERS);
     # 4.9 made it ENOSPC with the ucounts.
     "user_ns_too_deep_errno": (None, (("3.11", errno.EUSERS), ("4.9", errno.ENOSPC))),
-    # Between 6.12.117 (each target its own si_pid) and 6.18.44 (shared): the first
-    # release after the last one booted without it.
-    "group_kill_shares_siginfo": (False, (("6.13", True),)),
+    # Bounds, not commits: own si_pid on 3.8.13, shared on 6.1.176, own again on 6.1.192
+    # and 6.12.117, shared on 6.18.44. The row shares from 6.1 (the oldest line booted
+    # with it) to 6.1.176, gives each its own from 6.1.177 (the first release after the
+    # last one seen sharing) and shares again from 6.13 (after 6.12.117).
+    "group_kill_shares_siginfo": (False, (("6.1", True), ("6.1.177", False), ("6.13", True))),
     "has_pidfd": (False, (("5.3", True),)),
     "has_pidfd_wait": (False, (("5.4", True),)),
     "has_pidfd_setns": (False, (("5.8", True),)),
@@ -162,24 +165,28 @@ HISTORY: dict[str, tuple[object, tuple[tuple[str, object], ...]]] = {
     "waitid_pgid_zero": (False, (("5.4", True),)),
     "dumpable_checks_mm_user_ns": (False, (("4.10", True),)),
     # 4.12, "pid_ns: Sleep in TASK_INTERRUPTIBLE in zap_pid_ns_processes" (believed; the
-    # notes saw D on 4.9). I is booted on 6.1 only, S on 6.18.44: the row places I at
-    # 6.1 and S again at 6.2, the first release after the last one booted with I.
-    "zap_wait_state": ("D", (("4.12", "S"), ("6.1", "I"), ("6.2", "S"))),
+    # notes saw D on 4.9). Booted: S on 6.1.176 and 6.18.44, I on 6.1.192 (the same 6.1
+    # stable update as group_kill_shares_siginfo): the row places I at 6.1.177 and S
+    # again at 6.2, the first releases after the last ones booted with S and with I.
+    "zap_wait_state": ("D", (("4.12", "S"), ("6.1.177", "I"), ("6.2", "S"))),
 }
 
-OLDEST = (3, 8)
-_RELEASE = re.compile(r"(\d+)\.(\d+)")
+OLDEST = (3, 8, 0)
+_RELEASE = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
 
-def release_numbers(release: str) -> tuple[int, int]:
-    """``"6.1.0-41-amd64"`` -> ``(6, 1)``: major and minor of a kernel release.
+def release_numbers(release: str) -> tuple[int, int, int]:
+    """``"6.1.192"`` -> ``(6, 1, 192)``: major, minor and stable patch of a release (0
+    when not given: ``"6.18"`` is 6.18.0). A row can change within a stable line, where a
+    fix is backported (``group_kill_shares_siginfo``), so the patch counts. Debian's
+    ``6.1.0-50-amd64`` names no patch (its 0 is a placeholder): features.release gives
+    the upstream ``6.1.176`` of the running kernel.
 
     Raises ValueError for text that does not start with ``MAJOR.MINOR``."""
     match = _RELEASE.match(release)
     if match is None:
-        raise ValueError(f"not a kernel release: {release!r} (e.g. 6.1 or 6.1.0-41-amd64)")
-    major, minor = int(match[1]), int(match[2])
-    return major, minor
+        raise ValueError(f"not a kernel release: {release!r} (e.g. 6.1 or 6.1.192)")
+    return int(match[1]), int(match[2]), int(match[3] or 0)
 
 
 def since(field_name: str) -> str:
@@ -188,7 +195,7 @@ def since(field_name: str) -> str:
     return changes[-1][0] if changes else "3.8"
 
 
-_CACHE: dict[tuple[int, int], Profile] = {}
+_CACHE: dict[tuple[int, int, int], Profile] = {}
 
 
 def for_release(release: str) -> Profile:
@@ -206,7 +213,9 @@ def for_release(release: str) -> Profile:
             for changed_in, value in changes:
                 if numbers >= release_numbers(changed_in):
                     values[name] = value
-        found = Profile(name=f"{numbers[0]}.{numbers[1]}", **values)  # type: ignore[arg-type]
+        major, minor, patch = numbers
+        name = f"{major}.{minor}" + (f".{patch}" if patch else "")
+        found = Profile(name=name, **values)  # type: ignore[arg-type]
         _CACHE[numbers] = found
     return found
 
