@@ -210,3 +210,35 @@ def test_one_siginfo_is_shared_by_every_target_of_a_group_kill() -> None:
     k.kill(a, 0, USR2)
     assert late.pgrp_joined > b.pgrp_joined
     assert k.caught(b) == [(USR2, 0)]  # the new member was first, and zeroed it
+
+
+def test_a_group_orphaned_with_a_stopped_member_gets_hup_then_cont() -> None:  # H6
+    k = Kernel()
+    leader = k.fork(k.init)  # the session: root's; leader leaves root's group
+    child = k.fork(leader)
+    k.setpgid(leader, 0, 0)
+    k.sigaction(child, signal.SIGHUP, Disposition.CATCH)
+    k.kill_task(leader, child, STOP)
+    k.exit(leader, 0)  # child goes to root, in child's own group: orphaned
+    assert not child.stopped and k.caught(child) == [(signal.SIGHUP, 0)]
+
+
+def test_an_orphaned_group_with_nobody_stopped_gets_nothing() -> None:  # H6
+    k = Kernel()
+    leader = k.fork(k.init)
+    child = k.fork(leader)
+    k.setpgid(leader, 0, 0)
+    k.sigaction(child, signal.SIGHUP, Disposition.CATCH)
+    k.exit(leader, 0)
+    assert state(child) is TaskState.RUNNING and k.caught(child) == []
+
+
+def test_a_group_still_linked_through_a_parent_in_the_session_gets_nothing() -> None:  # H6
+    k = Kernel()
+    parent = k.fork(k.init)  # in root's group
+    member = k.fork(parent)
+    k.setpgid(member, 0, 0)  # its own group, linked by parent (another group, same session)
+    stopped = k.fork(member)
+    k.kill_task(parent, stopped, STOP)
+    k.exit(member, 0)  # stopped goes to root: root's group, same session: still linked
+    assert stopped.stopped and state(stopped) is TaskState.RUNNING

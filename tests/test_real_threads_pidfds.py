@@ -282,3 +282,26 @@ def test_set_tid_of_a_number_an_exited_thread_just_freed_is_granted() -> None:
     summary = as_nobody(lambda: trace_summary(text))
     assert isinstance(summary, dict) and summary["error"] is None
     assert summary["results"] == [s.expected for s in parse(text).steps]
+
+
+# kill checks the credentials of the task the pid names: a tgid names the leader thread,
+# which exit(2)ed as root before the live thread's setuid (found by random, seed 41009)
+EXITED_LEADER_CREDS = """\
+A: thread -> B                    => 3
+A: exit_thread 0                  => 0
+B: setuid 65534                   => 0
+B: fork -> C                      => 4
+C: fork -> D                      => 5
+D: kill A TERM                    => EPERM      # the leader's creds: root's
+D: kill B TERM                    => 0          # B's own: 65534's
+C: state A                        => reaped
+"""
+
+
+@needs_root
+def test_kill_of_a_tgid_checks_the_exited_leaders_credentials() -> None:
+    check_expectations(run_real(EXITED_LEADER_CREDS))
+    assert verdict_of(EXITED_LEADER_CREDS) == []
+    # as 65534 only uid 0 is mapped (setuid 65534 is EINVAL): model and kernel still agree
+    bare = "\n".join(line.split("=>")[0] for line in EXITED_LEADER_CREDS.splitlines())
+    assert as_nobody(lambda: verdict_of(bare + "\n")) == []

@@ -48,6 +48,7 @@ KILL = int(_signal.SIGKILL)
 STOP = int(_signal.SIGSTOP)
 CHLD = int(_signal.SIGCHLD)
 CONT = int(_signal.SIGCONT)
+HUP = int(_signal.SIGHUP)
 
 _IGNORED = {int(_signal.SIGCHLD), int(_signal.SIGURG), int(_signal.SIGWINCH)}
 _STOPPING = {int(_signal.SIGSTOP), int(_signal.SIGTSTP), int(_signal.SIGTTIN), int(_signal.SIGTTOU)}

@@ -86,14 +86,47 @@ def zap_pid_ns_processes(kernel: Kernel, ns: PidNamespace, init: Task) -> None:
 
 
 def exit_notify(kernel: Kernel, task: Task) -> None:
-    """kernel/exit.c:exit_notify: hand the children over, become a zombie, tell the parent."""
+    """kernel/exit.c:exit_notify: hand the children over, become a zombie, tell the parent.
+    A process group this exit orphans gets SIGHUP and SIGCONT if a member is stopped
+    (kill_orphaned_pgrp); they act once the exit is done, as the kernel's wake later."""
     forget_original_parent(kernel, task)
+    kill_orphaned_pgrp(kernel, task, None)
     _move(kernel, task, TaskState.ZOMBIE)
     parent = task.parent
     assert parent is not None
     parent.zombies += 1
     if notify_parent(kernel, task) or in_zap_wait(parent):
         release_task(kernel, task)
+    sig.flush_fatal(kernel)
+
+
+def kill_orphaned_pgrp(kernel: Kernel, task: Task, father: Task | None) -> None:
+    """kernel/exit.c:kill_orphaned_pgrp. On exit (``father`` None): TASK's parent is in
+    another group of the session and TASK was its group's last link outside. On
+    reparenting (TASK a child of the exiting ``father``): the father was that link.
+    Either way, a group left with no member whose parent is in another group of the same
+    session (POSIX's orphaned process group) and with a stopped member gets SIGHUP, then
+    SIGCONT, from the kernel (SEND_SIG_PRIV: si_pid 0, forced), every member."""
+    outside = task.parent if father is None else father
+    pgrp = task.pgrp
+    if outside is None or outside.pgrp is pgrp or outside.session is not task.session:
+        return
+    members = [t for t in kernel.tasks if t.pgrp is pgrp]
+    if not any(t.stopped for t in members):  # has_stopped_jobs: SIGNAL_STOP_STOPPED
+        return
+    ignored = task if father is None else None
+    for member in members:  # will_become_orphaned_pgrp
+        parent = member.parent
+        if member is ignored or parent is None:  # parent None: root, whose is outside
+            continue
+        if member.state is TaskState.ZOMBIE and not member.threads:
+            continue
+        if parent.pgrp is not pgrp and parent.session is member.session:
+            return
+    members.sort(key=lambda t: t.pgrp_joined, reverse=True)  # __kill_pgrp_info's order
+    for signo in (signals.HUP, signals.CONT):
+        for member in members:
+            sig.send(kernel, member, signo, 0, force=True)
 
 
 def in_zap_wait(task: Task) -> bool:
@@ -159,7 +192,10 @@ def forget_original_parent(kernel: Kernel, father: Task) -> None:
         reaper.add_child(child)
     for child in orphans:
         # reparent_leader: a zombie is announced to its new parent, which may reap it
-        if child.state is TaskState.ZOMBIE and notify_parent(kernel, child):
+        # (after the group check, as the kernel releases its dead list at the end)
+        released = child.state is TaskState.ZOMBIE and notify_parent(kernel, child)
+        kill_orphaned_pgrp(kernel, child, father)
+        if released:
             release_task(kernel, child)
 
 
@@ -227,6 +263,7 @@ def exit_thread(kernel: Kernel, caller: Caller, status: int) -> None:
         do_exit(kernel, group, status)
     else:
         group.leader_exited = True
+        group.leader_creds = (group.uid, group.suid)
     if not last:
         _to_alive_thread(group, None if isinstance(caller, Task) else caller)
 
@@ -255,6 +292,7 @@ def do_exec(kernel: Kernel, caller: Caller) -> None:
         group.children_ns = caller.children_ns
         group.blocked = caller.blocked
         group.leader_exited = False
+        group.leader_creds = None  # de_thread: the caller becomes the leader
         release_thread(kernel, caller)
     group.execed = True
     table = group.dispositions

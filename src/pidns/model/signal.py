@@ -173,11 +173,17 @@ def flush_fatal(kernel: Kernel) -> None:
             exits.do_exit(kernel, task, signo)
 
 
-def _may_signal(sender: Task, target: Task, signo: int) -> bool:
-    """kernel/signal.c:check_kill_permission + kill_ok_by_cred."""
+def _may_signal(sender: Task, target: Task, signo: int, by_thread: bool = False) -> bool:
+    """kernel/signal.c:check_kill_permission + kill_ok_by_cred, on the credentials of the
+    task the pid named: the leader thread's for a tgid (pid_task(pid, PIDTYPE_PID)), which
+    a leader that exit(2)ed keeps from before a later setuid of the threads left; the
+    live threads' for a thread's tid (``by_thread``)."""
     if sender is target:
         return True
-    if sender.euid in (target.suid, target.uid) or sender.uid in (target.suid, target.uid):
+    uid, suid = (target.uid, target.suid)
+    if target.leader_creds is not None and not by_thread:
+        uid, suid = target.leader_creds
+    if sender.euid in (suid, uid) or sender.uid in (suid, uid):
         return True
     if capable(sender, target.user_ns):
         return True
@@ -197,9 +203,11 @@ class _Info:
         self.si_pid = sender.numbers[-1]
 
 
-def _send_from(kernel: Kernel, sender: Task, target: Task, signo: int, info: _Info) -> int:
+def _send_from(
+    kernel: Kernel, sender: Task, target: Task, signo: int, info: _Info, by_thread: bool = False
+) -> int:
     """group_send_sig_info from a user task: 0 or -EPERM; signal 0 only checks."""
-    if not _may_signal(sender, target, signo):
+    if not _may_signal(sender, target, signo, by_thread):
         return -errno.EPERM
     if signo:
         # send_signal_locked: "From an ancestor pid namespace?"
@@ -221,7 +229,8 @@ def kill(kernel: Kernel, sender: Task, pid: int, signo: int) -> None:
             if entry is None or entry.state is TaskState.REAPED:
                 raise KernelError(errno.ESRCH, "kill")
             # a thread's tid signals its whole group (kill_proc_info -> group_send_sig_info)
-            err = _send_from(kernel, sender, entry.group, signo, _Info(sender))
+            by_thread = entry is not entry.group
+            err = _send_from(kernel, sender, entry.group, signo, _Info(sender), by_thread)
         elif pid == -1:
             err = _kill_all(kernel, sender, signo)
         else:

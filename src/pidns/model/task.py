@@ -119,6 +119,7 @@ class Task:
         "exit_status",
         "has_child_subreaper",
         "is_subreaper",
+        "leader_creds",
         "leader_exited",
         "ns",
         "numbers",
@@ -197,6 +198,9 @@ class Task:
         self.unkillable = False  # SIGNAL_UNKILLABLE: set on an init (pid 1 in its ns)
         self.threads: dict[Thread, None] | None = None  # live threads but the leader
         self.leader_exited = False  # the leader thread exit(2)ed; the group lives on
+        # (uid, suid) the leader thread had when it exit(2)ed: creds are per thread, and a
+        # later setuid changes only the live ones (kill's permission check reads these)
+        self.leader_creds: tuple[int, int] | None = None
         self.blocked = 0  # the leader thread's signal mask, bit (sig - 1)
         # signals every thread blocked when they came (signal -> si_pid of the first
         # one: a standard signal does not queue twice), delivered on unblock
