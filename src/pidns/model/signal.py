@@ -192,10 +192,12 @@ def _may_signal(sender: Task, target: Task, signo: int, by_thread: bool = False)
 
 class _Info:
     """The one kernel_siginfo a kill(2) prepares (prepare_kill_siginfo: si_pid is the
-    sender's own pid) and hands to every target. Since 6.13 (profile row
-    ``group_kill_shares_siginfo``) send_signal_locked zeroes si_pid *in it* for a target
-    whose namespace cannot see the sender, so every target after that one gets 0 too
-    (kill(0), kill(-PGID), kill(-1)); 3.8 to 6.12 zero only that target's own copy."""
+    sender's own pid) and hands to every target. Where the profile row
+    ``group_kill_shares_siginfo`` says so (6.1.176 and 6.18.44 booted; it changed within
+    6.1's stable line) send_signal_locked zeroes si_pid *in it* for a target whose
+    namespace cannot see the sender, so every target after that one gets 0 too (kill(0),
+    kill(-PGID), kill(-1)); elsewhere (3.8.13, 6.1.192, 6.12.117) only that target's own
+    copy is zeroed."""
 
     __slots__ = ("si_pid",)
 
