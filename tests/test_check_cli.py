@@ -15,6 +15,7 @@ from pidns.scenario.backend import ScenarioError, run
 from pidns.scenario.compare import judge
 from pidns.scenario.generate import (
     _children_die_together,
+    _queues_beside_a_sibling,
     _replay,
     _sleeping_waiters,
     generate,
@@ -238,4 +239,27 @@ def test_the_generator_never_ends_two_children_of_a_sleeping_waiter_together(
     sleepers = _sleeping_waiters(backend, runner, {s.index: s for s in runner.scenario.steps})
     runner.step(parse("".join(f"{line}\n" for line in lines), "t.pidns").steps[-1])
     assert _children_die_together(sleepers) is race
+    backend.close()
+
+
+@pytest.mark.parametrize(
+    ("lines", "race"),
+    [
+        # A and C, threads of one stopped process, both with a call queued: on SIGCONT
+        # A's fork and C's exit_group run at once (found by check --random, seed 52008)
+        (["A: thread -> C", "A: fork -> D", "D: kill C STOP", "C: exit 3",
+          "A: fork -> E"], True),
+        # one call queued in a stopped process
+        (["A: thread -> C", "A: fork -> D", "D: kill C STOP", "C: exit 3"], False),
+        # a sibling busy in a process that runs: its wait sleeps, the fork is no race
+        (["A: thread -> C", "A: fork -> D", "C: wait D", "A: fork -> E"], False),
+    ],
+    ids=["two-queued", "one-queued", "running"],
+)  # fmt: skip
+def test_the_generator_never_queues_two_calls_in_one_stopped_process(
+    lines: list[str], race: bool
+) -> None:
+    backend, runner = _replay(lines[:-1], "6.18", 1, None)
+    step = parse("".join(f"{line}\n" for line in lines), "t.pidns").steps[-1]
+    assert _queues_beside_a_sibling(step, backend, runner) is race
     backend.close()

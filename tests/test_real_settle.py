@@ -3,9 +3,12 @@ for the states a sweep can catch only by chance: built here as the sweep would s
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from types import SimpleNamespace
 
-from pidns.scenario.real_proc import Seen
+from pidns.scenario.real_proc import Seen, threads_where
 from pidns.scenario.real_settle import Settle, Settler
 from pidns.scenario.real_world import Proc
 
@@ -41,3 +44,25 @@ def test_a_group_stopped_or_running_as_a_whole_is_at_rest() -> None:
     assert reasons(a, b) == []
     a.seen.state = b.seen.state = "S"
     assert reasons(a, b) == []
+
+
+def test_a_world_that_does_not_settle_says_where_each_thread_sleeps() -> None:
+    code = "import threading as t, time; t.Thread(target=time.sleep, args=(30,)).start()"
+    code += "; time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            where = threads_where(child.pid)
+            if where.count(" S ") == 2:
+                break
+            time.sleep(0.01)
+        head, _, threads = where.partition(": ")
+        assert head == str(child.pid)
+        first, second = threads.split(", ")
+        assert first.startswith(f"{child.pid} S ") and " S " in f" {second}"
+        assert "nr 230" in where  # clock_nanosleep, where each sleeps (x86-64)
+    finally:
+        child.kill()
+        child.wait()
+    assert threads_where(child.pid) == f"{child.pid}: gone"

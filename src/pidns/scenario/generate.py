@@ -81,7 +81,9 @@ def generate(
             continue
         if unsupported is not None and unsupported(step) is not None:
             continue
-        if _races_a_sibling(step, backend, runner):
+        if _races_a_sibling(step, backend, runner) or _queues_beside_a_sibling(
+            step, backend, runner
+        ):
             continue
         sleepers = _sleeping_waiters(backend, runner, made)
         try:
@@ -111,6 +113,17 @@ def _races_a_sibling(step: Step, backend: ModelBackend, runner: Runner) -> bool:
         return False
     group = backend.tasks[step.actor].group
     return any(backend.tasks[name].group is group for name in runner.busy)
+
+
+def _queues_beside_a_sibling(step: Step, backend: ModelBackend, runner: Runner) -> bool:
+    """A call queued by a thread of a stopped process while another of its threads has a
+    call queued or asleep: when the process continues, both threads run at once, and
+    which call the kernel makes first (a fork before a sibling's exit_group, or not) is
+    the scheduler's choice (found as seed 52008: A's fork and C's exit, both queued)."""
+    group = backend.tasks[step.actor].group
+    if not group.stopped:
+        return False
+    return any(n != step.actor and backend.tasks[n].group is group for n in runner.busy)
 
 
 def _replay(

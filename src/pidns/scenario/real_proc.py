@@ -88,6 +88,33 @@ def wchan(host: int) -> str:
         return ""
 
 
+def threads_where(host: int) -> str:
+    """Where each thread of process HOST is, as the kernel shows it: ``4711: 4711 S
+    do_wait nr 61, 4712 S futex_wait nr 202`` (state, wchan, the system call it is in),
+    so that a world that does not settle tells why (a thread asleep on a lock, say)."""
+    try:
+        tids = sorted(int(t) for t in os.listdir(f"/proc/{host}/task"))
+    except OSError:
+        return f"{host}: gone"
+    parts = []
+    for tid in tids:
+        fields = [str(tid)]
+        for name in ("stat", "wchan", "syscall"):
+            try:
+                with open(f"/proc/{host}/task/{tid}/{name}") as f:
+                    text = f.read().strip()
+            except OSError:
+                continue
+            if name == "stat":
+                fields.append(text.rpartition(")")[2].split()[0])
+            elif name == "wchan":
+                fields.append(text or "-")
+            else:
+                fields.append(f"nr {text.split()[0]}" if text else "nr ?")
+        parts.append(" ".join(fields))
+    return f"{host}: " + ", ".join(parts)
+
+
 def pidfd_numbers(pidfd: int) -> tuple[int, tuple[int, ...]]:
     """``Pid`` and ``NSpid`` of a pidfd, in the runner's /proc (fs/pidfs.c:pidfd_show_fdinfo)."""
     fd = os.open(f"/proc/self/fdinfo/{pidfd}", os.O_RDONLY | os.O_CLOEXEC)

@@ -25,7 +25,7 @@ from pidns.scenario import puppet_protocol as wire
 from pidns.scenario.ast import Completion, Op
 from pidns.scenario.backend import BackendError
 from pidns.scenario.real_call import CallState
-from pidns.scenario.real_proc import SIGKILL_BIT, read, wchan
+from pidns.scenario.real_proc import SIGKILL_BIT, read, threads_where, wchan
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -99,7 +99,13 @@ class Settler:
                 if not reasons:
                     return
             if time.monotonic() > deadline:
-                raise BackendError("the world did not settle: " + "; ".join(reasons))
+                stuck = [p for p in self.procs(settle) if p.call is not None]
+                if settle.actor is not None and settle.actor not in stuck:
+                    stuck.insert(0, settle.actor)
+                where = "".join(
+                    f" [{p.name} {threads_where(p.host)}]" for p in stuck if not p.reaped
+                )
+                raise BackendError("the world did not settle: " + "; ".join(reasons) + where)
             if returned:
                 rounds += 1
                 self._read_messages(settle, 0 if rounds < 4 else 0.0002 if rounds < 20 else 0.002)
