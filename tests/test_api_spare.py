@@ -5,6 +5,7 @@ signals), and a spare never outlives its caller or server (as root and as uid 65
 from __future__ import annotations
 
 import ctypes
+import marshal
 import os
 import resource
 import select
@@ -18,7 +19,7 @@ import time
 import pytest
 
 import pidns
-from pidns.linux import served, server, syscalls
+from pidns.linux import served, server, status_channel, syscalls
 from test_run_support import children, comm, gone, in_child, needs_root, wait_for
 
 pytestmark = [pytest.mark.real, needs_root]
@@ -218,15 +219,15 @@ class _Captured(Exception):
         self.request, self.shape = request, shape
 
 
-def _captured_request(argv: list[str]) -> tuple[dict[str, object], bytes]:
-    """The request (and its spare shape) that ``pidns.run(argv)`` makes here."""
+def _captured_request(argv: list[str], **options: object) -> tuple[dict[str, object], bytes]:
+    """The request (and its spare shape) that ``pidns.run(argv, **options)`` makes here."""
 
     def capture(_argv: object, request: dict[str, object], _fds: object, shape: bytes) -> None:
         raise _Captured({**request, "rlimits": []}, shape)
 
     real, served._send = served._send, capture  # type: ignore[assignment]
     try:
-        pidns.run(argv)
+        pidns.run(argv, **options)  # type: ignore[arg-type]
     except _Captured as captured:
         return captured.request, captured.shape
     finally:
@@ -293,3 +294,63 @@ def test_a_spare_reaped_before_its_eof_was_read_is_not_killed_by_its_pid() -> No
         return os.WTERMSIG(status)
 
     assert in_child(body) == signal.SIGTERM, "the process at the spare's pid was killed"
+
+
+def _memfd(request: dict[str, object]) -> int:
+    fd = os.memfd_create("pidns-request", os.MFD_CLOEXEC)
+    os.write(fd, marshal.dumps(request))
+    return fd
+
+
+def test_a_spare_that_took_its_request_serves_it_though_the_server_drops_it() -> None:
+    """A request of another shape makes the server drop its spare; if the caller handed
+    that spare a request just before, and the spare's t has not reached the server yet,
+    the spare still runs the command to its end (it used to be SIGKILLed: the caller saw
+    t, then the channel's end, and returncode -9)."""
+
+    def body() -> tuple[list[str], int | None]:
+        request, shape = _captured_request(["sh", "-c", "exit 7"])
+        other, other_shape = _captured_request(["true"], mount_proc=False)
+        assert shape and other_shape and shape != other_shape
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        the_server = server.Server(theirs.detach(), os.pidfd_open(os.getpid()))
+        the_server.poller = select.poll()
+        the_server._make_spare(shape, request)
+        spare = the_server.spare
+        assert spare is not None
+        while not spare.ready:
+            assert select.select([spare.sock], [], [], 10)[0]
+            the_server._spare_said(spare)
+        _announcement, (channel, pidfd, *rest), _flags, _addr = socket.recv_fds(mine, 4096, 8)
+        for fd in rest:
+            os.close(fd)
+        null = os.open(os.devnull, os.O_RDWR)
+        # the caller's cwd, by its path: the server here moved this process to /
+        cwd = os.open(str(request["cwd_path"]), os.O_PATH | os.O_DIRECTORY)
+        carrier = socket.socket(fileno=channel)
+        socket.send_fds(carrier, [b"N"], [_memfd(request), cwd, null, null, null])
+        assert select.select([carrier], [], [], 10)[0]
+        assert carrier.recv(16) == b"t"  # taken; the server has not read the spare's t
+        # the other shape's request (its own fds: memfd, status channel, cwd, stdio)
+        status, status_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        fds = [_memfd(other), status_theirs.detach(), os.dup(cwd), null, null, null]
+        the_server._request(b"N" + other_shape, [os.dup(fd) for fd in fds])
+        assert the_server.spare is None  # dropped
+        said: list[str] = []  # the kinds of message on the caller's channel
+        command_status = None
+        while not said or said[-1] not in ("X", "EOF"):
+            assert select.select([carrier], [], [], 10)[0]
+            data = carrier.recv(65536)
+            for line in data.decode().splitlines() if data else ["EOF"]:
+                said.append(line[:1] if line != "EOF" else line)
+                message = None if line == "EOF" else status_channel.decode(line)
+                if isinstance(message, status_channel.Report):
+                    command_status = message.wait_status
+        assert select.select([pidfd], [], [], 10)[0]
+        the_server._reap()
+        status.close()
+        mine.close()
+        return said, command_status
+
+    said, command_status = in_child(body)
+    assert said[-1] == "X" and command_status == 7 << 8, said

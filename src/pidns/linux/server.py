@@ -209,7 +209,7 @@ class Server:
         if spare is not None and spare.pid == pid:
             while self._spare_said(spare):  # what it wrote before it died comes first
                 pass
-            if self.spare is spare:  # its EOF not read yet: drop it before its pidfd closes
+            if self.spare is spare:  # its EOF not read yet
                 self._drop(spare)
         self.serving.discard(pid)
         if pid in self.pidfds and pid not in self.channels:
@@ -289,15 +289,14 @@ class Server:
         return False
 
     def _drop(self, spare: Spare) -> None:
-        """Forget ``spare``'s socket; kill it unless it serves a request. Through its
-        pidfd, never its pid: ``_reaped`` drops a spare it has just reaped (it died before
-        its EOF was read), whose pid any new process may have by then; a pidfd names the
-        process itself, and once that is reaped the signal is refused (ESRCH: in
-        kernel/signal.c:pidfd_send_signal, kill_pid_info finds no task on the struct pid)."""
+        """Forget ``spare``: close our end of its socket. It is not killed: a spare still
+        waiting for a request exits at that EOF (``spare._wait``), and one the caller has
+        already handed a request serves it, though its ``t`` may not have reached us yet
+        (a request of another shape can come first): killing it there ended a command the
+        caller had been told was taken. No signal either for a spare ``_reaped`` drops
+        after reaping it, whose pid any new process may have by then."""
         if self.spare is spare:
             self.spare = None
-        if spare.pid not in self.channels:
-            _quietly(signal.pidfd_send_signal, spare.pidfd, SIGKILL)
         self.poller.unregister(spare.sock)
         spare.sock.close()
 
@@ -331,8 +330,8 @@ class Server:
         finally:
             theirs.close()
             its.close()
-        self.pidfds[pid] = pidfd  # closed once it is reaped (``_reaped``), not before
-        self.spare = Spare(shape, pid, pidfd, mine)
+        self.pidfds[pid] = pidfd
+        self.spare = Spare(shape, pid, mine)
         self.poller.register(mine, select.POLLIN)
         fds = [callers.fileno(), pidfd] + ([mountinfo] if mountinfo >= 0 else [])
         try:
@@ -394,15 +393,13 @@ class Server:
 
 
 class Spare:
-    """The server's view of a spare init: its pid, its pidfd (the server's, in
-    ``Server.pidfds``) and the socket on which it says r, f, t."""
+    """The server's view of a spare init: its pid and the socket on which it says r, f, t."""
 
-    __slots__ = ("pid", "pidfd", "ready", "shape", "sock")
+    __slots__ = ("pid", "ready", "shape", "sock")
 
-    def __init__(self, shape: bytes, pid: int, pidfd: int, sock: _socket.socket) -> None:
+    def __init__(self, shape: bytes, pid: int, sock: _socket.socket) -> None:
         self.shape = shape
         self.pid = pid
-        self.pidfd = pidfd
         self.sock = sock
         self.ready = False  # it said r: its namespace is made
 

@@ -28,7 +28,9 @@ not be made: that shape gets no spares, each request's own error is reported) or
 with a copy of the request channel (for the server's ``W``).
 
 The spare never outlives its caller or its server: it waits on the caller's pidfd and on
-its socket to the server (EOF when the server goes) besides the parent-death signal.
+its socket to the server (EOF when the server goes, or lets it go: the server never
+kills a spare, which may have taken a request it has not heard of yet) besides the
+parent-death signal.
 Signals sent to it before a request (the caller's process group, which it shares until
 its command exists, as every init here does) are read and dropped: no init existed yet
 to receive them.
