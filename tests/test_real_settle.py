@@ -66,3 +66,19 @@ def test_a_world_that_does_not_settle_says_where_each_thread_sleeps() -> None:
         child.kill()
         child.wait()
     assert threads_where(child.pid) == f"{child.pid}: gone"
+
+
+def test_a_zombie_of_an_init_in_its_zap_is_on_its_way_to_being_reaped() -> None:
+    # C, an init, exits: its zap SIGKILLs E, whose child F goes to C and dies; C's
+    # kernel_wait4(-1, __WALL) reaps F next, so F's zombie is not at rest (seed 51013)
+    root = proc("root", 1, "S")
+    c = proc("C", 10, "S")
+    c.seen.exiting = True
+    f = proc("F", 12, "Z")
+    f.seen.ppid = 10
+    world = SimpleNamespace(by_host={1: root, 10: c, 12: f}, threads_of={}, root_host=1)
+    found = Settler(world).unsettled(Settle(None, "0"))  # type: ignore[arg-type]
+    assert "F is a zombie its dying init will reap" in found
+    c.seen.exiting = False  # a live parent that has not waited: F is at rest
+    found = Settler(world).unsettled(Settle(None, "0"))  # type: ignore[arg-type]
+    assert found == []

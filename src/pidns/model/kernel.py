@@ -323,7 +323,9 @@ class Kernel:
         if fd.thread and isinstance(target, Task) and target.leader_exited:
             # the thread is a leader that exit(2)ed: a thread-directed signal waits in its
             # own pending set, and complete_signal wakes no one (wants_signal refuses a
-            # PF_EXITING thread): not even SIGKILL acts (6.18.44)
+            # PF_EXITING thread): not even SIGKILL acts (6.18.44). The checks come first
+            # (access_pidfd_pidns: EINVAL; check_kill_permission: EPERM; seed 51013).
+            sig.pidfd_check(caller, target, signo)
             return
         if fd.thread and signo and target.blocked >> (signo - 1) & 1 and signo not in (9, 19):
             # a thread-directed signal the thread blocks waits in that thread's own

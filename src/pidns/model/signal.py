@@ -293,14 +293,27 @@ def set_disposition(task: Task, signo: int, disposition: Disposition) -> None:
         task.blocked_everywhere = task.blocked_everywhere or None
 
 
+def _pidfd_reaches(sender: Task, target: Task, signo: int) -> None:
+    """pidfd_send_signal's first checks: the signal number, and the target's namespace,
+    the sender's active one or below it (access_pidfd_pidns): EINVAL."""
+    if not 0 <= signo < _NSIG or not sender.ns.is_ancestor_of(target.ns):
+        raise KernelError(errno.EINVAL, "pidfd_send_signal")
+
+
+def pidfd_check(sender: Task, target: Task, signo: int) -> None:
+    """What pidfd_send_signal checks before it sends, for a call that then sends nothing
+    the model keeps: also the permission (check_kill_permission on the creds of the task
+    the pidfd names: EPERM)."""
+    _pidfd_reaches(sender, target, signo)
+    if not _may_signal(sender, target, signo):
+        raise KernelError(errno.EPERM, "pidfd_send_signal")
+
+
 def pidfd_send_signal(kernel: Kernel, sender: Task, target: Task, signo: int) -> None:
     """kernel/signal.c:pidfd_send_signal with no siginfo: the target's namespace must be
     the sender's active one or below it (access_pidfd_pidns: EINVAL); then as kill(2),
     si_pid and SI_USER included (ESRCH once the target is reaped)."""
-    if not 0 <= signo < _NSIG:
-        raise KernelError(errno.EINVAL, "pidfd_send_signal")
-    if not sender.ns.is_ancestor_of(target.ns):
-        raise KernelError(errno.EINVAL, "pidfd_send_signal")
+    _pidfd_reaches(sender, target, signo)
     if target.state is TaskState.REAPED:
         raise KernelError(errno.ESRCH, "pidfd_send_signal")
     try:

@@ -209,8 +209,13 @@ class Settler:
                 if self.world.group_state(p) is None:
                     reasons.append(f"{p.name}'s other threads are exiting")
             elif seen.state == "Z":
+                parent = self.world.by_host.get(seen.ppid)
                 if seen.ppid == self.world.root_host:
                     reasons.append(f"{p.name} is a zombie root will reap")
+                elif parent is not None and not parent.reaped and parent.seen.exiting:
+                    # an exiting parent is an init in its zap, whose kernel_wait4(-1,
+                    # __WALL) reaps every child (seed 51013: F, reparented to C as C died)
+                    reasons.append(f"{p.name} is a zombie its dying init will reap")
             elif seen.exiting:
                 if not self._exiting_at_rest(p):
                     reasons.append(f"{p.name} is exiting")
