@@ -15,6 +15,7 @@ from pidns.scenario.backend import ScenarioError, run
 from pidns.scenario.compare import judge
 from pidns.scenario.generate import (
     _children_die_together,
+    _names_a_thread_of_a_zap,
     _queues_beside_a_sibling,
     _replay,
     _sleeping_waiters,
@@ -262,4 +263,28 @@ def test_the_generator_never_queues_two_calls_in_one_stopped_process(
     backend, runner = _replay(lines[:-1], "6.18", 1, None)
     step = parse("".join(f"{line}\n" for line in lines), "t.pidns").steps[-1]
     assert _queues_beside_a_sibling(step, backend, runner) is race
+    backend.close()
+
+
+@pytest.mark.parametrize(
+    ("lines", "race"),
+    [
+        # B, an init with a thread D and a member C, exits: which of B and D makes the
+        # zap (and stays visible in it) is the scheduler's (found by random, seed 61009)
+        (["A: unshare NEWPID", "A: fork -> B", "A: fork -> C", "B: thread -> D",
+          "B: exit 0", "A: getpgid D"], True),
+        # no other member: the namespace dies at once, D is gone for good
+        (["A: unshare NEWPID", "A: fork -> B", "B: thread -> D", "B: exit 0",
+          "A: getpgid D"], False),
+        # not an init
+        (["A: fork -> B", "B: thread -> D", "B: exit 0", "A: getpgid D"], False),
+    ],
+    ids=["init-in-its-zap", "init-alone", "no-init"],
+)  # fmt: skip
+def test_the_generator_never_names_a_thread_of_an_init_in_its_zap(
+    lines: list[str], race: bool
+) -> None:
+    backend, _runner = _replay(lines[:-1], "6.18", 1, None)
+    step = parse("".join(f"{line}\n" for line in lines), "t.pidns").steps[-1]
+    assert _names_a_thread_of_a_zap(step, backend) is race
     backend.close()

@@ -81,7 +81,10 @@ class Settler:
         """
         deadline = time.monotonic() + self.world.settle_timeout
         rounds = 0
-        asked: set[int] = set()  # host pids told to take their caught signals
+        # (host pid, how) of puppets told to take their caught signals: an idle one by
+        # drain, one blocked in wait by WAKE (which may end the wait without taking
+        # them: the woken do_wait rescans and can return ECHILD; it is then told again)
+        asked: set[tuple[int, bool]] = set()
         while True:
             self.await_actor(settle)
             self._read_messages(settle, 0)
@@ -278,7 +281,7 @@ class Settler:
             for p in self.world.by_host.values()
         )
 
-    def _take_caught_signals(self, settle: Settle, asked: set[int]) -> list[str]:
+    def _take_caught_signals(self, settle: Settle, asked: set[tuple[int, bool]]) -> list[str]:
         """Tell every running puppet with caught signals pending to take them: an idle one
         by the ``drain`` command, one blocked in wait by WAKE. Returns who has not yet."""
         reasons: list[str] = []
@@ -290,10 +293,10 @@ class Settler:
             if seen.dead or seen.stopped or seen.exiting or not taken:
                 continue
             reasons.append(f"{p.name} has caught signals to take")
-            if p.host in asked:
-                continue
-            asked.add(p.host)
             call = p.call
+            if (p.host, call is None) in asked:
+                continue
+            asked.add((p.host, call is None))
             if call is None and p.channel is not None:
                 wire.send(p.channel, wire.encode_command(wire.DRAIN))
             elif (
