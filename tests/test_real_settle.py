@@ -82,3 +82,22 @@ def test_a_zombie_of_an_init_in_its_zap_is_on_its_way_to_being_reaped() -> None:
     c.seen.exiting = False  # a live parent that has not waited: F is at rest
     found = Settler(world).unsettled(Settle(None, "0"))  # type: ignore[arg-type]
     assert found == []
+
+
+def test_a_zombie_of_an_init_whose_leader_alone_left_is_at_rest() -> None:
+    # examples/54: the init's leader exit(2)ed (a zombie thread, PF_EXITING) while T
+    # runs; C, T's child, is a zombie nobody waits for yet: at rest
+    root = proc("root", 1, "S")
+    leader = proc("I", 10, "Z")
+    leader.seen.exiting = True
+    leader.seen.threads = 2
+    c = proc("C", 12, "Z")
+    c.seen.ppid = 10
+    world = SimpleNamespace(
+        by_host={1: root, 10: leader, 12: c},
+        threads_of={},
+        root_host=1,
+        group_state=lambda _p: "running",  # T, the live thread, was found
+    )
+    found = Settler(world).unsettled(Settle(None, "0"))  # type: ignore[arg-type]
+    assert not any("C is" in reason for reason in found)

@@ -25,7 +25,7 @@ from pidns.scenario import puppet_protocol as wire
 from pidns.scenario.ast import Completion, Op
 from pidns.scenario.backend import BackendError
 from pidns.scenario.real_call import CallState
-from pidns.scenario.real_proc import SIGKILL_BIT, read, threads_where, wchan
+from pidns.scenario.real_proc import SIGKILL_BIT, Seen, read, threads_where, wchan
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -215,7 +215,7 @@ class Settler:
                 parent = self.world.by_host.get(seen.ppid)
                 if seen.ppid == self.world.root_host:
                     reasons.append(f"{p.name} is a zombie root will reap")
-                elif parent is not None and not parent.reaped and parent.seen.exiting:
+                elif parent is not None and not parent.reaped and _dying(parent.seen):
                     # an exiting parent is an init in its zap, whose kernel_wait4(-1,
                     # __WALL) reaps every child (seed 51013: F, reparented to C as C died)
                     reasons.append(f"{p.name} is a zombie its dying init will reap")
@@ -317,6 +317,12 @@ class Settler:
             if not p.seen.dead:
                 held[p.group.host] = held.get(p.group.host, -1) & p.user_blocked
         return held
+
+
+def _dying(seen: Seen) -> bool:
+    """A process on its way out as a whole, not a leader that exit(2)ed alone (a zombie
+    thread while its group lives on: examples/54)."""
+    return seen.exiting and seen.state not in ("Z", "X")
 
 
 def asleep_in(p: Proc, function: str, states: str = "S") -> bool:
