@@ -19,6 +19,7 @@ from pidns.scenario.generate import (
     _queues_beside_a_sibling,
     _replay,
     _sleeping_waiters,
+    _wakes_a_sibling_pgrp_wait,
     generate,
     shrink,
 )
@@ -287,4 +288,26 @@ def test_the_generator_never_names_a_thread_of_an_init_in_its_zap(
     backend, _runner = _replay(lines[:-1], "6.18", 1, None)
     step = parse("".join(f"{line}\n" for line in lines), "t.pidns").steps[-1]
     assert _names_a_thread_of_a_zap(step, backend) is race
+    backend.close()
+
+
+@pytest.mark.parametrize(
+    ("lines", "race"),
+    [
+        # C sleeps in a wait for A's group, which B left: the puppet's wake of C for the
+        # new signal mask would make C's wait anew, ECHILD (found as 65534, seed 72005)
+        (["A: fork -> B", "A: thread -> C", "C: wait pgrp wall", "B: setsid",
+          "A: signal USR2 catch"], True),
+        # a wait for one child is made again alike
+        (["A: fork -> B", "A: thread -> C", "C: wait B", "A: signal USR2 catch"], False),
+        # no sibling asleep
+        (["A: fork -> B", "A: thread -> C", "A: signal USR2 catch"], False),
+    ],
+    ids=["pgrp-wait", "pid-wait", "none"],
+)  # fmt: skip
+def test_the_generator_never_wakes_a_siblings_group_wait(lines: list[str], race: bool) -> None:
+    backend, runner = _replay(lines[:-1], "6.18", 1, None)
+    made = {s.index: s for s in runner.scenario.steps}
+    step = parse("".join(f"{line}\n" for line in lines), "t.pidns").steps[-1]
+    assert _wakes_a_sibling_pgrp_wait(step, backend, runner, made) is race
     backend.close()

@@ -85,6 +85,7 @@ def generate(
             _races_a_sibling(step, backend, runner)
             or _queues_beside_a_sibling(step, backend, runner)
             or _names_a_thread_of_a_zap(step, backend)
+            or _wakes_a_sibling_pgrp_wait(step, backend, runner, made)
         ):
             continue
         sleepers = _sleeping_waiters(backend, runner, made)
@@ -140,6 +141,27 @@ def _names_a_thread_of_a_zap(step: Step, backend: ModelBackend) -> bool:
         return False
     group = target.group
     return group.state is TaskState.EXITING and group.ns.child_reaper is group
+
+
+def _wakes_a_sibling_pgrp_wait(
+    step: Step, backend: ModelBackend, runner: Runner, made: dict[int, Step]
+) -> bool:
+    """A ``signal`` or ``setuid`` while another thread of the actor's process sleeps in a
+    wait for a process group. The puppet then wakes its other threads to make their
+    signal masks anew (puppet.py: _sync_others), and a woken waitpid(0) or waitpid(-PGID)
+    is made again, resolving its group anew: ECHILD if its children left the group,
+    where the kernel's sleeping wait, woken by nothing, sleeps on (found as uid 65534,
+    seed 72005). A limit of the real backend, not a rule: docs/scenario-language.md."""
+    if step.op not in (Op.SIGNAL, Op.SETUID):
+        return False
+    group = backend.tasks[step.actor].group
+    return any(
+        name != step.actor
+        and backend.tasks[name].group is group
+        and made[index].op is Op.WAIT
+        and made[index].args.pgrp
+        for name, index in runner.busy.items()
+    )
 
 
 def _replay(
