@@ -81,8 +81,10 @@ def generate(
             continue
         if unsupported is not None and unsupported(step) is not None:
             continue
-        if _races_a_sibling(step, backend, runner) or _queues_beside_a_sibling(
-            step, backend, runner
+        if (
+            _races_a_sibling(step, backend, runner)
+            or _queues_beside_a_sibling(step, backend, runner)
+            or _exec_unsettled(step, backend)
         ):
             continue
         sleepers = _sleeping_waiters(backend, runner, made)
@@ -124,6 +126,12 @@ def _queues_beside_a_sibling(step: Step, backend: ModelBackend, runner: Runner) 
     if not group.stopped:
         return False
     return any(n != step.actor and backend.tasks[n].group is group for n in runner.busy)
+
+
+def _exec_unsettled(step: Step, backend: ModelBackend) -> bool:
+    """An exec by a stopped actor: it would run during a later step, and the real
+    backend refuses it (its sweeps would take the thread's tid going for its death)."""
+    return step.op is Op.EXEC and backend.tasks[step.actor].group.stopped
 
 
 def _replay(
