@@ -166,3 +166,18 @@ def test_clone_thread_flag_rules() -> None:
         k.clone(a, cf.THREAD | cf.SIGHAND | cf.VM)
     with pytest.raises(ValueError):
         k.clone_thread(a, cf.VM)
+
+
+def test_exec_forgets_what_the_old_program_caught_and_makes_a_setuid_process_dumpable() -> None:
+    k = Kernel()
+    a = k.fork(k.init)
+    b = k.fork(a)
+    usr1 = signals.number("USR1")
+    k.sigaction(b, usr1, Disposition.CATCH)
+    k.kill(a, k.getpid(b), usr1)
+    k.run_handlers()
+    k.setuid(b, 1000)
+    assert not b.dumpable  # kernel/cred.c:commit_creds
+    k.execve(b)
+    assert k.caught(b) == [] and b.dumpable  # fs/exec.c:begin_new_exec
+    assert b.disposition(usr1) is Disposition.DEFAULT

@@ -343,7 +343,7 @@ def test_render_shows_the_line_and_a_caret_under_the_column() -> None:
     assert err.render().splitlines() == [
         "t.pidns:2:4: unknown op 'frok' (ops: fork, clone, unshare, setns, getpid, getppid, "
         "getpgid, getsid, setsid, pidof, nspid, exit, wait, kill, signal, caught, subreaper, "
-        "setuid, state, thread, gettid, exit_thread, pidfd, pidfd_send_signal, waitid, "
+        "setuid, state, thread, gettid, exit_thread, exec, pidfd, pidfd_send_signal, waitid, "
         "pidfd_setns, pidfd_info, fdinfo, block, unblock, pending, pid_max, setpgid, "
         "nsparent, ns_pid_in, ns_pid_from)",
         "    A: frok -> B   # typo",

@@ -4,11 +4,15 @@ process is checked gone after each run (tests/test_real_backend.py's helpers).""
 
 from __future__ import annotations
 
+import os
+import pathlib
+
 import pytest
 
+from pidns.core import signals
 from pidns.linux import features
 from pidns.scenario import ast, report
-from pidns.scenario.backend import run
+from pidns.scenario.backend import Record, Runner, run
 from pidns.scenario.compare import judge
 from pidns.scenario.model_backend import ModelBackend
 from pidns.scenario.parser import parse
@@ -17,6 +21,8 @@ from test_real_backend import as_nobody, check_expectations, run_real, trace_sum
 from test_run_support import needs_root
 
 pytestmark = pytest.mark.real
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 THREADS = """\
 A: clone NEWPID -> I              => 3
@@ -319,3 +325,110 @@ def test_kill_of_a_tgid_checks_the_exited_leaders_credentials() -> None:
     # as 65534 only uid 0 is mapped (setuid 65534 is EINVAL): model and kernel still agree
     bare = "\n".join(line.split("=>")[0] for line in EXITED_LEADER_CREDS.splitlines())
     assert as_nobody(lambda: verdict_of(bare + "\n")) == []
+
+
+# ---- exec (fs/exec.c:de_thread, begin_new_exec) ------------------------------------------
+
+EXAMPLE_65 = ROOT / "examples" / "65_exec_from_a_thread.pidns"
+
+# an exec ends a thread blocked in wait (its call never completes) and the leader's
+# thread with it, when a thread execs; the leader's name then makes no more steps
+EXEC_ENDS_BLOCKED_THREADS = """\
+A: fork -> B                      => 3
+A: thread -> T                    => 4
+A: wait B                         => blocks
+T: exec                           => 0
+A: getpid                         => skipped
+T: getpid                         => 2
+T: kill B KILL                    => 0
+T: wait                           => B killed KILL
+T: fork -> C                      => 5
+T: thread -> U                    => 6
+U: wait C                         => blocks
+T: exec                           => 0
+U: getpid                         => skipped
+T: wait C nohang                  => none
+T: gettid                         => 2
+"""
+
+# setuid left the process undumpable: another process of the same uid cannot open its
+# /proc/PID/ns (EACCES); its exec makes it dumpable again, so setns gets as far as the
+# capability check (EPERM). Only as root: a world of uid 65534 maps no other uid.
+EXEC_RESTORES_DUMPABLE = """\
+A: fork -> B                      => 3
+A: fork -> C                      => 4
+B: setuid 1000                    => 0
+C: setuid 1000                    => 0
+C: setns B                        => EACCES
+B: exec                           => 0
+C: setns B                        => EPERM
+"""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [EXAMPLE_65.read_text(), EXEC_ENDS_BLOCKED_THREADS],
+    ids=["example-65", "exec-ends-blocked-threads"],
+)
+def test_exec_agrees_with_the_model_as_root_and_as_uid_65534(text: str) -> None:
+    check_expectations(run_real(text))
+    assert verdict_of(text) == []
+    assert as_nobody(lambda: verdict_of(text)) == []
+
+
+@needs_root
+def test_exec_makes_a_setuid_process_dumpable_again() -> None:
+    check_expectations(run_real(EXEC_RESTORES_DUMPABLE))
+    assert verdict_of(EXEC_RESTORES_DUMPABLE) == []
+
+
+def _status(host: int) -> dict[str, str]:
+    with open(f"/proc/{host}/status") as f:
+        return dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
+
+
+def test_after_a_thread_s_exec_the_kernel_shows_one_new_image_under_the_leader_s_pid() -> None:
+    """What the step results cannot show, read from /proc: the process is a new image of
+    one thread at the old tgid, with USR1 no longer caught, USR2 still ignored, TERM
+    still blocked, and no pidfd left in its table; the thread's name and the leader's
+    name both name it, in the snapshot too."""
+    text = (
+        "A: signal USR1 catch\nA: signal USR2 ignore\nA: thread -> T\nA: thread -> U\n"
+        "T: block TERM\nA: pidfd A -> P\nT: exec => 0\n"
+    )
+    backend = RealBackend()
+    runner = Runner(parse(text, "t.pidns"), backend)
+    runner.start()
+    try:
+        assert backend.world is not None
+        before = backend.world.procs["A"].host
+        for step in runner.scenario.steps:
+            record = runner.step(step)
+        check_expectations_of([record])
+        world = backend.world
+        host = world.procs["T"].host
+        assert host == before and world.procs["A"] is world.procs["T"]
+        status = _status(host)
+        assert status["Threads"].strip() == "1"
+        bit = {s: 1 << (signals.number(s) - 1) for s in ("USR1", "USR2", "TERM")}
+        assert not int(status["SigCgt"], 16) & bit["USR1"]
+        assert int(status["SigIgn"], 16) & bit["USR2"]
+        assert int(status["SigBlk"], 16) == bit["TERM"]
+        links = [os.readlink(f"/proc/{host}/fd/{fd}") for fd in os.listdir(f"/proc/{host}/fd")]
+        assert not [link for link in links if "pidfd" in link], links
+        with open(f"/proc/{host}/cmdline", "rb") as f:
+            assert b"pidns.scenario.puppet" in f.read()
+        snapshot = record.snapshot
+        assert snapshot["T"] == snapshot["A"] == ast.ProcessSnapshot("running", "root", (2,))
+        assert snapshot["U"] == ast.ProcessSnapshot("reaped", "-", ())
+    finally:
+        backend.close()
+
+
+def check_expectations_of(records: list[Record]) -> None:
+    assert [r.result for r in records if r.step.expected not in (None, r.result)] == []
+
+
+def test_exec_with_sigpipe_not_at_sig_dfl_is_unsupported() -> None:
+    trace = run(parse("A: signal PIPE ignore\nA: exec\n", "t.pidns"), RealBackend())
+    assert trace.unsupported and trace.error is not None and "SIGPIPE" in trace.error

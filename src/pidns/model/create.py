@@ -268,7 +268,9 @@ def may_inspect(kernel: Kernel, task: Task, target: Task) -> bool:
     1. the caller's fsuid is the target's uid, euid and suid, or the caller holds
        CAP_SYS_PTRACE over the target's user namespace;
     2. a target that changed its uids is not dumpable: then only CAP_SYS_PTRACE over its
-       mm's user namespace helps (the model's root: no task here execs; before 4.10
+       mm's user namespace helps (the model's root, also after an exec: fs/exec.c:would_dump
+       moves the new mm's up to a namespace privileged over the interpreter's owner,
+       the host's root; before 4.10
        over the target's own user namespace). The running
        kernel keeps this for zombies too, though their mm is gone (checked on 6.18.44);
     3. in the same user namespace the target's capabilities must be a subset of the
@@ -279,7 +281,7 @@ def may_inspect(kernel: Kernel, task: Task, target: Task) -> bool:
     same_uid = task.euid == target.uid == target.euid == target.suid
     if not same_uid and not capable(task, target.user_ns):
         return False
-    mm_user_ns = kernel.root_user_ns  # the mm's user namespace: no task here execs
+    mm_user_ns = kernel.root_user_ns  # the mm's user namespace (would_dump, above)
     if not kernel.profile.dumpable_checks_mm_user_ns:
         mm_user_ns = target.user_ns  # 3.8: the target's credentials' (profiles.md)
     if not target.dumpable and not capable(task, mm_user_ns):

@@ -282,7 +282,12 @@ def do_exec(kernel: Kernel, caller: Caller) -> None:
 
     Every other thread is killed and released; a non-leader caller takes the leader's
     pid (its own tid is released) and keeps its own nsproxy and signal mask; caught
-    signals go back to SIG_DFL, ignored ones stay ignored.
+    signals go back to SIG_DFL, ignored ones stay ignored, and what the old program's
+    handlers took goes with its mm (``caught``). The new mm is dumpable when the
+    caller's uid is its euid (fs/exec.c:begin_new_exec), whatever setuid did before;
+    the capabilities are root's or none.
+    Every pidfd is O_CLOEXEC (kernel/fork.c:pidfd_prepare), so none survives: the
+    caller's descriptor table is its observer's (pidns.scenario.model_backend).
     """
     group = caller.group
     for thread in list(group.threads or ()):
@@ -295,6 +300,15 @@ def do_exec(kernel: Kernel, caller: Caller) -> None:
         group.leader_creds = None  # de_thread: the caller becomes the leader
         release_thread(kernel, caller)
     group.execed = True
+    group.caught = None
+    group.awaiting_handler = None
+    group.dumpable = group.euid == group.uid
+    # security/commoncap.c:cap_bprm_creds_from_file (handle_privileged_root): the new
+    # image has every capability only if its uid or euid is root of its user namespace,
+    # else (no file capabilities, no ambient set) none. A namespace a task made maps no
+    # uid (make_kuid(ns, 0) is invalid), so an exec there drops the creator's full set.
+    user_ns = group.user_ns
+    group.caps = user_ns.parent is None and user_ns.maps(0) and 0 in (group.uid, group.euid)
     table = group.dispositions
     if table:
         kept: dict[int, Disposition] = {

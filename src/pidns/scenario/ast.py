@@ -38,6 +38,7 @@ class Op(enum.StrEnum):
     THREAD = "thread"
     GETTID = "gettid"
     EXIT_THREAD = "exit_thread"
+    EXEC = "exec"
     # pidfds (a second kind of name)
     PIDFD = "pidfd"
     PIDFD_SEND_SIGNAL = "pidfd_send_signal"

@@ -206,6 +206,8 @@ class Runner:
         for actor in list(self.busy):  # a call pending in a dead process never completes
             if self.states.get(actor) in ("exiting", "zombie", "reaped"):
                 del self.busy[actor]
+            elif step.op is Op.EXEC and not self.backend.can_act(actor):
+                del self.busy[actor]  # nor one of a thread an exec ended (fs/exec.c:de_thread)
         self.last = Record(step, outcome.result, outcome.completions, changes, self.last)
         return self.last
 

@@ -86,6 +86,7 @@ def generate(
             or _queues_beside_a_sibling(step, backend, runner)
             or _names_a_thread_of_a_zap(step, backend)
             or _wakes_a_sibling_pgrp_wait(step, backend, runner, made)
+            or _exec_unsettled(step, backend)
         ):
             continue
         sleepers = _sleeping_waiters(backend, runner, made)
@@ -162,6 +163,12 @@ def _wakes_a_sibling_pgrp_wait(
         and made[index].args.pgrp
         for name, index in runner.busy.items()
     )
+
+
+def _exec_unsettled(step: Step, backend: ModelBackend) -> bool:
+    """An exec by a stopped actor: it would run during a later step, and the real
+    backend refuses it (its sweeps would take the thread's tid going for its death)."""
+    return step.op is Op.EXEC and backend.tasks[step.actor].group.stopped
 
 
 def _replay(

@@ -6,7 +6,9 @@ backend's world (one below the runner's), so the nesting limit and pid_max rules
 as the real world's init does. A ``wait`` that would sleep yields ``blocks``; the
 backend retries it after every later step and reports its completion there. A name is
 a process (its leader thread), a thread, or a pidfd; a pidfd is held by descriptor
-tables: its opener's, copied by every later fork (shared by CLONE_FILES).
+tables: its opener's, copied by every later fork (shared by CLONE_FILES). After an
+``exec`` by a thread that is not its process's leader, the thread's name names the
+process (its one thread), and the leader's name makes no more steps (``retired``).
 """
 
 from __future__ import annotations
@@ -93,6 +95,9 @@ class ModelBackend:
         self.pidfds: dict[str, tuple[Pidfd, set[int]]] = {}
         self.tables: dict[Task, int] = {}  # each process's descriptor table
         self._table_ids = itertools.count()
+        # names of leader threads an exec by another thread of theirs ended: each still
+        # names its process as a target, and makes no more steps
+        self.retired: set[str] = set()
 
     # ---- Backend ------------------------------------------------------------------------
 
@@ -111,6 +116,7 @@ class ModelBackend:
         self.thread_names = []
         self.pidfds = {}
         self.tables = {}
+        self.retired = set()
         self._name("root", self.kernel.init)
         self._name("A", self.kernel.fork(self.kernel.init))
 
@@ -122,7 +128,7 @@ class ModelBackend:
         return Outcome(self._call(actor, step), self._settle())
 
     def can_act(self, name: str) -> bool:
-        return acts(self.tasks[name])
+        return acts(self.tasks[name]) and name not in self.retired
 
     def pid_seen_by(self, actor: str, target: str) -> int:
         return self.kernel.pid_seen_by(self.tasks[actor], self.tasks[target])
@@ -224,6 +230,9 @@ class ModelBackend:
         if op is Op.EXIT_THREAD:
             k.exit_thread(actor, args.number or 0)
             return ast.OK
+        if op is Op.EXEC:
+            self._exec(actor, step)
+            return ast.OK
         if op is Op.UNSHARE:
             k.unshare(actor, args.flags)
         elif op is Op.SETNS:
@@ -317,6 +326,19 @@ class ModelBackend:
             assert args.keep_pidfd is not None
             self.pidfds[args.keep_pidfd] = (fd, {self._table(actor)})
         return ast.pid_value(k.pid_seen_by(actor, child))
+
+    def _exec(self, actor: Named, step: Step) -> None:
+        """execve(2) by the actor's thread (fs/exec.c:de_thread): a thread that is not
+        the leader takes the process's pid, so its name now names the process, and the
+        leader's thread is gone (its name a target only). The descriptor table is made
+        the process's own (unshare_files) and loses every pidfd (all O_CLOEXEC)."""
+        group = actor.group
+        leader = self.names[group]
+        self.kernel.execve(actor)
+        if isinstance(actor, Thread):
+            self.tasks[step.actor] = group
+            self.retired.add(leader)
+        self.tables[group] = next(self._table_ids)
 
     def _on_pidfd(self, actor: Named, step: Step, fd: Pidfd) -> str:
         k = self.kernel
@@ -418,7 +440,7 @@ class ModelBackend:
         ran_deferred = False
         current, self.pending = self.pending, []  # a deferred wait may add itself anew
         for pending in current:
-            if not acts(pending.actor):
+            if not acts(pending.actor) or pending.actor_name in self.retired:
                 if pending.sleeper is not None:
                     k.wake(pending.actor, pending.sleeper)
                 continue  # a call pending in a dead thread never completes

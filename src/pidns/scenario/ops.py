@@ -657,6 +657,18 @@ SPECS: dict[Op, OpSpec] = {
             sample=lambda rng, _a, _t, _f: f"exit_thread {rng.randrange(0, 6)}",
         ),
         OpSpec(
+            Op.EXEC,
+            "",
+            "`0` or an errno: execve(2) of a fresh puppet by the calling thread; every "
+            "other thread of its process ends, a thread takes the process's pid (its name "
+            "acts for the process, the leader's makes no more steps), caught signals go "
+            "back to SIG_DFL and every pidfd closes",
+            _PID,
+            puppet=PuppetCall("exec"),
+            weight=1,
+            sample=_bare("exec"),
+        ),
+        OpSpec(
             Op.PIDFD,
             "TARGET [thread]",
             "pidfd_open(2) of TARGET's pid as the actor sees it (`thread`: PIDFD_THREAD): "

@@ -25,6 +25,14 @@ pthread_exit makes it, without glibc's bookkeeping. A pidfd the puppet opens sta
 its descriptor table (its children inherit it, as fork copies the table); the runner
 names it by its descriptor number.
 
+``exec`` is a real execve(2) of a fresh puppet (``main`` below) by the calling thread,
+which keeps its channel to the runner across it: the kernel ends every other thread
+(their channels close with the old image: every descriptor here but that one is
+O_CLOEXEC), keeps the thread's signal mask and pending signals, resets caught signals
+to SIG_DFL and keeps ignored ones. The new image is told only what it cannot read from
+the kernel: its channel's number and which signals the thread blocked with ``block``
+(the rest of its inherited mask is the old image's catching). It replies to the exec.
+
 The commands and replies, and their wire format, are pidns.scenario.puppet_protocol; which
 command each op sends is the op registry's (pidns.scenario.ops).
 """
@@ -40,12 +48,14 @@ import select
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import ClassVar, NoReturn
 
 from pidns.core import flags as cf
+from pidns.core import wire as core_wire
 from pidns.core.abi import WALL
 from pidns.linux import features, mounts, nsfs, syscalls
 from pidns.scenario import puppet_protocol as wire
@@ -474,6 +484,32 @@ class Puppet:
         _libc.syscall(SYS_EXIT, code)
         raise AssertionError("exit(2) returned")  # pragma: no cover
 
+    def do_exec(self) -> Reply:
+        """execve(2) of a fresh puppet by this thread, keeping this thread's channel (made
+        inheritable for it) and telling the new image what it blocked; the new image
+        replies (``main``). Python's start-up sets SIGPIPE and SIGXFSZ to SIG_IGN, so
+        the kernel's answer for those two cannot be read there: an exec with either not
+        at SIG_DFL is unsupported."""
+        for signo in (signal.SIGPIPE, signal.SIGXFSZ):
+            act = _SigAction()
+            _checked(_libc.sigaction(signo, None, ctypes.byref(act)))
+            if act.handler:
+                return Unsupported(f"exec with {signal.Signals(signo).name} not at SIG_DFL")
+        fd = self.channel.fileno()
+        blocked = core_wire.ints(sorted(self.mine))
+        argv = [sys.executable, "-m", "pidns.scenario.puppet", str(fd), blocked, str(_world_root)]
+        os.set_inheritable(fd, True)
+        try:
+            # the interpreter through the thread's own exe link: its path may pass through
+            # a directory the actor's uid cannot search (a per-user install, under /root),
+            # and /proc/self is the leader, whose exe a leader that exit(2)ed lacks
+            own = "thread-self" if os.path.exists("/proc/thread-self") else "self"  # 3.17
+            os.execv(f"/proc/{own}/exe", argv)
+        except OSError as exc:
+            os.set_inheritable(fd, False)
+            return Errno(exc.errno or 0)
+        raise AssertionError("execve returned")  # pragma: no cover
+
     def do_pidfd(self, pid: int, flags: int) -> Reply:
         """pidfd_open(2): the descriptor stays open here; its number is the reply."""
         return Number(syscalls.pidfd_open(pid, flags))
@@ -669,6 +705,7 @@ class Puppet:
         "thread": do_thread,
         "gettid": do_gettid,
         "exit_thread": do_exit_thread,
+        "exec": do_exec,
         "pidfd": do_pidfd,
         "pidfd_send_signal": do_pidfd_send_signal,
         "waitid": do_waitid,
@@ -895,3 +932,38 @@ def _reap_for_ever() -> NoReturn:
             if pid == 0:
                 break
         signal.sigwaitinfo([signal.SIGCHLD])
+
+
+# ---- a puppet's new image, after exec -------------------------------------------------
+
+
+def main(argv: Sequence[str]) -> NoReturn:
+    """The puppet an ``exec`` made: ``CHANNEL BLOCKED WORLD_ROOT`` (its channel's
+    descriptor, the signals the exec'ing thread blocked with ``block``, root's host pid).
+
+    The kernel gave it the old thread's mask and dispositions (fs/exec.c:
+    flush_signal_handlers: caught ones at SIG_DFL, ignored ones kept). Python's own
+    start-up then changed three: SIGPIPE and SIGXFSZ to SIG_IGN (the old image had
+    them at SIG_DFL: Puppet.do_exec) and SIGINT to its handler when it found SIG_DFL
+    (it keeps SIG_IGN), which are put back; the old image's catching no longer blocks
+    anything, so the mask becomes what the thread blocked itself."""
+    global _world_root
+    channel_fd, blocked_text, root_text = argv
+    channel = socket.socket(fileno=int(channel_fd))
+    os.set_inheritable(channel.fileno(), False)
+    _world_root = int(root_text)
+    blocked = set(core_wire.parse_ints(blocked_text))
+    for signo in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(signo, signal.SIG_DFL)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(WAKE, _noop)
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    puppet = Puppet(channel)
+    puppet.user_blocked = {threading.get_native_id(): blocked}
+    send(channel, wire.encode_reply(Number(0)))
+    puppet.serve()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -6,6 +6,11 @@ is the Backend over all of it.
 A thread is a ``Proc`` too (its ``leader`` set): it has a channel of its own, its
 /proc/TID files and a PIDFD_THREAD pidfd. A pidfd name is a descriptor number in the
 tables that hold it (its opener's, copied by every later fork, shared with CLONE_FILES).
+
+After an ``exec`` by a thread that is not its process's leader, the thread's name
+names the leader's ``Proc`` (whose pid, and so whose open /proc files and pidfds, the
+exec'ing thread took: fs/exec.c:de_thread, exchange_tids), which takes the thread's
+channel; the leader's name stays a target and makes no more steps (``retired``).
 """
 
 from __future__ import annotations
@@ -102,6 +107,11 @@ class World:
         self.tables: dict[str, int] = {}  # process name -> its descriptor table
         # pidfd name -> (the tables that hold it, its descriptor number there)
         self.pidfd_names: dict[str, tuple[set[int], int]] = {}
+        self._table_ids = 0  # how many descriptor tables were ever made
+        # after an exec by a non-leader thread: its name, which names its process now
+        # (the leader's Proc -> such names), and the leader names that make no steps
+        self.aliases: dict[Proc, list[str]] = {}
+        self.retired: set[str] = set()
 
     # ---- making and ending the world ----------------------------------------------------
 
@@ -259,7 +269,7 @@ class World:
         )
         p.nschain = self._ns_chain(host, len(nspid)) if born is None else born[2]
         if not thread:
-            self.tables.setdefault(name, len(self.tables))
+            self.tables.setdefault(name, self._new_table())
         if channel is not None and not thread:
             with contextlib.suppress(OSError):  # PIDFD_THREAD: 6.9
                 p.wake_fd = syscalls.pidfd_open(host, syscalls.PIDFD_THREAD)
@@ -299,7 +309,7 @@ class World:
         table = self.tables[maker.group.name]
         if not thread:
             shares = step.op is Op.CLONE and bool(step.args.flags & cf.FILES)
-            self.tables[step.bind] = table if shares else len(self.tables)
+            self.tables[step.bind] = table if shares else self._new_table()
             for holders, _fd in self.pidfd_names.values():
                 if table in holders:
                     holders.add(self.tables[step.bind])
@@ -317,6 +327,39 @@ class World:
         if kept is not None:
             assert step.args.keep_pidfd is not None
             self.pidfd_names[step.args.keep_pidfd] = ({table}, kept)
+
+    def _new_table(self) -> int:
+        self._table_ids += 1
+        return self._table_ids
+
+    def _execed(self, p: Proc) -> None:
+        """P's exec succeeded (its new image replied): every other thread of its process
+        ended with the old image (fs/exec.c:de_thread; the sweep finds them gone), its
+        table is its own and holds no pidfd (unshare_files, then every O_CLOEXEC
+        descriptor closed), and a non-leader P took the process's pid: its name names
+        the leader's Proc from here on, which takes its channel and what it tracked."""
+        group = p.group
+        self.tables[group.name] = self._new_table()
+        others = self.threads_of.get(group.name, [])
+        for q in others:
+            if q is not p:
+                q.call = None  # a call pending in an ended thread never completes
+        if p.leader is None:
+            return
+        others.remove(p)
+        if group.channel is not None:
+            group.channel.close()
+        group.channel, p.channel = p.channel, None
+        group.call, group.discard = None, 0
+        group.user_blocked = p.user_blocked
+        group.for_children = p.for_children
+        self.procs[p.name] = group
+        self.aliases.setdefault(group, []).append(p.name)
+        self.retired.add(group.name)
+        p.reaped = True  # its own tid went with the old leader's release
+        self.by_host.pop(p.host, None)
+        self.dirty.pop(p, None)
+        self.forget(p)
 
     def seen_by(self, actor: Proc, target: Proc) -> int:
         """TARGET's pid in ACTOR's active namespace; 0 when invisible or reaped."""
@@ -374,6 +417,8 @@ class World:
 
     def can_act(self, name: str) -> bool:
         """Read fresh: the actor may have been killed from outside the world."""
+        if name in self.retired:
+            return False  # its thread ended in another's exec
         actor = self.procs[name]
         seen = None if actor.reaped else read(actor.status_fd, actor.stat_fd)
         if seen is None or seen.dead or seen.pending & SIGKILL_BIT:
@@ -391,6 +436,10 @@ class World:
         actor = self.procs[step.actor]
         spec = ops.SPECS[step.op]
         why = unsupported(step)
+        if why is None and step.op is Op.EXEC and actor.seen.stopped:
+            # its exec would run during a later step, whose sweeps would take the thread's
+            # tid going for its death
+            why = "exec by a stopped actor"
         if why is not None:
             raise UnsupportedStep(f"line {step.line}: {why}")
         if spec.puppet is None:
@@ -411,6 +460,12 @@ class World:
             # read takes a reference on its mm, and unshare(CLONE_NEWPID) (which implies
             # CLONE_THREAD there) is EINVAL while mm_users > 1 (kernel/fork.c:
             # check_unshare_flags, 3.8). unshare never blocks.
+            ready, _, _ = select.select([actor.channel], [], [], self.settle_timeout)
+            if ready:
+                self.take_message(actor, settle)
+        elif step.op is Op.EXEC:
+            # Nothing may read /proc until the new image has replied: the exec'ing thread's
+            # tid goes during the call (de_thread), which a sweep would take for its death.
             ready, _, _ = select.select([actor.channel], [], [], self.settle_timeout)
             if ready:
                 self.take_message(actor, settle)
@@ -472,7 +527,7 @@ class World:
         if call.state is CallState.AWAITED:
             settle.result = result
         else:
-            settle.completions.append(Completion(call.step.index, p.name, result))
+            settle.completions.append(Completion(call.step.index, call.step.actor, result))
 
     def _result(self, p: Proc, step: Step, reply: wire.Reply, fds: list[int]) -> str:
         """The step's canonical result for a puppet's reply."""
@@ -499,6 +554,8 @@ class World:
                 p.for_children = (*(p.for_children or p.nschain), 0)
             if step.op is Op.SETNS and step.args.target is not None:
                 p.for_children = self.procs[step.args.target].nschain
+            if step.op is Op.EXEC and reply.value == 0:
+                self._execed(p)
             if step.op in (Op.BLOCK, Op.UNBLOCK):
                 bit = 1 << (step.args.signal - 1)
                 p.user_blocked = (
@@ -536,11 +593,12 @@ class World:
             for q in (p.group, *self.threads_of.get(p.group.name, ())):
                 self.dirty.setdefault(q, None)
         for p in self.dirty:
-            if p is self.root:
+            if p is self.root or self.procs.get(p.name) is not p:
                 continue
             entry = self._entry(p)
-            if self.shown.get(p.name) != entry:
-                changed[p.name] = self.shown[p.name] = entry
+            for name in (p.name, *self.aliases.get(p, ())):
+                if self.shown.get(name) != entry:
+                    changed[name] = self.shown[name] = entry
         self.dirty.clear()
         return changed
 
