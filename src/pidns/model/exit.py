@@ -111,7 +111,7 @@ def kill_orphaned_pgrp(kernel: Kernel, task: Task, father: Task | None) -> None:
     pgrp = task.pgrp
     if outside is None or outside.pgrp is pgrp or outside.session is not task.session:
         return
-    members = [t for t in kernel.tasks if t.pgrp is pgrp]
+    members = sig.pgrp_members(kernel, pgrp)
     if not any(t.stopped for t in members):  # has_stopped_jobs: SIGNAL_STOP_STOPPED
         return
     ignored = task if father is None else None
@@ -123,7 +123,6 @@ def kill_orphaned_pgrp(kernel: Kernel, task: Task, father: Task | None) -> None:
             continue
         if parent.pgrp is not pgrp and parent.session is member.session:
             return
-    members.sort(key=lambda t: t.pgrp_joined, reverse=True)  # __kill_pgrp_info's order
     for signo in (signals.HUP, signals.CONT):
         for member in members:
             sig.send(kernel, member, signo, 0, force=True)

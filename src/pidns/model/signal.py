@@ -261,14 +261,21 @@ def _kill_all(kernel: Kernel, sender: Task, signo: int) -> int:
     return result if count else -errno.ESRCH
 
 
+def pgrp_members(kernel: Kernel, leader: Task | Thread) -> list[Task]:
+    """The members of the process group whose leader is LEADER, in the order
+    do_each_pid_task(PIDTYPE_PGID) visits them: the newest to join first."""
+    members = [t for t in kernel.tasks if t.pgrp is leader]
+    members.sort(key=lambda t: t.pgrp_joined, reverse=True)
+    return members
+
+
 def _kill_group(kernel: Kernel, sender: Task, leader: Task | Thread | None, signo: int) -> int:
     """kernel/signal.c:__kill_pgrp_info: every member, inside the namespace or not."""
     if leader is None:
         return -errno.ESRCH
-    members = [t for t in kernel.tasks if t.pgrp is leader]
+    members = pgrp_members(kernel, leader)
     if not members:
         return -errno.ESRCH
-    members.sort(key=lambda t: t.pgrp_joined, reverse=True)  # do_each_pid_task order
     success = False
     result = -errno.ESRCH
     info = _Info(sender)
