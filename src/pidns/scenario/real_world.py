@@ -455,17 +455,13 @@ class World:
         if actor.seen.stopped:  # it will read the command once continued
             actor.call.move_to(CallState.QUEUED)
             settle.result = ast.BLOCKS
-        elif step.op is Op.UNSHARE:
-            # Nothing may read the actor's /proc files until it has answered: on 3.8 such a
+        elif step.op in (Op.UNSHARE, Op.EXEC):
+            # Nothing may read /proc until the actor has answered. unshare: on 3.8 such a
             # read takes a reference on its mm, and unshare(CLONE_NEWPID) (which implies
             # CLONE_THREAD there) is EINVAL while mm_users > 1 (kernel/fork.c:
-            # check_unshare_flags, 3.8). unshare never blocks.
-            ready, _, _ = select.select([actor.channel], [], [], self.settle_timeout)
-            if ready:
-                self.take_message(actor, settle)
-        elif step.op is Op.EXEC:
-            # Nothing may read /proc until the new image has replied: the exec'ing thread's
-            # tid goes during the call (de_thread), which a sweep would take for its death.
+            # check_unshare_flags, 3.8). exec: the exec'ing thread's tid goes during the
+            # call (de_thread), which a sweep would take for its death; the new image
+            # replies. Neither blocks.
             ready, _, _ = select.select([actor.channel], [], [], self.settle_timeout)
             if ready:
                 self.take_message(actor, settle)
