@@ -260,15 +260,7 @@ def test_a_spare_reaped_before_its_eof_was_read_is_not_killed_by_its_pid() -> No
     def body() -> int:
         request, shape = _captured_request(["true"])
         assert shape, "a plain run must be one a spare can serve"
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        the_server = server.Server(theirs.detach(), os.pidfd_open(os.getpid()))
-        the_server.poller = select.poll()
-        the_server._make_spare(shape, request)
-        spare = the_server.spare
-        assert spare is not None
-        while not spare.ready:  # its r: the namespace is made
-            assert select.select([spare.sock], [], [], 10)[0]
-            the_server._spare_said(spare)
+        mine, the_server, spare = _server_with_a_ready_spare(shape, request)
         os.kill(spare.pid, signal.SIGKILL)
         os.waitid(os.P_PID, spare.pid, os.WEXITED | os.WNOWAIT)  # a zombie now
         victims: list[int] = []
@@ -296,6 +288,23 @@ def test_a_spare_reaped_before_its_eof_was_read_is_not_killed_by_its_pid() -> No
     assert in_child(body) == signal.SIGTERM, "the process at the spare's pid was killed"
 
 
+def _server_with_a_ready_spare(
+    shape: bytes, request: dict[str, object]
+) -> tuple[socket.socket, server.Server, server.Spare]:
+    """A server (its caller's end of the socket) with one spare of SHAPE that has said
+    ``r``: its namespace is made and it waits for a request."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    the_server = server.Server(theirs.detach(), os.pidfd_open(os.getpid()))
+    the_server.poller = select.poll()
+    the_server._make_spare(shape, request)
+    spare = the_server.spare
+    assert spare is not None
+    while not spare.ready:
+        assert select.select([spare.sock], [], [], 10)[0]
+        the_server._spare_said(spare)
+    return mine, the_server, spare
+
+
 def _memfd(request: dict[str, object]) -> int:
     fd = os.memfd_create("pidns-request", os.MFD_CLOEXEC)
     os.write(fd, marshal.dumps(request))
@@ -312,15 +321,7 @@ def test_a_spare_that_took_its_request_serves_it_though_the_server_drops_it() ->
         request, shape = _captured_request(["sh", "-c", "exit 7"])
         other, other_shape = _captured_request(["true"], mount_proc=False)
         assert shape and other_shape and shape != other_shape
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        the_server = server.Server(theirs.detach(), os.pidfd_open(os.getpid()))
-        the_server.poller = select.poll()
-        the_server._make_spare(shape, request)
-        spare = the_server.spare
-        assert spare is not None
-        while not spare.ready:
-            assert select.select([spare.sock], [], [], 10)[0]
-            the_server._spare_said(spare)
+        mine, the_server, _spare = _server_with_a_ready_spare(shape, request)
         _announcement, (channel, pidfd, *rest), _flags, _addr = socket.recv_fds(mine, 4096, 8)
         for fd in rest:
             os.close(fd)
