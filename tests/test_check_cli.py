@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pidns.cli import main
 from pidns.cli.check import SEED_LOGIN_FLOW
-from pidns.scenario.ast import matches
-from pidns.scenario.backend import ScenarioError, run
+from pidns.scenario.ast import Step, matches
+from pidns.scenario.backend import Runner, ScenarioError, run
 from pidns.scenario.compare import judge
 from pidns.scenario.generate import (
     _children_die_together,
@@ -218,6 +220,17 @@ def test_check_reports_model_and_kernel_step_by_step_as_json(
     assert step["real"]["snapshot"]["B"]["nspid"] == [3, 1]
 
 
+@contextlib.contextmanager
+def _before_the_last(lines: list[str]) -> Iterator[tuple[ModelBackend, Runner, Step]]:
+    """A model world that ran every line but the last, its runner, and the last line's
+    step, not yet run: what the generator holds when it weighs a step."""
+    backend, runner = _replay(lines[:-1], "6.18", 1, None)
+    try:
+        yield backend, runner, parse("".join(f"{line}\n" for line in lines), "t.pidns").steps[-1]
+    finally:
+        backend.close()
+
+
 @pytest.mark.parametrize(
     ("lines", "race"),
     [
@@ -237,11 +250,10 @@ def test_check_reports_model_and_kernel_step_by_step_as_json(
 def test_the_generator_never_ends_two_children_of_a_sleeping_waiter_together(
     lines: list[str], race: bool
 ) -> None:
-    backend, runner = _replay(lines[:-1], "6.18", 1, None)
-    sleepers = _sleeping_waiters(backend, runner, {s.index: s for s in runner.scenario.steps})
-    runner.step(parse("".join(f"{line}\n" for line in lines), "t.pidns").steps[-1])
-    assert _children_die_together(sleepers) is race
-    backend.close()
+    with _before_the_last(lines) as (backend, runner, step):
+        sleepers = _sleeping_waiters(backend, runner, {s.index: s for s in runner.scenario.steps})
+        runner.step(step)
+        assert _children_die_together(sleepers) is race
 
 
 @pytest.mark.parametrize(
@@ -261,10 +273,8 @@ def test_the_generator_never_ends_two_children_of_a_sleeping_waiter_together(
 def test_the_generator_never_queues_two_calls_in_one_stopped_process(
     lines: list[str], race: bool
 ) -> None:
-    backend, runner = _replay(lines[:-1], "6.18", 1, None)
-    step = parse("".join(f"{line}\n" for line in lines), "t.pidns").steps[-1]
-    assert _queues_beside_a_sibling(step, backend, runner) is race
-    backend.close()
+    with _before_the_last(lines) as (backend, runner, step):
+        assert _queues_beside_a_sibling(step, backend, runner) is race
 
 
 @pytest.mark.parametrize(
@@ -285,10 +295,8 @@ def test_the_generator_never_queues_two_calls_in_one_stopped_process(
 def test_the_generator_never_names_a_thread_of_an_init_in_its_zap(
     lines: list[str], race: bool
 ) -> None:
-    backend, _runner = _replay(lines[:-1], "6.18", 1, None)
-    step = parse("".join(f"{line}\n" for line in lines), "t.pidns").steps[-1]
-    assert _names_a_thread_of_a_zap(step, backend) is race
-    backend.close()
+    with _before_the_last(lines) as (backend, _runner, step):
+        assert _names_a_thread_of_a_zap(step, backend) is race
 
 
 @pytest.mark.parametrize(
@@ -306,8 +314,6 @@ def test_the_generator_never_names_a_thread_of_an_init_in_its_zap(
     ids=["pgrp-wait", "pid-wait", "none"],
 )  # fmt: skip
 def test_the_generator_never_wakes_a_siblings_group_wait(lines: list[str], race: bool) -> None:
-    backend, runner = _replay(lines[:-1], "6.18", 1, None)
-    made = {s.index: s for s in runner.scenario.steps}
-    step = parse("".join(f"{line}\n" for line in lines), "t.pidns").steps[-1]
-    assert _wakes_a_sibling_pgrp_wait(step, backend, runner, made) is race
-    backend.close()
+    with _before_the_last(lines) as (backend, runner, step):
+        made = {s.index: s for s in runner.scenario.steps}
+        assert _wakes_a_sibling_pgrp_wait(step, backend, runner, made) is race
