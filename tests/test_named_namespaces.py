@@ -88,7 +88,8 @@ def test_a_paused_namespace_is_joined_by_name_listed_and_stopped(runtime: Path) 
         )
         assert joined.returncode == 0, joined.stderr
         assert joined.stdout.split() == ["2", "pidns-init"]  # the first process after the init
-        assert len(marker.processes("sleep")) == 2  # held by the paused namespace
+        # Held by the paused namespace (the shell may return before its children exec sleep).
+        assert wait_for(lambda: len(marker.processes("sleep")) == 2)
         listed = json.loads(run_cli("ls", "--json").stdout)["namespaces"]
         (row,) = [ns for ns in listed if ns["name"] == "db"]
         assert row["inode"] == entry.pid_ns and row["init"] == entry.pid
