@@ -78,6 +78,11 @@ class Settler:
 
         Only a sweep of /proc begun after the actor's call returned can show the world
         settled: one begun earlier may have read a process before the call touched it.
+        And only one that found nothing changed since the last: a sweep reads one process
+        after another, so it can read A at rest and then B, whose exit was in flight, as
+        a zombie, although B's exit signalled A after A was read (the SIGCHLD goes before
+        the zombie state, kernel/exit.c:exit_notify). The next sweep, begun after B was
+        read, sees what B did to A.
         """
         deadline = time.monotonic() + self.world.settle_timeout
         rounds = 0
@@ -89,9 +94,11 @@ class Settler:
             self.await_actor(settle)
             self._read_messages(settle, 0)
             returned = settle.result is not None
-            self._sweep(settle)
+            changed = self._sweep(settle)
             self._resolve_silent_actor(settle)
             reasons = self.unsettled(settle)
+            if changed and not reasons:
+                reasons.append(f"{', '.join(dict.fromkeys(changed))} changed during the sweep")
             if not returned:
                 assert settle.actor is not None
                 reasons.append(f"{settle.actor.name}'s call has not returned")
@@ -167,16 +174,21 @@ class Settler:
             settle.result = ast.BLOCKS  # it reads the command once continued
             actor.call.move_to(CallState.QUEUED)
 
-    def _sweep(self, settle: Settle) -> None:
-        self._read(settle)
+    def _sweep(self, settle: Settle) -> list[str]:
+        """Read the processes; the names of those found changed since their last read."""
+        changed = self._read(settle)
         if settle.scope is not None and any(p.reaped or p.seen.dead for p in settle.scope):
             settle.scope = None  # what a death does reaches others: read the whole world
-            self._read(settle)
+            changed += self._read(settle)
+        return changed
 
-    def _read(self, settle: Settle) -> None:
+    def _read(self, settle: Settle) -> list[str]:
         world = self.world
+        changed: list[str] = []
         for p in self.procs(settle):
             seen = read(p.status_fd, p.stat_fd)
+            if seen != p.seen:
+                changed.append(p.name)
             world.dirty[p] = None
             if seen is None:
                 p.reaped = True
@@ -190,6 +202,7 @@ class Settler:
                 and p.call.state is not CallState.AWAITED
             ):
                 p.call = None  # a call pending in a dead process never completes
+        return changed
 
     def unsettled(self, settle: Settle) -> list[str]:
         """Why the world is not settled yet (empty: settled).
